@@ -1,0 +1,37 @@
+#!/bin/bash
+# notary-signer of replica $DTR_REPLICA_ID: gRPC on 7899 with mutual TLS (clients need a
+# certificate from the cluster CA), keys in PostgreSQL database notarysigner as role
+# notarysigner (client certificate), encrypted with the passphrase of alias "dtr". The
+# passphrase is read here from the dtr-ca volume and handed to notary-signer only through
+# the environment of the exec'd process (never the container's, so not in docker inspect).
+set -euo pipefail
+. /usr/local/lib/dtr/lib.sh
+
+dtr_check_replica_id
+dtr_check_hosts DTR_DB_HOST
+dtr_require_files /ca/ca.pem /ca/notary-signer/cert.pem /ca/notary-signer/key.pem /ca/notary-signer/passphrase
+db=$DTR_DB_HOST
+[[ $db == *:* ]] || db=$db:5432
+dtr_no_proxy "dtr-notary-signer-$DTR_REPLICA_ID" "${DTR_DB_HOST%:*}"
+
+cat > /run/dtr/signer.json <<JSON
+{
+  "server": {
+    "grpc_addr": ":7899",
+    "tls_cert_file": "/ca/notary-signer/cert.pem",
+    "tls_key_file": "/ca/notary-signer/key.pem",
+    "client_ca_file": "/ca/ca.pem"
+  },
+  "logging": { "level": "$(dtr_level)" },
+  "storage": {
+    "backend": "postgres",
+    "db_url": "postgres://notarysigner@$db/notarysigner?sslmode=verify-full&sslrootcert=/ca/ca.pem&sslcert=/ca/notary-signer/cert.pem&sslkey=/ca/notary-signer/key.pem",
+    "default_alias": "dtr"
+  }
+}
+JSON
+
+NOTARY_SIGNER_DTR=$(cat /ca/notary-signer/passphrase)
+[ -n "$NOTARY_SIGNER_DTR" ] || dtr_die "/ca/notary-signer/passphrase is empty"
+export NOTARY_SIGNER_DTR
+exec notary-signer -config /run/dtr/signer.json "$@"

@@ -1,0 +1,150 @@
+//! From parsed arguments to validated options: each flag's value checked once, with the flag's
+//! name in the error; flags whose feature has not landed yet are refused by name.
+
+use super::args::{InstallArgs, ServiceArgs, UcpArgs};
+use crate::error::{Error, Result};
+use crate::options::{ExternalUrl, InstallOptions, LogLevel, Proxies, ReplicaId, Storage, Subnet};
+use crate::pki::TlsMaterial;
+use crate::secret::Secret;
+
+const MKE_HINT: &str = "this version drives the local Docker engine (DOCKER_HOST or the default socket) only; drop the --ucp-* flags and UCP_* variables";
+
+/// The MKE/UCP target arrives in a later version: say so rather than ignore the flags.
+pub fn refuse_ucp(ucp: &UcpArgs) -> Result<()> {
+    let set = [
+        ("--ucp-url", ucp.ucp_url.is_some()),
+        ("--ucp-username", ucp.ucp_username.is_some()),
+        ("--ucp-password", ucp.ucp_password.is_some()),
+        ("--ucp-ca", ucp.ucp_ca.is_some()),
+        ("--ucp-insecure-tls", ucp.ucp_insecure_tls),
+    ];
+    match set.iter().find(|(_, on)| *on) {
+        Some((flag, _)) => Err(Error::NotSupportedYet {
+            flag,
+            hint: MKE_HINT,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn refuse_later_features(s: &ServiceArgs) -> Result<()> {
+    let checks: [(&'static str, bool, &'static str); 9] = [
+        ("--nfs-storage-url", s.nfs_storage_url.as_deref().is_some_and(|v| !v.is_empty()), "use --dtr-storage-volume with a volume of the NFS (local) driver, pre-created with `docker volume create`"),
+        ("--nfs-options", s.nfs_options.is_some(), "pre-create the volume with the options and pass it as --dtr-storage-volume"),
+        ("--async-nfs", s.async_nfs, "pre-create the volume with the options and pass it as --dtr-storage-volume"),
+        ("--enable-client-cert-auth", s.enable_client_cert_auth, "client-certificate authentication comes with a later version"),
+        ("--client-cert-auth-ca", s.client_cert_auth_ca.is_some(), "client-certificate authentication comes with a later version"),
+        ("--log-host", s.log_host.is_some(), "the services log through the node's Docker log driver (--log-protocol internal)"),
+        ("--log-protocol", !s.log_protocol.eq_ignore_ascii_case("internal"), "the services log through the node's Docker log driver (--log-protocol internal)"),
+        ("--enable-pprof", s.enable_pprof, "profiling endpoints come with a later version"),
+        ("--custom-ca-cert-bundle", s.custom_ca_cert_bundle.is_some(), "extra CAs for the services come with a later version"),
+    ];
+    match checks.iter().find(|(_, on, _)| *on) {
+        Some((flag, _, hint)) => Err(Error::NotSupportedYet { flag, hint }),
+        None => Ok(()),
+    }
+}
+
+/// A PEM flag takes the PEM itself (the original's `"$(cat cert.pem)"`) or a path to a file.
+fn pem_value(flag: &'static str, value: &str) -> Result<String> {
+    if value.contains("-----BEGIN") {
+        return Ok(value.to_string());
+    }
+    std::fs::read_to_string(value).map_err(|e| Error::InvalidValue {
+        flag,
+        value: if value.len() > 60 {
+            format!("{}...", &value[..60])
+        } else {
+            value.to_string()
+        },
+        reason: format!("neither PEM content nor a readable file ({e})"),
+    })
+}
+
+fn nonempty(v: &Option<String>) -> Option<String> {
+    v.as_ref()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+pub fn install(a: InstallArgs) -> Result<InstallOptions> {
+    refuse_ucp(&a.ucp)?;
+    refuse_later_features(&a.service)?;
+    let s = &a.service;
+    let tls = match (nonempty(&s.dtr_cert), nonempty(&s.dtr_key)) {
+        (Some(cert), Some(key)) => {
+            let ca = nonempty(&s.dtr_ca)
+                .map(|v| pem_value("--dtr-ca", &v))
+                .transpose()?;
+            Some(TlsMaterial::new(
+                pem_value("--dtr-cert", &cert)?,
+                Secret::new(pem_value("--dtr-key", &key)?),
+                ca,
+            )?)
+        }
+        (None, None) if s.dtr_ca.is_some() => {
+            return Err(Error::InvalidValue {
+                flag: "--dtr-ca",
+                value: "(given)".into(),
+                reason: "--dtr-ca goes with --dtr-cert and --dtr-key".into(),
+            })
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(Error::InvalidValue {
+                flag: "--dtr-key",
+                value: "(missing)".into(),
+                reason: "--dtr-cert needs its private key in --dtr-key".into(),
+            })
+        }
+        (None, Some(_)) => {
+            return Err(Error::InvalidValue {
+                flag: "--dtr-cert",
+                value: "(missing)".into(),
+                reason: "--dtr-key needs its certificate in --dtr-cert".into(),
+            })
+        }
+    };
+    let port = |flag: &'static str, p: u16| {
+        if p == 0 {
+            Err(Error::InvalidValue {
+                flag,
+                value: "0".into(),
+                reason: "use a port from 1 to 65535".into(),
+            })
+        } else {
+            Ok(p)
+        }
+    };
+    if let Some(mb) = a.replica.replica_rethinkdb_cache_mb {
+        if mb < 64 {
+            return Err(Error::InvalidValue {
+                flag: "--replica-rethinkdb-cache-mb",
+                value: mb.to_string(),
+                reason: "give at least 64 (MB)".into(),
+            });
+        }
+    }
+    Ok(InstallOptions {
+        node: nonempty(&a.replica.ucp_node),
+        replica_id: match nonempty(&a.replica.replica_id) {
+            Some(id) => ReplicaId::parse(&id)?,
+            None => ReplicaId::random(),
+        },
+        http_port: port("--replica-http-port", a.replica.replica_http_port)?,
+        https_port: port("--replica-https-port", a.replica.replica_https_port)?,
+        external_url: nonempty(&s.dtr_external_url)
+            .map(|u| ExternalUrl::parse(&u))
+            .transpose()?,
+        tls,
+        storage: Storage::parse(nonempty(&s.dtr_storage_volume).as_deref())?,
+        overlay_subnet: Subnet::parse(&a.overlay_subnet)?,
+        log_level: LogLevel::parse(&s.log_level)?,
+        proxies: Proxies {
+            http: nonempty(&s.http_proxy),
+            https: nonempty(&s.https_proxy),
+            no_proxy: nonempty(&s.no_proxy),
+        },
+        db_cache_mb: a.replica.replica_rethinkdb_cache_mb,
+    })
+}

@@ -1,0 +1,229 @@
+//! The command-line layer: parses arguments (and env vars), asks for what is missing when a person
+//! is at a terminal, hands validated options to `ops`, and turns the outcome into output and an
+//! exit code. Nothing below this module knows about clap or terminals.
+
+pub mod args;
+mod convert;
+mod prompt;
+
+use clap::{CommandFactory, Parser};
+
+use crate::components::Component;
+use crate::error::{exit, Error, Result};
+use crate::report::{render, Reporter};
+use args::{Cli, Command, CommonArgs, Phase2Step};
+
+/// The original's MSR rebrand renamed some `DTR_*` variables to `MSR_*`: accept both. An `MSR_X`
+/// fills `DTR_X` when that is unset. Runs before any thread starts.
+fn alias_msr_env() {
+    let renames: Vec<(String, String)> = std::env::vars()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("MSR_")
+                .map(|rest| (format!("DTR_{rest}"), v))
+        })
+        .filter(|(dtr, _)| std::env::var_os(dtr).is_none())
+        .collect();
+    for (k, v) in renames {
+        // SAFETY-free in edition 2021; called before the runtime or any other thread exists.
+        std::env::set_var(k, v);
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("start the async runtime")
+}
+
+/// Entry point of the binary; returns the process exit code.
+pub fn main() -> i32 {
+    alias_msr_env();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+        }
+    };
+    match cli.command {
+        Command::Api => role(crate::roles::api::run()),
+        Command::Jobrunner => role(crate::roles::jobrunner::run()),
+        Command::Phase2 {
+            step: Phase2Step::Certs,
+        } => finish(crate::roles::phase2::run_certs(), &Reporter::quiet()),
+        Command::Health { component } => match Component::from_name(&component) {
+            Some(c) => role(crate::roles::health::check(c)),
+            None => {
+                eprintln!("unknown component {component}");
+                exit::USAGE
+            }
+        },
+        command => user_command(command),
+    }
+}
+
+fn role(fut: impl std::future::Future<Output = Result<()>>) -> i32 {
+    finish(runtime().block_on(fut), &Reporter::quiet())
+}
+
+fn finish(result: Result<()>, reporter: &Reporter) -> i32 {
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            let text = render(&e);
+            if reporter.is_tty() {
+                reporter.error(text);
+            } else {
+                eprintln!("{} ERROR {text}", crate::report::timestamp());
+            }
+            e.exit_code()
+        }
+    }
+}
+
+fn common_of(command: &Command) -> Option<&CommonArgs> {
+    Some(match command {
+        Command::Install(a) => &a.common,
+        Command::Join(a) => &a.common,
+        Command::Reconfigure(a) => &a.common,
+        Command::Upgrade(a) => &a.common,
+        Command::Backup(a) => &a.common,
+        Command::Restore(a) => &a.common,
+        Command::Destroy(a) => &a.common,
+        Command::Remove(a) => &a.common,
+        Command::EmergencyRepair(a) => &a.common,
+        Command::Images(a) => &a.common,
+        _ => return None,
+    })
+}
+
+fn subcommand_name(command: &Command) -> &'static str {
+    match command {
+        Command::Install(_) => "install",
+        Command::Join(_) => "join",
+        Command::Reconfigure(_) => "reconfigure",
+        Command::Upgrade(_) => "upgrade",
+        Command::Backup(_) => "backup",
+        Command::Restore(_) => "restore",
+        Command::Destroy(_) => "destroy",
+        Command::Remove(_) => "remove",
+        Command::EmergencyRepair(_) => "emergency-repair",
+        Command::Images(_) => "images",
+        Command::Api => "api",
+        Command::Jobrunner => "jobrunner",
+        Command::Phase2 { .. } => "phase2",
+        Command::Health { .. } => "health",
+    }
+}
+
+fn user_command(command: Command) -> i32 {
+    let common = common_of(&command)
+        .cloned()
+        .expect("user commands have common flags");
+    let name = subcommand_name(&command);
+    if common.help_extended {
+        let mut cmd = Cli::command();
+        if let Some(sub) = cmd.find_subcommand_mut(name) {
+            let _ = sub.print_long_help();
+        }
+        return exit::OK;
+    }
+    let reporter = Reporter::new(common.debug, common.nocolor);
+    let result = match command {
+        Command::Images(_) => {
+            for image in crate::version::all_images() {
+                println!("{image}");
+            }
+            Ok(())
+        }
+        Command::Install(a) => convert::install(a).and_then(|opts| {
+            let report = runtime().block_on(crate::ops::install::install(opts, &reporter))?;
+            summary(&reporter, &report);
+            Ok(())
+        }),
+        Command::Destroy(a) => runtime().block_on(destroy(a, &reporter)),
+        _ => Err(Error::NotAvailableYet { command: name }),
+    };
+    finish(result, &reporter)
+}
+
+async fn destroy(a: args::DestroyArgs, reporter: &Reporter) -> Result<()> {
+    convert::refuse_ucp(&a.ucp)?;
+    if a.replica_id.is_none() && !prompt::interactive() {
+        return Err(Error::MissingInput {
+            missing: vec![("--replica-id", "DTR_DESTROY_REPLICA_ID")],
+        });
+    }
+    let given = a
+        .replica_id
+        .as_deref()
+        .map(crate::options::ReplicaId::parse)
+        .transpose()?;
+    let engine = crate::engine::Engine::connect().await?;
+    let replica = match given {
+        Some(id) => id,
+        None => {
+            let existing = crate::ops::destroy::replicas(&engine).await?;
+            if existing.is_empty() {
+                return Err(Error::ReplicaNotFound {
+                    replica: "(any)".into(),
+                    existing,
+                });
+            }
+            crate::options::ReplicaId::parse(&prompt::pick(
+                "replica-id (The ID of the replica to destroy)",
+                &existing,
+            )?)?
+        }
+    };
+    if prompt::interactive() && !prompt::confirm(&format!("Destroy replica {replica}? Its containers and volumes (including its image data volume) are removed"))? {
+        return Err(Error::Aborted);
+    }
+    let report = crate::ops::destroy::destroy(&engine, &replica, reporter).await?;
+    for r in &report.removed {
+        reporter.debug(format!("removed {r}"));
+    }
+    if !report.left_behind.is_empty() {
+        return Err(Error::Role(format!(
+            "could not remove: {}",
+            report.left_behind.join("; ")
+        )));
+    }
+    reporter.info(format!(
+        "replica {replica} destroyed: {} objects removed",
+        report.removed.len()
+    ));
+    Ok(())
+}
+
+fn summary(reporter: &Reporter, report: &crate::ops::install::InstallReport) {
+    let plan = &report.plan;
+    let url = format!("https://{}", plan.external_authority);
+    reporter.info(format!(
+        "Installation is complete ({:.1}s)",
+        reporter.elapsed().as_secs_f64()
+    ));
+    reporter.info(format!("Replica ID is set to: {}", plan.replica_id));
+    reporter.info(format!(
+        "DTR is at {url} (HTTP port {} redirects to HTTPS)",
+        plan.http_port
+    ));
+    reporter.info(format!(
+        "CA certificate (SHA-256 {}): served at {url}/ca, and in volume dtr-ca-{} as external/ca.pem",
+        report.certs.external_ca_fingerprint, plan.replica_id
+    ));
+    reporter.info(format!(
+        "To trust it on a Docker client: mkdir -p /etc/docker/certs.d/{0} && curl -sk {url}/ca -o /etc/docker/certs.d/{0}/ca.crt (then compare the fingerprint)",
+        plan.external_authority
+    ));
+    reporter.info(format!(
+        "To add replicas use --existing-replica-id {}",
+        plan.replica_id
+    ));
+}

@@ -1,0 +1,477 @@
+//! The Docker engine as the operations use it: a thin layer over bollard that speaks in the
+//! plan's terms (specs in, names out) and turns every engine error into an `Error` that names
+//! the object involved. `apply` walks a plan; `probe` waits for health.
+
+pub mod apply;
+pub mod probe;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{
+    ContainerCreateBody, HealthConfig, HostConfig, Ipam, IpamConfig, Mount, MountType,
+    NetworkConnectRequest, NetworkCreateRequest, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, ListNetworksOptions, ListNodesOptions,
+    ListVolumesOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    UploadToContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::plan::{ContainerSpec, MountSpec, NetworkSpec, VolumeSpec};
+
+pub use bollard::models::{ContainerSummary, Network, Node, SystemInfo, Volume};
+
+/// A connected engine (the local socket or `DOCKER_HOST`, with the usual TLS variables).
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    pub host: String,
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn filters(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+    let mut m: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in pairs {
+        m.entry(k.to_string()).or_default().push(v.to_string());
+    }
+    m
+}
+
+pub(crate) fn mounts(specs: &[MountSpec]) -> Vec<Mount> {
+    specs
+        .iter()
+        .map(|m| Mount {
+            source: Some(m.source.clone()),
+            target: Some(m.target.clone()),
+            typ: Some(if m.bind {
+                MountType::BIND
+            } else {
+                MountType::VOLUME
+            }),
+            read_only: Some(m.read_only),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// Output of a command run in a container.
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub output: String,
+}
+
+impl Engine {
+    pub async fn connect() -> Result<Engine> {
+        let host =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let unreachable = |source| Error::EngineUnreachable {
+            host: host.clone(),
+            source,
+        };
+        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+        // The engine may be older than bollard's default API version (Debian's 20.10 speaks 1.41).
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        docker.ping().await.map_err(unreachable)?;
+        Ok(Engine { docker, host })
+    }
+
+    pub async fn info(&self) -> Result<SystemInfo> {
+        self.docker
+            .info()
+            .await
+            .map_err(|e| Error::docker("describe", "the engine", e))
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<Node>> {
+        self.docker
+            .list_nodes(None::<ListNodesOptions>)
+            .await
+            .map_err(|e| Error::docker("list", "swarm nodes", e))
+    }
+
+    pub async fn image_exists(&self, image: &str) -> Result<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(Error::docker("inspect image", image, e)),
+        }
+    }
+
+    pub async fn network(&self, name: &str) -> Result<Option<Network>> {
+        // Names are matched exactly: the engine's name filter matches substrings.
+        let list = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters(&[("name", name)])),
+            }))
+            .await
+            .map_err(|e| Error::docker("list networks", name, e))?;
+        Ok(list.into_iter().find(|n| n.name.as_deref() == Some(name)))
+    }
+
+    pub async fn networks_labelled(&self, label: &str) -> Result<Vec<Network>> {
+        self.docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters(&[("label", label)])),
+            }))
+            .await
+            .map_err(|e| Error::docker("list networks", label, e))
+    }
+
+    pub async fn create_network(&self, spec: &NetworkSpec) -> Result<()> {
+        let request = NetworkCreateRequest {
+            name: spec.name.clone(),
+            driver: Some(spec.driver.clone()),
+            attachable: Some(spec.attachable),
+            ipam: spec.subnet.as_ref().map(|s| Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(s.clone()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker
+            .create_network(request)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::docker("create network", &spec.name, e))
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(Error::docker("remove network", name, e)),
+        }
+    }
+
+    pub async fn volume(&self, name: &str) -> Result<Option<Volume>> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(Error::docker("inspect volume", name, e)),
+        }
+    }
+
+    pub async fn volumes_labelled(&self, labels: &[&str]) -> Result<Vec<Volume>> {
+        let pairs: Vec<(&str, &str)> = labels.iter().map(|l| ("label", *l)).collect();
+        let r = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters(&pairs)),
+            }))
+            .await
+            .map_err(|e| Error::docker("list volumes", labels.join(","), e))?;
+        Ok(r.volumes.unwrap_or_default())
+    }
+
+    pub async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
+        let request = VolumeCreateRequest {
+            name: Some(spec.name.clone()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::docker("create volume", &spec.name, e))
+    }
+
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        match self
+            .docker
+            .remove_volume(name, Some(RemoveVolumeOptions { force: false }))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(Error::docker("remove volume", name, e)),
+        }
+    }
+
+    pub async fn containers_labelled(&self, labels: &[&str]) -> Result<Vec<ContainerSummary>> {
+        let pairs: Vec<(&str, &str)> = labels.iter().map(|l| ("label", *l)).collect();
+        self.docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters(&pairs)),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| Error::docker("list containers", labels.join(","), e))
+    }
+
+    /// Creates a component container (not started) on its first network, then connects the others.
+    pub async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
+        let ports = spec.ports.iter().map(|p| {
+            (
+                format!("{}/tcp", p.container),
+                Some(vec![PortBinding {
+                    host_ip: None,
+                    host_port: Some(p.host.to_string()),
+                }]),
+            )
+        });
+        let exposed: Vec<String> = spec
+            .ports
+            .iter()
+            .map(|p| format!("{}/tcp", p.container))
+            .collect();
+        let nanos = |d: Duration| d.as_nanos() as i64;
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            hostname: Some(spec.hostname.clone()),
+            user: Some(spec.user.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            exposed_ports: if exposed.is_empty() {
+                None
+            } else {
+                Some(exposed)
+            },
+            healthcheck: Some(HealthConfig {
+                test: Some(
+                    std::iter::once("CMD".to_string())
+                        .chain(spec.health.command.iter().cloned())
+                        .collect(),
+                ),
+                interval: Some(nanos(spec.health.interval)),
+                timeout: Some(nanos(spec.health.timeout)),
+                retries: Some(spec.health.retries),
+                start_period: Some(nanos(spec.health.start_period)),
+                ..Default::default()
+            }),
+            host_config: Some(HostConfig {
+                mounts: Some(mounts(&spec.mounts)),
+                network_mode: spec.networks.first().cloned(),
+                port_bindings: if spec.ports.is_empty() {
+                    None
+                } else {
+                    Some(ports.collect())
+                },
+                restart_policy: Some(RestartPolicy {
+                    name: Some(restart_policy(spec.restart_policy)),
+                    maximum_retry_count: None,
+                }),
+                init: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.create_raw(&spec.name, body).await?;
+        for net in spec.networks.iter().skip(1) {
+            self.docker
+                .connect_network(
+                    net,
+                    NetworkConnectRequest {
+                        container: spec.name.clone(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| {
+                    Error::docker("connect to network", format!("{} ({net})", spec.name), e)
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Creates a container from a raw body (phase 2, preflight probes).
+    pub async fn create_raw(&self, name: &str, body: ContainerCreateBody) -> Result<()> {
+        self.docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.to_string()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::docker("create container", name, e))
+    }
+
+    pub async fn start(&self, name: &str) -> Result<()> {
+        self.docker
+            .start_container(name, None)
+            .await
+            .map_err(|e| Error::docker("start container", name, e))
+    }
+
+    pub async fn remove_container(&self, name: &str) -> Result<()> {
+        match self
+            .docker
+            .remove_container(
+                name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: false,
+                    link: false,
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(Error::docker("remove container", name, e)),
+        }
+    }
+
+    /// `(status, exit code)` of a container, or `None` if it does not exist.
+    pub async fn state(&self, name: &str) -> Result<Option<(String, i64)>> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => {
+                let s = c.state.unwrap_or_default();
+                Ok(Some((
+                    s.status.map(|x| x.to_string()).unwrap_or_default(),
+                    s.exit_code.unwrap_or(0),
+                )))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(Error::docker("inspect container", name, e)),
+        }
+    }
+
+    pub async fn wait_exit(&self, name: &str) -> Result<i64> {
+        let mut stream = self.docker.wait_container(name, None);
+        match stream.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            // a non-zero exit arrives as an error carrying the code
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(Error::docker("wait for container", name, e)),
+            None => Ok(self.state(name).await?.map(|s| s.1).unwrap_or(-1)),
+        }
+    }
+
+    /// The last `lines` lines of the container's output (stdout and stderr, in order).
+    pub async fn logs(&self, name: &str, lines: usize) -> String {
+        let opts = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        };
+        let mut stream = self.docker.logs(name, Some(opts));
+        let mut out = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        out
+    }
+
+    /// stdout and stderr of a finished container, separately.
+    pub async fn output(&self, name: &str) -> (String, String) {
+        let opts = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: "all".into(),
+            ..Default::default()
+        };
+        let mut stream = self.docker.logs(name, Some(opts));
+        let (mut out, mut err) = (String::new(), String::new());
+        while let Some(Ok(chunk)) = stream.next().await {
+            match chunk {
+                bollard::container::LogOutput::StdErr { message } => {
+                    err.push_str(&String::from_utf8_lossy(&message))
+                }
+                other => out.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+            }
+        }
+        (out, err)
+    }
+
+    /// Runs a command in a running container and collects its output.
+    pub async fn exec(&self, name: &str, cmd: &[String]) -> Result<ExecOutput> {
+        let created = self
+            .docker
+            .create_exec(
+                name,
+                bollard::exec::CreateExecOptions::<String> {
+                    cmd: Some(cmd.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| Error::docker("run a command in", name, e))?;
+        let mut output = String::new();
+        if let bollard::exec::StartExecResults::Attached {
+            output: mut stream, ..
+        } = self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| Error::docker("run a command in", name, e))?
+        {
+            while let Some(Ok(chunk)) = stream.next().await {
+                output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
+        }
+        let inspect = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| Error::docker("inspect a command in", name, e))?;
+        Ok(ExecOutput {
+            exit_code: inspect.exit_code.unwrap_or(-1),
+            output,
+        })
+    }
+
+    /// Copies files into a (created or running) container: `(path inside dir, contents, mode)`.
+    pub async fn upload(&self, name: &str, dir: &str, files: &[(&str, &[u8], u32)]) -> Result<()> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, contents, mode) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(contents.len() as u64);
+            header.set_mode(*mode);
+            header.set_mtime(0);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, path, *contents)
+                .map_err(|e| Error::io("build upload archive", e))?;
+        }
+        let archive = builder
+            .into_inner()
+            .map_err(|e| Error::io("build upload archive", e))?;
+        self.docker
+            .upload_to_container(
+                name,
+                Some(UploadToContainerOptions {
+                    path: dir.to_string(),
+                    ..Default::default()
+                }),
+                bollard::body_full(archive.into()),
+            )
+            .await
+            .map_err(|e| Error::docker("copy files into", name, e))
+    }
+}
+
+fn restart_policy(name: &str) -> RestartPolicyNameEnum {
+    match name {
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "no" => RestartPolicyNameEnum::NO,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+    }
+}

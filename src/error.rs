@@ -1,0 +1,158 @@
+//! The library's errors. Each variant carries the object involved (flag, container, port, ...);
+//! `report::render` is the one place that turns them into what a person reads, and
+//! `Error::exit_code` the one place that maps them to the documented exit codes.
+
+use std::time::Duration;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One failed preflight check. All of them are collected before anything is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreflightFailure {
+    /// Short check name, e.g. `ports`, `swarm`, `images`.
+    pub check: &'static str,
+    pub problem: String,
+    pub fix: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid value {value:?} for {flag}: {reason}")]
+    InvalidValue {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+
+    #[error("missing required values and no terminal to ask for them")]
+    MissingInput {
+        missing: Vec<(&'static str, &'static str)>,
+    },
+
+    #[error("`{command}` is not available yet in this version of dtr")]
+    NotAvailableYet { command: &'static str },
+
+    #[error("{flag} is not supported yet by this version of dtr")]
+    NotSupportedYet {
+        flag: &'static str,
+        hint: &'static str,
+    },
+
+    #[error("cannot reach the Docker engine at {host}: {source}")]
+    EngineUnreachable {
+        host: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+
+    #[error("preflight checks failed")]
+    Preflight { failures: Vec<PreflightFailure> },
+
+    #[error("Docker engine refused to {action} {object}: {source}")]
+    Docker {
+        action: &'static str,
+        object: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+
+    #[error("{container} did not become healthy within {}s", waited.as_secs())]
+    Unhealthy {
+        container: String,
+        waited: Duration,
+        last_output: String,
+        logs: String,
+    },
+
+    #[error("{container} stopped (state {state}, exit code {exit_code})")]
+    ContainerStopped {
+        container: String,
+        state: String,
+        exit_code: i64,
+        logs: String,
+    },
+
+    #[error("phase 2 ({step}) failed: {message}")]
+    Phase2 { step: String, message: String },
+
+    #[error("invalid TLS material ({what}): {reason}")]
+    Tls { what: String, reason: String },
+
+    #[error("no replica {replica} found on this engine")]
+    ReplicaNotFound {
+        replica: String,
+        existing: Vec<String>,
+    },
+
+    #[error("aborted by the user")]
+    Aborted,
+
+    #[error("interrupted")]
+    Interrupted,
+
+    #[error("{operation} failed")]
+    RolledBack {
+        operation: &'static str,
+        #[source]
+        cause: Box<Error>,
+        removed: Vec<String>,
+        left_behind: Vec<String>,
+    },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("database: {context}: {message}")]
+    Database { context: String, message: String },
+
+    #[error("{0}")]
+    Role(String),
+}
+
+/// Documented in docs/cli.md ("Exit codes"); keep both in step.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const PREFLIGHT: i32 = 3;
+    pub const NOT_AVAILABLE: i32 = 4;
+    pub const MISSING_INPUT: i32 = 5;
+    pub const INTERRUPTED: i32 = 130;
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::InvalidValue { .. } | Error::Tls { .. } => exit::USAGE,
+            Error::MissingInput { .. } => exit::MISSING_INPUT,
+            Error::NotAvailableYet { .. } | Error::NotSupportedYet { .. } => exit::NOT_AVAILABLE,
+            Error::Preflight { .. } | Error::EngineUnreachable { .. } => exit::PREFLIGHT,
+            Error::Interrupted => exit::INTERRUPTED,
+            Error::RolledBack { cause, .. } => cause.exit_code(),
+            _ => exit::FAILED,
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn docker(
+        action: &'static str,
+        object: impl Into<String>,
+        source: bollard::errors::Error,
+    ) -> Self {
+        Error::Docker {
+            action,
+            object: object.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! `dtr destroy`: force-removes one replica's containers and volumes without telling the rest of
+//! the cluster (the original's semantics), and the DTR networks once no replica uses them.
+//! Only objects carrying our labels are touched.
+
+use futures_util::future::join_all;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::options::ReplicaId;
+use crate::plan::labels;
+use crate::report::Reporter;
+
+pub struct DestroyReport {
+    pub removed: Vec<String>,
+    pub left_behind: Vec<String>,
+}
+
+/// Replica ids that have at least one labelled container or volume on this engine.
+pub async fn replicas(engine: &Engine) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = engine
+        .containers_labelled(&[&labels::managed_filter()])
+        .await?
+        .into_iter()
+        .filter_map(|c| c.labels.and_then(|l| l.get(labels::REPLICA).cloned()))
+        .chain(
+            engine
+                .volumes_labelled(&[&labels::managed_filter()])
+                .await?
+                .into_iter()
+                .filter_map(|v| v.labels.get(labels::REPLICA).cloned()),
+        )
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+pub async fn destroy(
+    engine: &Engine,
+    replica: &ReplicaId,
+    reporter: &Reporter,
+) -> Result<DestroyReport> {
+    let managed = labels::managed_filter();
+    let this = labels::replica_filter(replica);
+    let containers = engine.containers_labelled(&[&managed, &this]).await?;
+    let volumes = engine.volumes_labelled(&[&managed, &this]).await?;
+    if containers.is_empty() && volumes.is_empty() {
+        return Err(Error::ReplicaNotFound {
+            replica: replica.to_string(),
+            existing: replicas(engine).await?,
+        });
+    }
+    let mut removed = Vec::new();
+    let mut left_behind = Vec::new();
+
+    let step = reporter.step(format!("remove the containers of replica {replica}"));
+    let names: Vec<String> = containers
+        .iter()
+        .filter_map(|c| {
+            c.names
+                .as_ref()?
+                .first()
+                .map(|n| n.trim_start_matches('/').to_string())
+        })
+        .collect();
+    for (name, result) in names
+        .iter()
+        .zip(join_all(names.iter().map(|n| engine.remove_container(n))).await)
+    {
+        match result {
+            Ok(()) => removed.push(format!("container {name}")),
+            Err(e) => left_behind.push(format!("container {name}: {e}")),
+        }
+    }
+    step.done(format!("{} removed", names.len()));
+
+    let step = reporter.step(format!("remove the volumes of replica {replica}"));
+    for v in &volumes {
+        match engine.remove_volume(&v.name).await {
+            Ok(()) => removed.push(format!("volume {}", v.name)),
+            Err(e) => left_behind.push(format!("volume {}: {e}", v.name)),
+        }
+    }
+    step.done(format!("{} removed", volumes.len()));
+
+    // The networks are shared by all replicas: remove them with the last one.
+    if engine.containers_labelled(&[&managed]).await?.is_empty() {
+        let step = reporter.step("remove the DTR networks (no replica uses them any more)");
+        let nets = engine.networks_labelled(&managed).await?;
+        for n in &nets {
+            let name = n.name.clone().unwrap_or_default();
+            match engine.remove_network(&name).await {
+                Ok(()) => removed.push(format!("network {name}")),
+                Err(e) => left_behind.push(format!("network {name}: {e}")),
+            }
+        }
+        step.done(format!("{} removed", nets.len()));
+    }
+    Ok(DestroyReport {
+        removed,
+        left_behind,
+    })
+}

@@ -1,0 +1,323 @@
+//! Preflight: every check runs and all failures are reported together before anything is
+//! created. Resource shortfalls are warnings on a plain engine (the original refuses on MKE).
+
+use crate::engine::Engine;
+use crate::error::{Error, PreflightFailure, Result};
+use crate::options::{InstallOptions, ReplicaId};
+use crate::plan::{labels, TargetFacts, BRIDGE_NETWORK, OVERLAY_NETWORK};
+use crate::report::Reporter;
+use crate::version;
+
+/// The documented minimums of the original (DTR system requirements).
+pub const MIN_CPUS: i64 = 2;
+pub const MIN_MEMORY_BYTES: i64 = 8 * 1024 * 1024 * 1024;
+pub const MIN_DISK_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+
+struct Findings {
+    failures: Vec<PreflightFailure>,
+    warnings: Vec<String>,
+}
+
+impl Findings {
+    fn fail(&mut self, check: &'static str, problem: impl Into<String>, fix: impl Into<String>) {
+        self.failures.push(PreflightFailure {
+            check,
+            problem: problem.into(),
+            fix: fix.into(),
+        });
+    }
+}
+
+/// Runs the install preflight; returns what was learnt about the target for planning.
+pub async fn install(
+    engine: &Engine,
+    opts: &InstallOptions,
+    reporter: &Reporter,
+) -> Result<TargetFacts> {
+    let mut f = Findings {
+        failures: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let info = engine.info().await?;
+
+    // swarm and node
+    let swarm = info.swarm.clone().unwrap_or_default();
+    let active = swarm.local_node_state.map(|s| s.to_string()) == Some("active".into());
+    let own_node_id = swarm.node_id.clone().unwrap_or_default();
+    let mut node_name = opts
+        .node
+        .clone()
+        .unwrap_or_else(|| info.name.clone().unwrap_or_default());
+    let mut node_addr = swarm.node_addr.clone().filter(|a| !a.is_empty());
+    if !active {
+        f.fail("swarm", "this Docker engine is not part of a swarm (the dtr-ol overlay network needs swarm mode)", "run `docker swarm init` (or join it to your swarm), then retry");
+    } else if swarm.control_available != Some(true) {
+        f.fail(
+            "swarm",
+            "this engine is a swarm worker: overlay networks and node checks need a manager",
+            "point DOCKER_HOST at a manager of the swarm, or install through MKE/UCP",
+        );
+    } else {
+        let nodes = engine.nodes().await?;
+        let wanted = opts.node.clone();
+        let found = nodes.iter().find(|n| match &wanted {
+            Some(w) => {
+                n.id.as_deref() == Some(w.as_str())
+                    || n.description.as_ref().and_then(|d| d.hostname.as_deref())
+                        == Some(w.as_str())
+            }
+            None => n.id.as_deref() == Some(own_node_id.as_str()),
+        });
+        let names: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| n.description.as_ref().and_then(|d| d.hostname.clone()))
+            .collect();
+        match found {
+            None => f.fail(
+                "node",
+                format!(
+                    "node {} is not a node of this swarm (nodes: {})",
+                    wanted.as_deref().unwrap_or("(this engine)"),
+                    names.join(", ")
+                ),
+                "give --ucp-node with a hostname from `docker node ls`",
+            ),
+            Some(n) => {
+                node_name = n
+                    .description
+                    .as_ref()
+                    .and_then(|d| d.hostname.clone())
+                    .unwrap_or(node_name);
+                if let Some(addr) = n
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.addr.clone())
+                    .filter(|a| !a.is_empty() && a != "0.0.0.0")
+                {
+                    node_addr = Some(addr);
+                }
+                let state = n
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.state.map(|x| x.to_string()))
+                    .unwrap_or_default();
+                if state != "ready" {
+                    f.fail(
+                        "node",
+                        format!("node {node_name} is {state}, not ready"),
+                        "bring the node back (`docker node ls`) or choose another with --ucp-node",
+                    );
+                }
+                if n.id.as_deref() != Some(own_node_id.as_str()) {
+                    f.fail(
+                        "node",
+                        format!("node {node_name} is not the node of the engine at {}: without MKE/UCP, containers can only be placed on the engine dtr talks to", engine.host),
+                        format!("run dtr against {node_name}'s own engine (DOCKER_HOST), or omit --ucp-node"),
+                    );
+                }
+            }
+        }
+    }
+
+    // an existing DTR: refuse
+    let ours = engine
+        .containers_labelled(&[&labels::managed_filter()])
+        .await?;
+    let mut replicas: Vec<String> = ours
+        .iter()
+        .filter_map(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get(labels::REPLICA).cloned())
+        })
+        .collect();
+    replicas.sort();
+    replicas.dedup();
+    if !replicas.is_empty() {
+        f.fail(
+            "existing-install",
+            format!("a DTR is already installed on this engine (replica {}); one engine holds one DTR cluster", replicas.join(", ")),
+            "use `dtr join` to add a replica or `dtr reconfigure` to change it; `dtr destroy --replica-id <id>` removes one",
+        );
+    }
+    for name in [OVERLAY_NETWORK, BRIDGE_NETWORK] {
+        if let Some(n) = engine.network(name).await? {
+            let is_ours = n
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::MANAGED))
+                .map(String::as_str)
+                == Some("true");
+            if !is_ours {
+                f.fail(
+                    "networks",
+                    format!("a network named {name} exists and was not created by dtr"),
+                    format!("remove it (`docker network rm {name}`) or rename it"),
+                );
+            }
+        }
+    }
+
+    // images
+    let mut missing = Vec::new();
+    for image in version::all_images() {
+        if !engine.image_exists(&image).await? {
+            missing.push(image);
+        }
+    }
+    if !missing.is_empty() {
+        f.fail(
+            "images",
+            format!("missing images: {}", missing.join(", ")),
+            "build them with `scripts/build-images.sh` in the dtr source tree, or `docker load` them on this node",
+        );
+    }
+
+    // ports
+    if opts.http_port == opts.https_port {
+        f.fail(
+            "ports",
+            format!(
+                "--replica-http-port and --replica-https-port are both {}",
+                opts.http_port
+            ),
+            "give two different ports",
+        );
+    }
+    let containers = engine.containers_labelled(&[]).await?;
+    for c in &containers {
+        for p in c.ports.iter().flatten() {
+            if let Some(public) = p.public_port {
+                if public == opts.http_port || public == opts.https_port {
+                    let name = c
+                        .names
+                        .iter()
+                        .flatten()
+                        .next()
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default();
+                    f.fail("ports", format!("host port {public} is published by container {name}"), format!("free the port or choose another with --replica-http-port/--replica-https-port"));
+                }
+            }
+        }
+    }
+
+    // resources
+    let cpus = info.ncpu.unwrap_or(0);
+    let mem = info.mem_total.unwrap_or(0);
+    if cpus < MIN_CPUS {
+        f.warnings.push(format!(
+            "the node has {cpus} CPUs; DTR's documented minimum is {MIN_CPUS}"
+        ));
+    }
+    if mem < MIN_MEMORY_BYTES {
+        f.warnings.push(format!(
+            "the node has {:.1} GiB of memory; DTR's documented minimum is 8 GiB",
+            mem as f64 / 1073741824.0
+        ));
+    }
+
+    // a throw-away container binds the ports for real (catches non-Docker listeners) and reads the free disk space
+    if f.failures.is_empty() {
+        match probe_node(engine, &opts.replica_id, opts.http_port, opts.https_port).await {
+            Ok(Some(free)) if free < MIN_DISK_BYTES => f.warnings.push(format!(
+                "{:.1} GiB free for Docker's data; DTR's documented minimum is 10 GiB",
+                free as f64 / 1073741824.0
+            )),
+            Ok(_) => {}
+            Err(ProbeError::Ports(msg)) => f.fail(
+                "ports",
+                msg,
+                "free the port or choose another with --replica-http-port/--replica-https-port",
+            ),
+            Err(ProbeError::Other(e)) => return Err(e),
+        }
+    }
+
+    for w in &f.warnings {
+        reporter.warn(format!(
+            "{w} (a warning on a plain Docker engine; the install continues)"
+        ));
+    }
+    if !f.failures.is_empty() {
+        return Err(Error::Preflight {
+            failures: f.failures,
+        });
+    }
+    Ok(TargetFacts {
+        node: node_name,
+        node_addr,
+        mem_total_bytes: mem.max(0) as u64,
+    })
+}
+
+enum ProbeError {
+    Ports(String),
+    Other(Error),
+}
+
+/// Runs the bootstrapper image once with the replica's ports published. Returns the free bytes
+/// of the engine's data filesystem, if it could be read.
+async fn probe_node(
+    engine: &Engine,
+    replica: &ReplicaId,
+    http: u16,
+    https: u16,
+) -> std::result::Result<Option<u64>, ProbeError> {
+    use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+    let name = format!("dtr-preflight-{replica}");
+    let mut l = labels::phase2(replica, version::VERSION);
+    l.remove(labels::PHASE2);
+    let bindings = [(http, 1080u16), (https, 1443u16)]
+        .into_iter()
+        .map(|(h, c)| {
+            (
+                format!("{c}/tcp"),
+                Some(vec![PortBinding {
+                    host_ip: None,
+                    host_port: Some(h.to_string()),
+                }]),
+            )
+        })
+        .collect();
+    let body = ContainerCreateBody {
+        image: Some(version::bootstrapper_image()),
+        entrypoint: Some(vec!["df".into(), "-Pk".into(), "/".into()]),
+        labels: Some(l.into_iter().collect()),
+        exposed_ports: Some(vec!["1080/tcp".into(), "1443/tcp".into()]),
+        host_config: Some(HostConfig {
+            port_bindings: Some(bindings),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let _ = engine.remove_container(&name).await;
+    engine
+        .create_raw(&name, body)
+        .await
+        .map_err(ProbeError::Other)?;
+    let result = async {
+        if let Err(e) = engine.start(&name).await {
+            let text = crate::report::render(&e);
+            if text.contains("address already in use") || text.contains("port is already allocated")
+            {
+                return Err(ProbeError::Ports(format!(
+                    "host port {http} or {https} is in use on the node: {}",
+                    text.lines().next().unwrap_or("")
+                )));
+            }
+            return Err(ProbeError::Other(e));
+        }
+        engine.wait_exit(&name).await.map_err(ProbeError::Other)?;
+        let (out, _) = engine.output(&name).await;
+        Ok(out
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024))
+    }
+    .await;
+    let _ = engine.remove_container(&name).await;
+    result
+}

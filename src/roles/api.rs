@@ -1,0 +1,431 @@
+//! `dtr api`: the replica's API server behind nginx. It owns the `dtr` database schema, answers
+//! `/_ping` with the health of every component of its replica and `/api/v0/meta/cluster_status`
+//! with the cluster's members. Business endpoints come with the registry features.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use crate::components::Component;
+use crate::error::{Error, Result};
+use crate::options::LogLevel;
+use crate::roles::db;
+use crate::roles::runtime::{log, RoleConfig};
+
+pub const PORT: u16 = crate::components::API_PORT;
+/// A jobrunner whose heartbeat is older than this is reported unhealthy.
+const HEARTBEAT_STALE_SECS: f64 = 30.0;
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+struct Api {
+    cfg: RoleConfig,
+    http: reqwest::Client,
+    tls: Arc<rustls::ClientConfig>,
+    db: Mutex<Option<Arc<tokio_postgres::Client>>>,
+    /// Set once the database is reachable and migrated: `/health` (the container's health) waits for it.
+    ready: AtomicBool,
+}
+
+impl Api {
+    fn log(&self, level: LogLevel, msg: impl AsRef<str>) {
+        log(level, self.cfg.log_level, msg);
+    }
+
+    /// A connected database client, reconnecting if the last one is gone.
+    async fn db(&self) -> Result<Arc<tokio_postgres::Client>> {
+        let mut guard = self.db.lock().await;
+        if let Some(c) = guard.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(c));
+        }
+        let client = Arc::new(
+            tokio::time::timeout(CHECK_TIMEOUT, db::connect(&self.cfg))
+                .await
+                .map_err(|_| timed_out("connect"))??,
+        );
+        *guard = Some(Arc::clone(&client));
+        Ok(client)
+    }
+
+    /// Forgets the client after a failed query, so that the next call reconnects.
+    async fn db_failed(&self) {
+        *self.db.lock().await = None;
+    }
+
+    async fn check_http(&self, url: &str, ok: &[u16]) -> std::result::Result<(), String> {
+        match self.http.get(url).send().await {
+            Ok(r) if ok.contains(&r.status().as_u16()) => Ok(()),
+            Ok(r) => Err(format!("{url} answered {}", r.status())),
+            Err(e) => Err(format!("{url}: {}", error_chain(&e))),
+        }
+    }
+
+    async fn check_tls(&self, host: &str, port: u16) -> std::result::Result<(), String> {
+        let mut tls = (*self.tls).clone();
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+        let name =
+            rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+        let attempt = async {
+            let tcp = tokio::net::TcpStream::connect((host, port))
+                .await
+                .map_err(|e| format!("{host}:{port}: {e}"))?;
+            connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("{host}:{port}: TLS: {e}"))?;
+            Ok(())
+        };
+        tokio::time::timeout(CHECK_TIMEOUT, attempt)
+            .await
+            .unwrap_or_else(|_| Err(format!("{host}:{port}: timed out")))
+    }
+
+    /// Health of each component of this replica: `Ok` or what is wrong.
+    async fn component_health(&self) -> BTreeMap<&'static str, std::result::Result<(), String>> {
+        let c = |x| self.cfg.container(x);
+        let (etcd_url, registry_url, notary_url) = (
+            format!("{}/health", self.cfg.etcd_endpoints[0]),
+            format!("https://{}:5000/v2/", c(Component::Registry)),
+            format!(
+                "https://{}:4443/_notary_server/health",
+                c(Component::NotaryServer)
+            ),
+        );
+        let signer_host = c(Component::NotarySigner);
+        let rid = self.cfg.replica_id.to_string();
+        let database = async {
+            let client = self.db().await?;
+            let r = tokio::time::timeout(CHECK_TIMEOUT, async {
+                client
+                    .simple_query("SELECT 1")
+                    .await
+                    .map_err(|e| Error::Database {
+                        context: "select".into(),
+                        message: e.to_string(),
+                    })?;
+                db::heartbeat_age(&client, &rid, Component::Jobrunner.name()).await
+            })
+            .await
+            .map_err(|_| timed_out("query"))
+            .and_then(|r| r);
+            if r.is_err() {
+                self.db_failed().await;
+            }
+            r
+        };
+        let (etcd, registry, notary_server, notary_signer, database) = tokio::join!(
+            self.check_http(&etcd_url, &[200]),
+            self.check_http(&registry_url, &[200, 401]),
+            self.check_http(&notary_url, &[200]),
+            self.check_tls(&signer_host, 7899),
+            database
+        );
+        let (database, jobrunner) = match database {
+            Ok(age) => (Ok(()), Ok(age)),
+            Err(e) => (Err(e.to_string()), Err(e)),
+        };
+        let jobrunner = match jobrunner {
+            Ok(Some(age)) if age <= HEARTBEAT_STALE_SECS => Ok(()),
+            Ok(Some(age)) => Err(format!("last heartbeat {age:.0}s ago")),
+            Ok(None) => Err("no heartbeat yet".into()),
+            Err(e) => Err(format!("cannot read its heartbeat: {e}")),
+        };
+        BTreeMap::from([
+            ("api", Ok(())),
+            ("etcd", etcd),
+            ("rethinkdb", database),
+            ("registry", registry),
+            ("notary-server", notary_server),
+            ("notary-signer", notary_signer),
+            ("jobrunner", jobrunner),
+        ])
+    }
+}
+
+fn timed_out(what: &str) -> Error {
+    Error::Database {
+        context: what.into(),
+        message: "timed out".into(),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// A JSON error body with a stable code, the shape every failure of the API uses.
+pub fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"errors": [{"code": code, "message": message.into()}]})),
+    )
+        .into_response()
+}
+
+async fn ping(State(api): State<Arc<Api>>) -> Response {
+    let health = api.component_health().await;
+    let failing: Vec<String> = health
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().err().map(|e| format!("{k}: {e}")))
+        .collect();
+    let components: BTreeMap<_, _> = health
+        .iter()
+        .map(|(k, v)| (*k, v.as_ref().err().cloned().unwrap_or_else(|| "OK".into())))
+        .collect();
+    let healthy = failing.is_empty();
+    let body = json!({
+        "Healthy": healthy,
+        "Error": failing.join("; "),
+        "ReplicaID": api.cfg.replica_id.as_str(),
+        "Version": api.cfg.version,
+        "Components": components,
+    });
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn health(State(api): State<Arc<Api>>) -> Response {
+    if api.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, Json(json!({"Healthy": true}))).into_response()
+    } else {
+        api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NOT_READY",
+            "the api has not reached its database yet",
+        )
+    }
+}
+
+async fn post_json(http: &reqwest::Client, url: &str) -> std::result::Result<Value, String> {
+    let r = http
+        .post(url)
+        .json(&json!({}))
+        .send()
+        .await
+        .map_err(|e| error_chain(&e))?;
+    r.json::<Value>().await.map_err(|e| error_chain(&e))
+}
+
+async fn cluster_status(State(api): State<Arc<Api>>) -> Response {
+    let endpoint = &api.cfg.etcd_endpoints[0];
+    let (members_url, status_url) = (
+        format!("{endpoint}/v3/cluster/member/list"),
+        format!("{endpoint}/v3/maintenance/status"),
+    );
+    let members = post_json(&api.http, &members_url);
+    let status = post_json(&api.http, &status_url);
+    let patroni = async {
+        let url = format!(
+            "https://{}:8008/cluster",
+            api.cfg.container(Component::Rethinkdb)
+        );
+        let r = api
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| error_chain(&e))?;
+        r.json::<Value>().await.map_err(|e| error_chain(&e))
+    };
+    let replicas = async {
+        let client = api.db().await?;
+        let rows = client
+            .query(
+                "SELECT replica_id, version, extract(epoch FROM now() - beat_at)::float8 FROM heartbeats WHERE component = 'api' ORDER BY replica_id",
+                &[],
+            )
+            .await
+            .map_err(|e| Error::Database { context: "replicas".into(), message: e.to_string() })?;
+        Ok::<_, Error>(
+            rows.iter()
+                .map(|r| {
+                    (
+                        r.get::<_, String>(0),
+                        r.get::<_, String>(1),
+                        r.get::<_, f64>(2),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (members, status, patroni, replicas, health) =
+        tokio::join!(members, status, patroni, replicas, api.component_health());
+
+    let mut issues = Vec::new();
+    let mut replica_health = serde_json::Map::new();
+    let mut replica_versions = serde_json::Map::new();
+    let own = api.cfg.replica_id.to_string();
+    let own_failing: Vec<String> = health
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().err().map(|e| format!("{k}: {e}")))
+        .collect();
+    replica_health.insert(
+        own.clone(),
+        json!(if own_failing.is_empty() {
+            "OK".to_string()
+        } else {
+            own_failing.join("; ")
+        }),
+    );
+    match replicas {
+        Ok(rows) => {
+            for (rid, version, age) in rows {
+                replica_versions.insert(rid.clone(), json!(version));
+                if rid != own {
+                    let h = if age <= HEARTBEAT_STALE_SECS {
+                        "OK".to_string()
+                    } else {
+                        format!("api not seen for {age:.0}s")
+                    };
+                    replica_health.insert(rid, json!(h));
+                }
+            }
+        }
+        Err(e) => issues.push(format!("metadata database: {e}")),
+    }
+    issues.extend(own_failing.iter().map(|f| format!("replica {own}: {f}")));
+    let etcd = match (members, status) {
+        (Ok(m), Ok(s)) => {
+            json!({"members": m.get("members").cloned().unwrap_or(Value::Null), "leader": s.get("leader").cloned().unwrap_or(Value::Null)})
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            issues.push(format!("etcd: {e}"));
+            Value::Null
+        }
+    };
+    let database = match patroni {
+        Ok(v) => v,
+        Err(e) => {
+            issues.push(format!("database cluster: {e}"));
+            Value::Null
+        }
+    };
+    Json(json!({
+        "replica_health": replica_health,
+        "replica_versions": replica_versions,
+        "current_issues": issues,
+        "etcd": etcd,
+        "database": database,
+    }))
+    .into_response()
+}
+
+async fn not_found() -> Response {
+    api_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
+}
+
+fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/_ping", get(ping))
+        .route("/health", get(health))
+        .route("/api/v0/meta/cluster_status", get(cluster_status))
+        .fallback(not_found)
+        .with_state(api)
+}
+
+/// Connects and migrates, retrying while the database is still starting.
+async fn prepare_database(api: &Api) {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let result = async {
+            let mut client = db::connect(&api.cfg).await?;
+            let version = db::migrate(&mut client).await?;
+            db::heartbeat(&client, &api.cfg).await?;
+            Ok::<_, Error>((client, version))
+        }
+        .await;
+        match result {
+            Ok((client, version)) => {
+                api.log(
+                    LogLevel::Info,
+                    format!("metadata database ready, schema version {version}"),
+                );
+                *api.db.lock().await = Some(Arc::new(client));
+                api.ready.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => {
+                if attempt % 10 == 1 {
+                    api.log(
+                        LogLevel::Warn,
+                        format!("waiting for the metadata database: {e}"),
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+}
+
+pub async fn run() -> Result<()> {
+    let cfg = RoleConfig::from_env(Component::Api)?;
+    let tls = Arc::new(cfg.client_tls()?);
+    let http = cfg.http_client()?;
+    let (certs, key) = cfg.identity()?;
+    let server_tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Role(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| Error::Role(format!("api certificate: {e}")))?;
+    let api = Arc::new(Api {
+        cfg,
+        http,
+        tls,
+        db: Mutex::new(None),
+        ready: AtomicBool::new(false),
+    });
+    api.log(
+        LogLevel::Info,
+        format!(
+            "dtr api {} for replica {} listening on :{PORT}",
+            api.cfg.version, api.cfg.replica_id
+        ),
+    );
+
+    let background = Arc::clone(&api);
+    tokio::spawn(async move {
+        prepare_database(&background).await;
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let beat = async { db::heartbeat(&*background.db().await?, &background.cfg).await };
+            if let Err(e) = beat.await {
+                background.db_failed().await;
+                background.log(LogLevel::Warn, format!("heartbeat: {e}"));
+            }
+        }
+    });
+
+    let addr = SocketAddr::from(([0, 0, 0, 0], PORT));
+    axum_server::bind_rustls(
+        addr,
+        axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server_tls)),
+    )
+    .serve(router(api).into_make_service())
+    .await
+    .map_err(|e| Error::io(format!("serve on :{PORT}"), e))
+}

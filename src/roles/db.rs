@@ -1,0 +1,116 @@
+//! The metadata database as the api and jobrunner see it: a TLS connection authenticated by the
+//! component's client certificate (no passwords), following the primary among the members, and
+//! the schema migrations the api applies at start.
+
+use tokio_postgres::config::{SslMode, TargetSessionAttrs};
+use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+use crate::roles::runtime::RoleConfig;
+
+/// The database and role the api and jobrunner use (`pg_ident` maps their certificates to it).
+pub const DATABASE: &str = "dtr";
+pub const ROLE: &str = "dtr";
+
+fn db_err(context: &str, e: impl std::fmt::Display) -> Error {
+    Error::Database {
+        context: context.into(),
+        message: e.to_string(),
+    }
+}
+
+/// Connects to the writable member; the connection task runs in the background.
+pub async fn connect(cfg: &RoleConfig) -> Result<Client> {
+    let mut pg = tokio_postgres::Config::new();
+    for h in &cfg.db_hosts {
+        let (host, port) = h.rsplit_once(':').unwrap_or((h.as_str(), "5432"));
+        pg.host(host);
+        pg.port(port.parse().unwrap_or(5432));
+    }
+    pg.user(ROLE)
+        .dbname(DATABASE)
+        .ssl_mode(SslMode::Require)
+        .target_session_attrs(TargetSessionAttrs::ReadWrite)
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .application_name(cfg.component.name());
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(cfg.client_tls()?);
+    let (client, connection) = pg.connect(tls).await.map_err(|e| db_err("connect", e))?;
+    tokio::spawn(async move {
+        // ends when the client is dropped or the server goes away; the owner reconnects
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// Schema versions, applied in order, each once, under an advisory lock so that several api
+/// replicas starting together do not race.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE heartbeats (
+        replica_id text NOT NULL,
+        component text NOT NULL,
+        version text NOT NULL,
+        beat_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (replica_id, component)
+    )",
+)];
+
+pub async fn migrate(client: &mut Client) -> Result<i32> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| db_err("begin migration", e))?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7275696);
+         CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .map_err(|e| db_err("lock schema", e))?;
+    let current: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(|e| db_err("read schema version", e))?
+        .get(0);
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| db_err(&format!("migration {version}"), e))?;
+        tx.execute(
+            "INSERT INTO schema_migrations(version) VALUES ($1)",
+            &[version],
+        )
+        .await
+        .map_err(|e| db_err("record migration", e))?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| db_err("commit migration", e))?;
+    Ok(MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0).max(current))
+}
+
+pub async fn heartbeat(client: &Client, cfg: &RoleConfig) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO heartbeats(replica_id, component, version, beat_at) VALUES ($1, $2, $3, now())
+             ON CONFLICT (replica_id, component) DO UPDATE SET version = excluded.version, beat_at = now()",
+            &[&cfg.replica_id.as_str(), &cfg.component.name(), &cfg.version],
+        )
+        .await
+        .map_err(|e| db_err("heartbeat", e))?;
+    Ok(())
+}
+
+/// Seconds since the component's last heartbeat on this replica, if it ever beat.
+pub async fn heartbeat_age(client: &Client, replica: &str, component: &str) -> Result<Option<f64>> {
+    let row = client
+        .query_opt(
+            "SELECT extract(epoch FROM now() - beat_at)::float8 FROM heartbeats WHERE replica_id = $1 AND component = $2",
+            &[&replica, &component],
+        )
+        .await
+        .map_err(|e| db_err("read heartbeat", e))?;
+    Ok(row.map(|r| r.get(0)))
+}

@@ -1,0 +1,314 @@
+//! Phase 2 of install, run as root in the short-lived `dtr-phase2` container with the replica's
+//! `dtr-ca` volume mounted: creates (or reuses) the cluster CA and writes every certificate, key
+//! and passphrase the components need, with owners and modes from docs/components.md.
+//! The CA private key is created here and never leaves the volume.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::components::Component;
+use crate::error::{Error, Result};
+use crate::options::ReplicaId;
+use crate::pki::{self, Usage, UserCertPublic};
+use crate::secret::Secret;
+
+/// Where phase 1 uploads the request before it starts the container.
+pub const REQUEST_PATH: &str = "/run/dtr/phase2-request.json";
+/// Where phase 1 uploads `--dtr-key`, when given (never part of the request JSON).
+pub const USER_KEY_PATH: &str = "/run/dtr/user-key.pem";
+/// Prefix of the one stdout line that carries the result back to phase 1.
+pub const RESULT_PREFIX: &str = "DTR-PHASE2-RESULT ";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ComponentCert {
+    pub component: Component,
+    pub hostname: String,
+    pub uid: u32,
+}
+
+/// What phase 2 must write. Holds no secret: the user's key travels as a separate file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CertRequest {
+    pub replica_id: ReplicaId,
+    pub components: Vec<ComponentCert>,
+    /// Names for the generated HTTPS certificate (ignored when the user brings one).
+    pub external_names: Vec<String>,
+    pub user_cert: Option<UserCertPublic>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CertResult {
+    /// The CA that clients must trust for the HTTPS port (served at `/ca`).
+    pub external_ca_pem: String,
+    pub external_ca_fingerprint: String,
+    pub cluster_ca_fingerprint: String,
+    pub reused_ca: bool,
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Io { context, source }
+}
+
+/// Writes a file atomically with the given mode and owner.
+fn write_file(path: &Path, contents: &[u8], mode: u32, uid: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode_compat(mode)
+            .open(&tmp)
+            .map_err(io(format!("create {}", tmp.display())))?;
+        f.write_all(contents)
+            .map_err(io(format!("write {}", tmp.display())))?;
+        f.sync_all()
+            .map_err(io(format!("sync {}", tmp.display())))?;
+    }
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
+        .map_err(io(format!("chmod {}", tmp.display())))?;
+    chown(&tmp, Some(uid), Some(uid)).map_err(io(format!("chown {}", tmp.display())))?;
+    fs::rename(&tmp, path).map_err(io(format!("rename to {}", path.display())))
+}
+
+trait ModeCompat {
+    fn mode_compat(&mut self, mode: u32) -> &mut Self;
+}
+
+impl ModeCompat for fs::OpenOptions {
+    fn mode_compat(&mut self, mode: u32) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.mode(mode)
+    }
+}
+
+fn dir(path: PathBuf, mode: u32) -> Result<PathBuf> {
+    fs::create_dir_all(&path).map_err(io(format!("create {}", path.display())))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+        .map_err(io(format!("chmod {}", path.display())))?;
+    chown(&path, Some(0), Some(0)).map_err(io(format!("chown {}", path.display())))?;
+    Ok(path)
+}
+
+/// Loads the CA from the volume, or makes one. Returns (cert, key, reused).
+fn cluster_ca(ca_dir: &Path, replica: &ReplicaId) -> Result<(String, Secret<String>, bool)> {
+    let cert_path = ca_dir.join("ca.pem");
+    let root = dir(ca_dir.join("root"), 0o700)?;
+    let key_path = root.join("ca-key.pem");
+    if cert_path.exists() && key_path.exists() {
+        let cert =
+            fs::read_to_string(&cert_path).map_err(io(format!("read {}", cert_path.display())))?;
+        let key = Secret::new(
+            fs::read_to_string(&key_path).map_err(io(format!("read {}", key_path.display())))?,
+        );
+        return Ok((cert, key, true));
+    }
+    let ca = pki::generate_ca(&format!("DTR cluster CA {replica}"))?;
+    write_file(&key_path, ca.key_pem.expose().as_bytes(), 0o600, 0)?;
+    write_file(&cert_path, ca.cert_pem.as_bytes(), 0o644, 0)?;
+    Ok((ca.cert_pem, ca.key_pem, false))
+}
+
+/// The work itself, on a CA directory (the mounted volume; a temp dir in tests).
+pub fn write_certs(
+    ca_dir: &Path,
+    req: &CertRequest,
+    user_key: Option<Secret<String>>,
+) -> Result<CertResult> {
+    fs::set_permissions(ca_dir, fs::Permissions::from_mode(0o755))
+        .map_err(io(format!("chmod {}", ca_dir.display())))?;
+    let (ca_cert, ca_key, reused_ca) = cluster_ca(ca_dir, &req.replica_id)?;
+
+    for c in &req.components {
+        let d = dir(ca_dir.join(c.component.name()), 0o755)?;
+        let names = vec![c.hostname.clone(), "localhost".into(), "127.0.0.1".into()];
+        let leaf = pki::issue(
+            &ca_cert,
+            &ca_key,
+            c.component.name(),
+            &names,
+            Usage::ServerAndClient,
+        )?;
+        write_file(&d.join("cert.pem"), leaf.cert_pem.as_bytes(), 0o644, 0)?;
+        write_file(
+            &d.join("key.pem"),
+            leaf.key_pem.expose().as_bytes(),
+            0o600,
+            c.uid,
+        )?;
+
+        match c.component {
+            Component::Api => {
+                let token = pki::issue(
+                    &ca_cert,
+                    &ca_key,
+                    "dtr token signer",
+                    &[c.hostname.clone()],
+                    Usage::TokenSigning,
+                )?;
+                write_file(&d.join("token.pem"), token.cert_pem.as_bytes(), 0o644, 0)?;
+                write_file(
+                    &d.join("token-key.pem"),
+                    token.key_pem.expose().as_bytes(),
+                    0o600,
+                    c.uid,
+                )?;
+            }
+            Component::NotarySigner => {
+                let path = d.join("passphrase");
+                if !path.exists() {
+                    let bytes: [u8; 32] = rand::random();
+                    write_file(&path, hex::encode(bytes).as_bytes(), 0o600, c.uid)?;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let nginx_uid = req
+        .components
+        .iter()
+        .find(|c| c.component == Component::Nginx)
+        .map(|c| c.uid)
+        .unwrap_or(Component::Nginx.uid());
+    let ext = dir(ca_dir.join("external"), 0o755)?;
+    let external_ca = match (&req.user_cert, user_key) {
+        (Some(user), Some(key)) => {
+            write_file(&ext.join("cert.pem"), user.cert_pem.as_bytes(), 0o644, 0)?;
+            write_file(
+                &ext.join("key.pem"),
+                key.expose().as_bytes(),
+                0o600,
+                nginx_uid,
+            )?;
+            // Without --dtr-ca, the top-most certificate of the chain is what clients must trust.
+            user.ca_pem
+                .clone()
+                .unwrap_or_else(|| last_pem_block(&user.cert_pem))
+        }
+        (Some(_), None) => {
+            return Err(Error::Phase2 {
+                step: "certs".into(),
+                message: "--dtr-cert was given but its key did not arrive".into(),
+            })
+        }
+        (None, _) => {
+            let leaf = pki::issue(
+                &ca_cert,
+                &ca_key,
+                req.external_names
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or("dtr"),
+                &req.external_names,
+                Usage::Server,
+            )?;
+            // nginx sends the chain: leaf, then the CA
+            write_file(
+                &ext.join("cert.pem"),
+                format!("{}{}", leaf.cert_pem, ca_cert).as_bytes(),
+                0o644,
+                0,
+            )?;
+            write_file(
+                &ext.join("key.pem"),
+                leaf.key_pem.expose().as_bytes(),
+                0o600,
+                nginx_uid,
+            )?;
+            ca_cert.clone()
+        }
+    };
+    write_file(&ext.join("ca.pem"), external_ca.as_bytes(), 0o644, 0)?;
+
+    Ok(CertResult {
+        external_ca_fingerprint: pki::fingerprint(&external_ca)?,
+        cluster_ca_fingerprint: pki::fingerprint(&ca_cert)?,
+        external_ca_pem: external_ca,
+        reused_ca,
+    })
+}
+
+fn last_pem_block(pem: &str) -> String {
+    match pem.rfind("-----BEGIN CERTIFICATE-----") {
+        Some(i) => pem[i..].to_string(),
+        None => pem.to_string(),
+    }
+}
+
+/// `dtr phase2 certs` inside the container: read the uploaded request, write, print the result.
+pub fn run_certs() -> Result<()> {
+    let raw = fs::read_to_string(REQUEST_PATH).map_err(io(format!("read {REQUEST_PATH}")))?;
+    let req: CertRequest = serde_json::from_str(&raw).map_err(|e| Error::Phase2 {
+        step: "certs".into(),
+        message: format!("bad request: {e}"),
+    })?;
+    let user_key = match fs::read_to_string(USER_KEY_PATH) {
+        Ok(k) => {
+            let _ = fs::remove_file(USER_KEY_PATH);
+            Some(Secret::new(k))
+        }
+        Err(_) => None,
+    };
+    let result = write_certs(Path::new(crate::plan::CA_MOUNT), &req, user_key)?;
+    println!(
+        "{RESULT_PREFIX}{}",
+        serde_json::to_string(&result).expect("serializable")
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_the_contract_layout_and_reuses_the_ca() {
+        if !nix_is_root() {
+            return; // chown needs root; CI and the dev machine run as root
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let rid = ReplicaId::parse("0123456789ab").unwrap();
+        let req = CertRequest {
+            replica_id: rid.clone(),
+            components: Component::ALL
+                .iter()
+                .map(|c| ComponentCert {
+                    component: *c,
+                    hostname: c.container_name(&rid),
+                    uid: c.uid(),
+                })
+                .collect(),
+            external_names: vec!["node1".into(), "127.0.0.1".into()],
+            user_cert: None,
+        };
+        let first = write_certs(dir.path(), &req, None).unwrap();
+        assert!(!first.reused_ca);
+        let meta = |p: &str| fs::metadata(dir.path().join(p)).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(meta("root").mode() & 0o777, 0o700);
+        assert_eq!(meta("root/ca-key.pem").mode() & 0o777, 0o600);
+        assert_eq!(meta("etcd/key.pem").uid(), Component::Etcd.uid());
+        assert_eq!(meta("etcd/key.pem").mode() & 0o777, 0o600);
+        assert_eq!(meta("external/key.pem").uid(), Component::Nginx.uid());
+        assert_eq!(meta("api/token-key.pem").uid(), Component::Api.uid());
+        assert_eq!(
+            meta("notary-signer/passphrase").uid(),
+            Component::NotarySigner.uid()
+        );
+        let second = write_certs(dir.path(), &req, None).unwrap();
+        assert!(second.reused_ca);
+        assert_eq!(first.cluster_ca_fingerprint, second.cluster_ca_fingerprint);
+    }
+
+    fn nix_is_root() -> bool {
+        std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap_or(false)
+    }
+}
