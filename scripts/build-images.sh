@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Builds the nine images of this version from this repository:
+#   registry/dtr-<component>:<version> for the eight components, and registry/dtr:<version>.
+#
+#   scripts/build-images.sh [--if-missing] [--skip-binary] [TARGET...]
+#
+#   --if-missing   build only the images the engine does not have yet
+#   --skip-binary  reuse build/dtr instead of running `cargo build --release`
+#   TARGET...      only these Dockerfile targets (default: all nine)
+#
+# Makes the debian:bookworm-slim base image first when it is absent (scripts/base-image.sh).
+# Prints the time each target took.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
+ALL=(etcd rethinkdb nginx registry notary-server notary-signer api jobrunner dtr)
+IF_MISSING=0
+SKIP_BINARY=0
+targets=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --if-missing) IF_MISSING=1 ;;
+    --skip-binary) SKIP_BINARY=1 ;;
+    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+    -*) echo "unknown option: $1" >&2; exit 2 ;;
+    *) targets+=("$1") ;;
+  esac
+  shift
+done
+[ ${#targets[@]} -gt 0 ] || targets=("${ALL[@]}")
+
+tag_of() { if [ "$1" = dtr ]; then echo "registry/dtr:$VERSION"; else echo "registry/dtr-$1:$VERSION"; fi; }
+needs_binary() { case "$1" in api | jobrunner | dtr) return 0 ;; *) return 1 ;; esac; }
+
+todo=()
+for t in "${targets[@]}"; do
+  case " ${ALL[*]} " in *" $t "*) ;; *) echo "unknown target '$t' (one of: ${ALL[*]})" >&2; exit 2 ;; esac
+  if [ "$IF_MISSING" = 1 ] && docker image inspect "$(tag_of "$t")" >/dev/null 2>&1; then
+    echo "$(tag_of "$t") present"
+    continue
+  fi
+  todo+=("$t")
+done
+[ ${#todo[@]} -gt 0 ] || exit 0
+
+bash scripts/base-image.sh
+
+binary=0
+for t in "${todo[@]}"; do needs_binary "$t" && binary=1; done
+mkdir -p build
+if [ "$binary" = 1 ]; then
+  if [ "$SKIP_BINARY" = 0 ] || [ ! -x build/dtr ]; then
+    echo "building the dtr binary (cargo build --release --locked)"
+    cargo build --release --locked --bin dtr
+    install -m 0755 target/release/dtr build/dtr
+  fi
+else
+  # the classic builder reads the context even for targets that do not copy the binary
+  [ -e build/dtr ] || : > build/dtr
+fi
+
+total_start=$(date +%s.%N)
+for t in "${todo[@]}"; do
+  start=$(date +%s.%N)
+  log=$(mktemp /tmp/dtr-build-"$t".XXXXXX)
+  if ! DOCKER_BUILDKIT=0 docker build --target "$t" --build-arg DTR_VERSION="$VERSION" \
+      -t "$(tag_of "$t")" . >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "building $(tag_of "$t") failed (full log: $log)" >&2
+    exit 1
+  fi
+  rm -f "$log"
+  printf 'built %-36s in %6.1f s\n' "$(tag_of "$t")" "$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')"
+done
+printf 'all built in %.1f s\n' "$(awk -v a="$total_start" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')"
