@@ -92,7 +92,7 @@ pub struct UcpArgs {
     #[arg(long, env = "UCP_PASSWORD", hide_env_values = true)]
     pub ucp_password: Option<String>,
     /// PEM-encoded CA of UCP (`"$(cat ca.pem)"`)
-    #[arg(long, env = "UCP_CA")]
+    #[arg(long, allow_hyphen_values = true, env = "UCP_CA")]
     pub ucp_ca: Option<String>,
     /// Do not verify UCP's certificate (not for production)
     #[arg(long, env = "UCP_INSECURE_TLS", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
@@ -123,13 +123,18 @@ pub struct ReplicaArgs {
 #[derive(Args, Debug, Clone)]
 pub struct ServiceArgs {
     /// PEM CA certificate matching --dtr-cert (content, or a path to a file)
-    #[arg(long, env = "DTR_CA")]
+    #[arg(long, allow_hyphen_values = true, env = "DTR_CA")]
     pub dtr_ca: Option<String>,
     /// PEM server certificate for the HTTPS port, intermediates appended (content or path)
-    #[arg(long, env = "DTR_CERT")]
+    #[arg(long, allow_hyphen_values = true, env = "DTR_CERT")]
     pub dtr_cert: Option<String>,
     /// PEM private key of --dtr-cert (content or path)
-    #[arg(long, env = "DTR_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        env = "DTR_KEY",
+        hide_env_values = true
+    )]
     pub dtr_key: Option<String>,
     /// https://host[:port] users and clients reach DTR (or its load balancer) by
     #[arg(long, env = "DTR_EXTERNAL_URL")]
@@ -171,10 +176,10 @@ pub struct ServiceArgs {
     #[arg(long, env = "ENABLE_CLIENT_CERT_AUTH", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub enable_client_cert_auth: bool,
     /// PEM root CAs for client-certificate authentication
-    #[arg(long, env = "CLIENT_CA")]
+    #[arg(long, allow_hyphen_values = true, env = "CLIENT_CA")]
     pub client_cert_auth_ca: Option<String>,
     /// Extra PEM CAs the services trust when they call remote TLS servers
-    #[arg(long, env = "CUSTOM_CA_CERTS_BUNDLE")]
+    #[arg(long, allow_hyphen_values = true, env = "CUSTOM_CA_CERTS_BUNDLE")]
     pub custom_ca_cert_bundle: Option<String>,
 }
 
@@ -223,11 +228,16 @@ pub struct ReconfigureArgs {
     pub replica_https_port: Option<u16>,
     #[arg(long, env = "RETHINKDB_CACHE_MB")]
     pub replica_rethinkdb_cache_mb: Option<u32>,
-    #[arg(long, env = "DTR_CA")]
+    #[arg(long, allow_hyphen_values = true, env = "DTR_CA")]
     pub dtr_ca: Option<String>,
-    #[arg(long, env = "DTR_CERT")]
+    #[arg(long, allow_hyphen_values = true, env = "DTR_CERT")]
     pub dtr_cert: Option<String>,
-    #[arg(long, env = "DTR_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        env = "DTR_KEY",
+        hide_env_values = true
+    )]
     pub dtr_key: Option<String>,
     #[arg(long, env = "DTR_EXTERNAL_URL")]
     pub dtr_external_url: Option<String>,
@@ -255,9 +265,9 @@ pub struct ReconfigureArgs {
     pub enable_pprof: Option<bool>,
     #[arg(long, env = "ENABLE_CLIENT_CERT_AUTH", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub enable_client_cert_auth: Option<bool>,
-    #[arg(long, env = "CLIENT_CA")]
+    #[arg(long, allow_hyphen_values = true, env = "CLIENT_CA")]
     pub client_cert_auth_ca: Option<String>,
-    #[arg(long, env = "CUSTOM_CA_CERTS_BUNDLE")]
+    #[arg(long, allow_hyphen_values = true, env = "CUSTOM_CA_CERTS_BUNDLE")]
     pub custom_ca_cert_bundle: Option<String>,
     /// The new storage backend already holds the old data (keeps tags and manifests)
     #[arg(long, env = "STORAGE_MIGRATED", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]

@@ -1,0 +1,184 @@
+//! The command line without an engine: the ten subcommands, validation, env var aliases,
+//! "not available yet" answers and exit codes (docs/cli.md).
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+
+use common::{text, BIN};
+
+fn dtr(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdin(Stdio::null());
+    for var in [
+        "DTR_REPLICA_ID",
+        "DTR_INSTALL_REPLICA_ID",
+        "MSR_REPLICA_ID",
+        "MSR_INSTALL_REPLICA_ID",
+        "UCP_URL",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run dtr")
+}
+
+#[test]
+fn help_lists_the_ten_subcommands_of_the_original() {
+    let out = dtr(&["--help"], &[]);
+    assert!(out.status.success());
+    let help = text(&out);
+    for sub in [
+        "install",
+        "join",
+        "reconfigure",
+        "upgrade",
+        "backup",
+        "restore",
+        "destroy",
+        "remove",
+        "emergency-repair",
+        "images",
+    ] {
+        assert!(help.contains(sub), "{sub} missing from --help:\n{help}");
+    }
+    for internal in ["jobrunner", "phase2", "health"] {
+        assert!(
+            !help.lines().any(|l| l.trim_start().starts_with(internal)),
+            "{internal} is internal:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn later_subcommands_answer_not_available_yet() {
+    for sub in [
+        vec!["join", "--existing-replica-id", "0123456789ab"],
+        vec!["reconfigure"],
+        vec!["upgrade"],
+        vec!["backup"],
+        vec!["restore"],
+        vec!["remove"],
+        vec!["emergency-repair"],
+    ] {
+        let out = dtr(&sub, &[]);
+        let log = text(&out);
+        assert_eq!(out.status.code(), Some(4), "{sub:?}: {log}");
+        assert!(log.contains("not available yet"), "{sub:?}: {log}");
+    }
+}
+
+#[test]
+fn images_lists_the_nine_images_of_this_version() {
+    let out = dtr(&["images"], &[]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let images: Vec<&str> = stdout.lines().collect();
+    assert_eq!(images.len(), 9, "{stdout}");
+    let version = dtr::version::VERSION;
+    assert!(images.contains(&format!("registry/dtr:{version}").as_str()));
+    for c in [
+        "api",
+        "etcd",
+        "jobrunner",
+        "nginx",
+        "notary-server",
+        "notary-signer",
+        "registry",
+        "rethinkdb",
+    ] {
+        assert!(
+            images.contains(&format!("registry/dtr-{c}:{version}").as_str()),
+            "{c}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_replica_id_is_a_usage_error_naming_the_value() {
+    let out = dtr(&["install", "--replica-id", "ABC"], &[]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(log.contains("ABC") && log.contains("12"), "{log}");
+}
+
+#[test]
+fn msr_spellings_of_env_vars_are_accepted() {
+    // MSR_INSTALL_REPLICA_ID fills DTR_INSTALL_REPLICA_ID: its bad value is reported as such
+    let out = dtr(&["install"], &[("MSR_INSTALL_REPLICA_ID", "not-hex-00")]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(log.contains("not-hex-00"), "{log}");
+}
+
+#[test]
+fn flags_of_later_issues_are_refused_clearly() {
+    let out = dtr(&["install", "--ucp-url", "https://ucp.example"], &[]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{log}");
+    assert!(
+        log.contains("--ucp-url") && log.contains("not supported yet"),
+        "{log}"
+    );
+    let out = dtr(&["install", "--nfs-storage-url", "nfs://server/dir"], &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+}
+
+#[test]
+fn destroy_without_a_terminal_needs_the_replica_id() {
+    let out = dtr(&["destroy"], &[]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{log}");
+    assert!(log.contains("--replica-id"), "{log}");
+}
+
+#[test]
+fn an_unreachable_engine_is_reported_with_the_address() {
+    let out = dtr(
+        &["install", "--replica-https-port", "28443"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{log}");
+    assert!(log.contains("/nonexistent/docker.sock"), "{log}");
+}
+
+#[test]
+fn a_user_key_that_does_not_match_the_certificate_is_refused() {
+    let ca = dtr::pki::generate_ca("ca").unwrap();
+    let a = dtr::pki::issue(
+        &ca.cert_pem,
+        &ca.key_pem,
+        "a",
+        &["a.example".into()],
+        dtr::pki::Usage::Server,
+    )
+    .unwrap();
+    let b = dtr::pki::issue(
+        &ca.cert_pem,
+        &ca.key_pem,
+        "b",
+        &["b.example".into()],
+        dtr::pki::Usage::Server,
+    )
+    .unwrap();
+    let out = dtr(
+        &[
+            "install",
+            "--dtr-cert",
+            &a.cert_pem,
+            "--dtr-key",
+            b.key_pem.expose(),
+        ],
+        &[],
+    );
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(log.contains("does not match"), "{log}");
+    assert!(
+        !log.contains("PRIVATE KEY"),
+        "the key is never printed: {log}"
+    );
+}

@@ -1,0 +1,208 @@
+//! Harness of the tests that drive the real Docker engine: engine detection (fail under CI,
+//! skip elsewhere), one cluster at a time, random replica ids and high host ports, and a guard
+//! that removes what a test's replica made — and only that — even when the test fails.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dtr");
+
+/// Runs `docker ARGS` and returns its output (never panics on a non-zero exit).
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run the docker CLI")
+}
+
+/// stdout of a successful `docker ARGS`, trimmed.
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn engine_answers() -> bool {
+    Command::new("docker")
+        .args(["info", "-f", "{{.Swarm.LocalNodeState}}"])
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "active")
+        .unwrap_or(false)
+}
+
+static ONE_CLUSTER: Mutex<()> = Mutex::new(());
+
+/// Access to the engine for one test: `None` means skip (no engine, not in CI). Under `CI=true`
+/// or `DTR_REQUIRE_ENGINE=1` a missing engine is a failure. Holding the returned guard keeps
+/// the other engine tests of this process waiting (one DTR cluster per engine); across
+/// processes, `.config/nextest.toml` puts every engine test in a group of one thread.
+pub fn engine() -> Option<MutexGuard<'static, ()>> {
+    let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("DTR_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
+    if !engine_answers() {
+        assert!(
+            !required,
+            "no Docker engine in swarm mode answers (run scripts/engine-up.sh)"
+        );
+        eprintln!("skipped: no Docker engine in swarm mode (CI would fail here)");
+        return None;
+    }
+    Some(ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// A free TCP port in 20000..40000 (high, away from the usual services).
+pub fn free_port() -> u16 {
+    loop {
+        let port = 20000 + (rand_u32() % 20000) as u16;
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn rand_u32() -> u32 {
+    let id = dtr::options::ReplicaId::random().to_string();
+    u32::from_str_radix(&id[..8], 16).unwrap()
+}
+
+/// The objects of one test replica. Dropping it removes the containers and volumes labelled
+/// with its replica id, and the dtr-ol / dtr-br networks if they did not exist when it was made.
+pub struct TestReplica {
+    pub id: String,
+    pub https_port: u16,
+    pub http_port: u16,
+    networks_existed: bool,
+}
+
+impl TestReplica {
+    pub fn new() -> Self {
+        let networks_existed = ["dtr-ol", "dtr-br"]
+            .iter()
+            .any(|n| docker(&["network", "inspect", n]).status.success());
+        let https_port = free_port();
+        let mut http_port = free_port();
+        while http_port == https_port {
+            http_port = free_port();
+        }
+        TestReplica {
+            id: dtr::options::ReplicaId::random().to_string(),
+            https_port,
+            http_port,
+            networks_existed,
+        }
+    }
+
+    pub fn label(&self) -> String {
+        format!("label=com.docker.dtr.replica={}", self.id)
+    }
+
+    /// Names of the containers labelled with this replica id.
+    pub fn containers(&self) -> Vec<String> {
+        lines(&docker_ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            &self.label(),
+            "--format",
+            "{{.Names}}",
+        ]))
+    }
+
+    /// Names of the volumes labelled with this replica id.
+    pub fn volumes(&self) -> Vec<String> {
+        lines(&docker_ok(&[
+            "volume",
+            "ls",
+            "--filter",
+            &self.label(),
+            "--format",
+            "{{.Name}}",
+        ]))
+    }
+
+    /// The cluster CA as served to clients, read from the replica's CA volume.
+    pub fn external_ca(&self) -> String {
+        let vol = format!("dtr-ca-{}:/ca:ro", self.id);
+        let image = format!("registry/dtr:{}", dtr::version::VERSION);
+        docker_ok(&[
+            "run",
+            "--rm",
+            "-v",
+            &vol,
+            "--entrypoint",
+            "cat",
+            &image,
+            "/ca/external/ca.pem",
+        ])
+    }
+
+    fn cleanup(&self) {
+        let containers = self.containers();
+        if !containers.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(containers.iter().map(String::as_str));
+            docker(&args);
+        }
+        let volumes = self.volumes();
+        if !volumes.is_empty() {
+            let mut args = vec!["volume", "rm", "-f"];
+            args.extend(volumes.iter().map(String::as_str));
+            docker(&args);
+        }
+        if !self.networks_existed {
+            for n in ["dtr-ol", "dtr-br"] {
+                let managed = docker(&[
+                    "network",
+                    "inspect",
+                    "-f",
+                    "{{index .Labels \"com.docker.dtr.managed\"}}",
+                    n,
+                ]);
+                if String::from_utf8_lossy(&managed.stdout).trim() == "true" {
+                    docker(&["network", "rm", n]);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestReplica {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+pub fn lines(s: &str) -> Vec<String> {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `curl` with the given CA file; returns (HTTP status, body).
+pub fn curl(ca_file: &std::path::Path, url: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--noproxy", "*", "-m", "10", "--cacert"])
+        .arg(ca_file)
+        .args(["-w", "\n%{http_code}", url])
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
