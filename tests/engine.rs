@@ -109,8 +109,12 @@ fn install_serves_ping_then_destroy_leaves_nothing() {
             "{name}: {env}"
         );
         assert_eq!(
-            docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", &name]).len() > 0,
-            true
+            docker_ok(&["inspect", "-f", "{{.State.Status}}", &name]),
+            "running"
+        );
+        assert_ne!(
+            docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", &name]),
+            "unhealthy"
         );
         // no secret on a command line or in the environment
         let config = docker_ok(&["inspect", "-f", "{{json .Config}}", &name]);

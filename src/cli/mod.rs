@@ -5,6 +5,7 @@
 pub mod args;
 mod convert;
 mod prompt;
+pub mod reference;
 
 use clap::{CommandFactory, Parser};
 

@@ -196,7 +196,7 @@ pub async fn install(
                         .next()
                         .map(|n| n.trim_start_matches('/').to_string())
                         .unwrap_or_default();
-                    f.fail("ports", format!("host port {public} is published by container {name}"), format!("free the port or choose another with --replica-http-port/--replica-https-port"));
+                    f.fail("ports", format!("host port {public} is published by container {name}"), "free the port or choose another with --replica-http-port/--replica-https-port".to_string());
                 }
             }
         }

@@ -148,7 +148,7 @@ pub fn write_certs(
                     &ca_cert,
                     &ca_key,
                     "dtr token signer",
-                    &[c.hostname.clone()],
+                    std::slice::from_ref(&c.hostname),
                     Usage::TokenSigning,
                 )?;
                 write_file(&d.join("token.pem"), token.cert_pem.as_bytes(), 0o644, 0)?;

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean checkout on a fresh machine (CI runs exactly this):
+#   1. a Docker engine in swarm mode (scripts/engine-up.sh installs and starts it if needed)
+#   2. the nine images, built from this checkout (scripts/build-images.sh; layer cache helps)
+#   3. lints: cargo fmt --check, cargo clippy -D warnings
+#   4. the component images on their own (scripts/smoke-components.sh)
+#   5. every Rust test: unit, plan snapshot, CLI, CLI reference, and the engine tests, which
+#      fail (not skip) here when the engine is missing (DTR_REQUIRE_ENGINE=1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DTR_REQUIRE_ENGINE=1 CARGO_TERM_COLOR=never
+step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+
+step "engine"
+bash scripts/engine-up.sh
+step "images"
+bash scripts/build-images.sh
+step "lints"
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+step "component images"
+bash scripts/smoke-components.sh
+step "rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast
+else
+  cargo test --locked --no-fail-fast
+fi
+step "done"
