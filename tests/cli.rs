@@ -182,3 +182,25 @@ fn a_user_key_that_does_not_match_the_certificate_is_refused() {
         "the key is never printed: {log}"
     );
 }
+
+#[test]
+fn a_mangled_inline_key_is_never_echoed() {
+    // a key pasted without its BEGIN line reads as a file path that does not exist
+    let ca = dtr::pki::generate_ca("ca").unwrap();
+    let out = dtr(
+        &[
+            "install",
+            "--dtr-cert",
+            &ca.cert_pem,
+            "--dtr-key",
+            "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+        ],
+        &[],
+    );
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(
+        log.contains("--dtr-key") && !log.contains("MIIEvQIBADANBgkq"),
+        "{log}"
+    );
+}

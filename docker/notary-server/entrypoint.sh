@@ -1,8 +1,8 @@
 #!/bin/bash
 # notary-server of replica $DTR_REPLICA_ID: HTTPS on 4443, signing delegated to this
 # replica's notary-signer over mutual TLS, TUF metadata in PostgreSQL database notaryserver
-# as role notaryserver (client certificate). With DTR_TOKEN_REALM/DTR_TOKEN_SERVICE set,
-# clients need a bearer token from the api, exactly as for the registry.
+# as role notaryserver (client certificate). Clients need a bearer token from the api
+# (DTR_TOKEN_REALM / DTR_TOKEN_SERVICE, required), exactly as for the registry.
 set -euo pipefail
 . /usr/local/lib/dtr/lib.sh
 
@@ -32,7 +32,7 @@ if [ -n "${DTR_TOKEN_REALM:-}" ] && [ -n "${DTR_TOKEN_SERVICE:-}" ]; then
 JSON
 )
 else
-  dtr_log "warning: DTR_TOKEN_REALM/DTR_TOKEN_SERVICE not set: notary-server runs WITHOUT client authentication"
+  dtr_die "DTR_TOKEN_REALM and DTR_TOKEN_SERVICE must be set: notary-server never runs without client authentication"
 fi
 
 cat > /run/dtr/server.json <<JSON

@@ -52,8 +52,10 @@ fn pem_value(flag: &'static str, value: &str) -> Result<String> {
     }
     std::fs::read_to_string(value).map_err(|e| Error::InvalidValue {
         flag,
-        value: if value.len() > 60 {
-            format!("{}...", &value[..60])
+        // a private key given inline but mangled must not end up in the message: name a value
+        // only when it reads as a file path of a non-secret flag
+        value: if flag.ends_with("-key") || value.contains('\n') || value.len() > 200 {
+            "(value not shown)".to_string()
         } else {
             value.to_string()
         },

@@ -25,5 +25,6 @@ pub fn server_spec(ctx: &ReplicaContext) -> ContainerSpec {
         "DTR_NOTARY_SIGNER_HOST".into(),
         ctx.container(Component::NotarySigner),
     );
+    s.env.extend(super::registry::token_auth_env(ctx));
     s
 }

@@ -243,3 +243,21 @@ fn database_memory_follows_the_flag_or_the_node() {
     assert_eq!(db_memory(None, 9 << 30), (1024, 4096));
     assert_eq!(db_memory(None, 512 << 20), (16, 64));
 }
+
+#[test]
+fn registry_and_notary_server_require_tokens_from_the_api() {
+    let plan = install_plan(&options(), &facts());
+    for component in [Component::Registry, Component::NotaryServer] {
+        let c = plan
+            .containers
+            .iter()
+            .find(|c| c.component == component)
+            .unwrap();
+        assert_eq!(
+            c.env["DTR_TOKEN_REALM"], "https://node1:8443/auth/token",
+            "{}",
+            c.name
+        );
+        assert_eq!(c.env["DTR_TOKEN_SERVICE"], "node1:8443", "{}", c.name);
+    }
+}
