@@ -91,6 +91,12 @@ fn install_serves_ping_then_destroy_leaves_nothing() {
         .map(|c| format!("dtr-{c}-{}", r.id))
         .collect();
     assert_eq!(names, expected);
+    // operators' scripts: replica id = third dash-separated field of dtr-rethinkdb-<id>
+    let rethink = names
+        .iter()
+        .find(|n| n.starts_with("dtr-rethinkdb-"))
+        .unwrap();
+    assert_eq!(rethink.split('-').nth(2), Some(r.id.as_str()));
     for c in COMPONENTS {
         let name = format!("dtr-{c}-{}", r.id);
         let image = docker_ok(&["inspect", "-f", "{{.Config.Image}}", &name]);
@@ -291,9 +297,11 @@ fn a_taken_https_port_is_refused_before_anything_is_created() {
 }
 
 #[test]
-fn an_interrupted_install_rolls_back() {
+fn an_interrupted_install_rolls_back_but_keeps_volumes_it_did_not_make() {
     let Some(_engine) = engine() else { return };
     let r = TestReplica::new();
+    // the user prepared the registry volume (that is how a storage driver is chosen)
+    let users = UserVolume::create(&format!("dtr-registry-{}", r.id));
     let mut child = Command::new(BIN)
         .args(["install", "--replica-id", &r.id])
         .args(["--replica-https-port", &r.https_port.to_string()])
@@ -332,4 +340,9 @@ fn an_interrupted_install_rolls_back() {
     assert_eq!(status.code(), Some(130), "{}{rest}", seen.concat());
     assert!(rest.to_lowercase().contains("interrupted"), "{rest}");
     assert_nothing_left(&r, true);
+    assert!(
+        users.exists(),
+        "the user's volume {} was removed by the rollback",
+        users.0
+    );
 }

@@ -156,45 +156,40 @@ fn user_command(command: Command) -> i32 {
 
 async fn destroy(a: args::DestroyArgs, reporter: &Reporter) -> Result<()> {
     convert::refuse_ucp(&a.ucp)?;
-    if a.replica_id.is_none() && !prompt::interactive() {
+    let interactive = prompt::interactive();
+    if a.replica_id.is_none() && !interactive {
         return Err(Error::MissingInput {
             missing: vec![("--replica-id", "DTR_DESTROY_REPLICA_ID")],
         });
     }
-    let given = a
+    let replica = a
         .replica_id
         .as_deref()
         .map(crate::options::ReplicaId::parse)
         .transpose()?;
-    let engine = crate::engine::Engine::connect().await?;
-    let replica = match given {
-        Some(id) => id,
-        None => {
-            let existing = crate::ops::destroy::replicas(&engine).await?;
-            if existing.is_empty() {
-                return Err(Error::ReplicaNotFound {
-                    replica: "(any)".into(),
-                    existing,
-                });
-            }
-            crate::options::ReplicaId::parse(&prompt::pick(
-                "replica-id (The ID of the replica to destroy)",
-                &existing,
-            )?)?
-        }
+    let choose = |existing: &[String]| {
+        crate::options::ReplicaId::parse(&prompt::pick(
+            "replica-id (The ID of the replica to destroy)",
+            existing,
+        )?)
     };
-    if prompt::interactive() && !prompt::confirm(&format!("Destroy replica {replica}? Its containers and volumes (including its image data volume) are removed"))? {
-        return Err(Error::Aborted);
-    }
-    let report = crate::ops::destroy::destroy(&engine, &replica, reporter).await?;
+    let confirm = |replica: &crate::options::ReplicaId| {
+        if !interactive {
+            return Ok(true);
+        }
+        prompt::confirm(&format!(
+            "Destroy replica {replica}? Its containers and the volumes dtr created for it are \
+             removed (a --dtr-storage-volume volume and volumes that existed before the install are kept)"
+        ))
+    };
+    let request = crate::ops::destroy::DestroyRequest {
+        replica,
+        choose: &choose,
+        confirm: &confirm,
+    };
+    let (replica, report) = crate::ops::destroy::run(request, reporter).await?;
     for r in &report.removed {
         reporter.debug(format!("removed {r}"));
-    }
-    if !report.left_behind.is_empty() {
-        return Err(Error::Role(format!(
-            "could not remove: {}",
-            report.left_behind.join("; ")
-        )));
     }
     reporter.info(format!(
         "replica {replica} destroyed: {} objects removed",
@@ -224,7 +219,7 @@ fn summary(reporter: &Reporter, report: &crate::ops::install::InstallReport) {
         plan.external_authority
     ));
     reporter.info(format!(
-        "To add replicas use --existing-replica-id {}",
+        "To add replicas use --existing-replica-id {} (dtr join is not available in this version yet)",
         plan.replica_id
     ));
 }

@@ -10,6 +10,49 @@ use crate::options::ReplicaId;
 use crate::plan::labels;
 use crate::report::Reporter;
 
+/// How the replica to destroy is chosen, and whether a person confirms it. The CLI layer fills
+/// these in (prompts on a terminal); this module never talks to the terminal itself.
+pub struct DestroyRequest<'a> {
+    /// `--replica-id`, when given.
+    pub replica: Option<ReplicaId>,
+    /// Picks one of the replicas found on the engine (asked when `replica` is `None`).
+    pub choose: &'a dyn Fn(&[String]) -> Result<ReplicaId>,
+    /// Confirms the destruction of the chosen replica; `false` aborts.
+    pub confirm: &'a dyn Fn(&ReplicaId) -> Result<bool>,
+}
+
+/// `dtr destroy`: connects to the engine, resolves the replica, confirms, removes.
+pub async fn run(
+    request: DestroyRequest<'_>,
+    reporter: &Reporter,
+) -> Result<(ReplicaId, DestroyReport)> {
+    let engine = Engine::connect().await?;
+    let replica = match request.replica {
+        Some(id) => id,
+        None => {
+            let existing = replicas(&engine).await?;
+            if existing.is_empty() {
+                return Err(Error::ReplicaNotFound {
+                    replica: "(any)".into(),
+                    existing,
+                });
+            }
+            (request.choose)(&existing)?
+        }
+    };
+    if !(request.confirm)(&replica)? {
+        return Err(Error::Aborted);
+    }
+    let report = destroy(&engine, &replica, reporter).await?;
+    if !report.left_behind.is_empty() {
+        return Err(Error::Role(format!(
+            "could not remove: {}",
+            report.left_behind.join("; ")
+        )));
+    }
+    Ok((replica, report))
+}
+
 pub struct DestroyReport {
     pub removed: Vec<String>,
     pub left_behind: Vec<String>,

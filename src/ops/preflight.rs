@@ -256,6 +256,11 @@ enum ProbeError {
     Other(Error),
 }
 
+/// The short-lived container that tries the replica's ports on the node.
+pub fn probe_name(replica: &ReplicaId) -> String {
+    format!("dtr-preflight-{replica}")
+}
+
 /// Runs the bootstrapper image once with the replica's ports published. Returns the free bytes
 /// of the engine's data filesystem, if it could be read.
 async fn probe_node(
@@ -265,7 +270,7 @@ async fn probe_node(
     https: u16,
 ) -> std::result::Result<Option<u64>, ProbeError> {
     use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
-    let name = format!("dtr-preflight-{replica}");
+    let name = probe_name(replica);
     let mut l = labels::phase2(replica, version::VERSION);
     l.remove(labels::PHASE2);
     let bindings = [(http, 1080u16), (https, 1443u16)]

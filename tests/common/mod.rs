@@ -206,3 +206,23 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A volume made by the test itself, as a user would (no dtr labels); removed on drop.
+pub struct UserVolume(pub String);
+
+impl UserVolume {
+    pub fn create(name: &str) -> Self {
+        docker_ok(&["volume", "create", name]);
+        UserVolume(name.to_string())
+    }
+
+    pub fn exists(&self) -> bool {
+        docker(&["volume", "inspect", &self.0]).status.success()
+    }
+}
+
+impl Drop for UserVolume {
+    fn drop(&mut self) {
+        docker(&["volume", "rm", "-f", &self.0]);
+    }
+}
