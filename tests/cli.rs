@@ -5,7 +5,7 @@ mod common;
 
 use std::process::{Command, Output, Stdio};
 
-use common::{text, BIN};
+use common::{text, BIN, COMPONENTS};
 
 fn dtr(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
@@ -79,16 +79,7 @@ fn images_lists_the_nine_images_of_this_version() {
     assert_eq!(images.len(), 9, "{stdout}");
     let version = dtr::version::VERSION;
     assert!(images.contains(&format!("registry/dtr:{version}").as_str()));
-    for c in [
-        "api",
-        "etcd",
-        "jobrunner",
-        "nginx",
-        "notary-server",
-        "notary-signer",
-        "registry",
-        "rethinkdb",
-    ] {
+    for c in COMPONENTS {
         assert!(
             images.contains(&format!("registry/dtr-{c}:{version}").as_str()),
             "{c}: {stdout}"

@@ -9,17 +9,6 @@ use std::process::{Command, Stdio};
 use common::*;
 use dtr::version::VERSION;
 
-const COMPONENTS: [&str; 8] = [
-    "api",
-    "etcd",
-    "jobrunner",
-    "nginx",
-    "notary-server",
-    "notary-signer",
-    "registry",
-    "rethinkdb",
-];
-
 fn node_name() -> String {
     docker_ok(&["info", "-f", "{{.Name}}"])
 }

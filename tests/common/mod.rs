@@ -9,6 +9,18 @@ use std::sync::{Mutex, MutexGuard};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dtr");
 
+/// The eight components of a replica, in name order (the user-visible contract of the original).
+pub const COMPONENTS: [&str; 8] = [
+    "api",
+    "etcd",
+    "jobrunner",
+    "nginx",
+    "notary-server",
+    "notary-signer",
+    "registry",
+    "rethinkdb",
+];
+
 /// Runs `docker ARGS` and returns its output (never panics on a non-zero exit).
 pub fn docker(args: &[&str]) -> Output {
     Command::new("docker")
