@@ -44,16 +44,71 @@ pub async fn connect(cfg: &RoleConfig) -> Result<Client> {
 
 /// Schema versions, applied in order, each once, under an advisory lock so that several api
 /// replicas starting together do not race.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE heartbeats (
-        replica_id text NOT NULL,
-        component text NOT NULL,
-        version text NOT NULL,
-        beat_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (replica_id, component)
-    )",
-)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE heartbeats (
+            replica_id text NOT NULL,
+            component text NOT NULL,
+            version text NOT NULL,
+            beat_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (replica_id, component)
+        )",
+    ),
+    (
+        2,
+        "CREATE TABLE accounts (
+            id bigserial PRIMARY KEY,
+            name text NOT NULL UNIQUE,
+            password_hash text NOT NULL,
+            is_admin boolean NOT NULL DEFAULT false,
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE api_tokens (
+            id bigserial PRIMARY KEY,
+            account_id bigint NOT NULL REFERENCES accounts ON DELETE CASCADE,
+            label text NOT NULL,
+            token_sha256 text NOT NULL UNIQUE,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            last_used timestamptz
+        );
+        CREATE TABLE repositories (
+            id bigserial PRIMARY KEY,
+            namespace text NOT NULL,
+            name text NOT NULL,
+            visibility text NOT NULL CHECK (visibility IN ('public', 'private')),
+            short_description text NOT NULL DEFAULT '',
+            created_at timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (namespace, name)
+        );
+        CREATE TABLE tags (
+            repository_id bigint NOT NULL REFERENCES repositories ON DELETE CASCADE,
+            name text NOT NULL,
+            digest text NOT NULL,
+            media_type text NOT NULL DEFAULT '',
+            size bigint NOT NULL DEFAULT 0,
+            author text NOT NULL DEFAULT '',
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (repository_id, name)
+        );
+        CREATE TABLE events (
+            id bigserial PRIMARY KEY,
+            at timestamptz NOT NULL DEFAULT now(),
+            actor text NOT NULL,
+            action text NOT NULL,
+            object text NOT NULL,
+            detail jsonb NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX events_object ON events (object text_pattern_ops);
+        -- the latest expiry of any token that allows writing to the registry (push, delete):
+        -- garbage collection waits for it after it has stopped such tokens being issued
+        CREATE TABLE write_token_horizon (
+            id int PRIMARY KEY CHECK (id = 1),
+            expires_at timestamptz NOT NULL
+        );
+        INSERT INTO write_token_horizon VALUES (1, now())",
+    ),
+];
 
 pub async fn migrate(client: &mut Client) -> Result<i32> {
     let tx = client

@@ -1,6 +1,19 @@
 //! `dtr api`: the replica's API server behind nginx. It owns the `dtr` database schema, answers
-//! `/_ping` with the health of every component of its replica and `/api/v0/meta/cluster_status`
-//! with the cluster's members. Business endpoints come with the registry features.
+//! `/_ping` with the health of every component of its replica, `/api/v0/meta/cluster_status`
+//! with the cluster's members, and the registry's business: accounts and access tokens
+//! (`auth`), the registry token service (`token`), repositories, tags and the registry's
+//! notifications (`repos`), settings in etcd (`settings`), jobs (`jobs`) and the audit (`events`).
+
+mod auth;
+mod error;
+mod events;
+mod jobs;
+mod names;
+mod repos;
+mod settings;
+mod token;
+
+pub use auth::hash_password;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::options::LogLevel;
 use crate::roles::db;
 use crate::roles::runtime::{log, RoleConfig};
+use error::ApiError;
 
 pub const PORT: u16 = crate::components::API_PORT;
 /// A jobrunner whose heartbeat is older than this is reported unhealthy.
@@ -34,6 +48,10 @@ struct Api {
     db: Mutex<Option<Arc<tokio_postgres::Client>>>,
     /// Set once the database is reachable and migrated: `/health` (the container's health) waits for it.
     ready: AtomicBool,
+    /// Signs the registry tokens.
+    signer: token::Signer,
+    /// The `service` of registry tokens: the external `host:port` (`DTR_TOKEN_SERVICE`).
+    token_service: String,
 }
 
 impl Api {
@@ -54,6 +72,13 @@ impl Api {
         );
         *guard = Some(Arc::clone(&client));
         Ok(client)
+    }
+
+    /// A connection of its own, for a transaction (the shared client pipelines every caller).
+    async fn db_exclusive(&self) -> Result<tokio_postgres::Client> {
+        tokio::time::timeout(CHECK_TIMEOUT, db::connect(&self.cfg))
+            .await
+            .map_err(|_| timed_out("connect"))?
     }
 
     /// Forgets the client after a failed query, so that the next call reconnects.
@@ -170,15 +195,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// A JSON error body with a stable code, the shape every failure of the API uses.
-pub fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"errors": [{"code": code, "message": message.into()}]})),
-    )
-        .into_response()
-}
-
 async fn ping(State(api): State<Arc<Api>>) -> Response {
     let health = api.component_health().await;
     let failing: Vec<String> = health
@@ -209,11 +225,7 @@ async fn health(State(api): State<Arc<Api>>) -> Response {
     if api.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, Json(json!({"Healthy": true}))).into_response()
     } else {
-        api_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "NOT_READY",
-            "the api has not reached its database yet",
-        )
+        ApiError::unavailable("the api has not reached its database yet").into_response()
     }
 }
 
@@ -227,7 +239,10 @@ async fn post_json(http: &reqwest::Client, url: &str) -> std::result::Result<Val
     r.json::<Value>().await.map_err(|e| error_chain(&e))
 }
 
-async fn cluster_status(State(api): State<Arc<Api>>) -> Response {
+async fn cluster_status(State(api): State<Arc<Api>>, caller: auth::Caller) -> Response {
+    if let Err(e) = caller.require_admin() {
+        return e.into_response();
+    }
     let endpoint = &api.cfg.etcd_endpoints[0];
     let (members_url, status_url) = (
         format!("{endpoint}/v3/cluster/member/list"),
@@ -331,8 +346,8 @@ async fn cluster_status(State(api): State<Arc<Api>>) -> Response {
     .into_response()
 }
 
-async fn not_found() -> Response {
-    api_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
+async fn not_found() -> ApiError {
+    ApiError::not_found("NOT_FOUND", "no such endpoint")
 }
 
 fn router(api: Arc<Api>) -> Router {
@@ -340,7 +355,14 @@ fn router(api: Arc<Api>) -> Router {
         .route("/_ping", get(ping))
         .route("/health", get(health))
         .route("/api/v0/meta/cluster_status", get(cluster_status))
+        .merge(auth::routes())
+        .merge(token::routes())
+        .merge(repos::routes())
+        .merge(settings::routes())
+        .merge(jobs::routes())
+        .merge(events::routes())
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(error::BODY_LIMIT))
         .with_state(api)
 }
 
@@ -392,12 +414,25 @@ pub async fn run() -> Result<()> {
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .map_err(|e| Error::Role(format!("api certificate: {e}")))?;
+    let read = |rel: &str| {
+        let path = format!("{}/{rel}", cfg.ca_dir);
+        std::fs::read_to_string(&path).map_err(|e| Error::io(format!("read {path}"), e))
+    };
+    let signer = token::Signer::load(&read("api/token.pem")?, &read("api/token-key.pem")?)?;
+    let token_service = std::env::var("DTR_TOKEN_SERVICE").map_err(|_| {
+        Error::Role(
+            "environment variable DTR_TOKEN_SERVICE is not set (it is set by the install plan)"
+                .into(),
+        )
+    })?;
     let api = Arc::new(Api {
         cfg,
         http,
         tls,
         db: Mutex::new(None),
         ready: AtomicBool::new(false),
+        signer,
+        token_service,
     });
     api.log(
         LogLevel::Info,

@@ -1,0 +1,388 @@
+//! Who is calling: HTTP Basic credentials checked against the accounts in the metadata database,
+//! where the secret is either the account's password (argon2id hash) or one of its access tokens
+//! (SHA-256 of a 256-bit random value; the original accepts `-u user:accesstoken` the same way).
+//! Also the endpoints that manage accounts and access tokens.
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use data_encoding::{BASE64, HEXLOWER};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::error::{ApiError, ApiJson, ApiResult};
+use super::names;
+use super::Api;
+
+/// An authenticated account, or nobody.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    Anonymous,
+    Account(Account),
+}
+
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    pub admin: bool,
+}
+
+impl Caller {
+    pub fn account(&self) -> ApiResult<&Account> {
+        match self {
+            Caller::Account(a) => Ok(a),
+            Caller::Anonymous => Err(ApiError::unauthorized(
+                "log in: this endpoint needs an account",
+            )),
+        }
+    }
+
+    pub fn require_admin(&self) -> ApiResult<&Account> {
+        let a = self.account()?;
+        if a.admin {
+            Ok(a)
+        } else {
+            Err(ApiError::forbidden(format!(
+                "{} is not an administrator",
+                a.name
+            )))
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Caller::Account(a) => &a.name,
+            Caller::Anonymous => "",
+        }
+    }
+}
+
+/// argon2id hash in PHC form of a password (what the database and the install hand-over store).
+pub fn hash_password(password: &str) -> crate::Result<String> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+        .map_err(|e| crate::Error::Role(format!("salt: {e}")))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| crate::Error::Role(format!("hash the password: {e}")))
+}
+
+fn password_matches(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+fn token_digest(token: &str) -> String {
+    HEXLOWER.encode(&Sha256::digest(token.as_bytes()))
+}
+
+/// The `user:secret` of a Basic `Authorization` header, if there is one.
+fn basic_credentials(parts: &Parts) -> ApiResult<Option<(String, String)>> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("unreadable Authorization header"))?;
+    let Some(encoded) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    else {
+        return Err(ApiError::unauthorized(
+            "use HTTP Basic authentication (user:password or user:token)",
+        ));
+    };
+    let decoded = BASE64
+        .decode(encoded.trim().as_bytes())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::unauthorized("unreadable Basic credentials"))?;
+    let (user, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| ApiError::unauthorized("Basic credentials need user:password"))?;
+    Ok(Some((user.to_string(), secret.to_string())))
+}
+
+/// Checks `user` / `secret` (password or access token). Wrong credentials are a 401 that does not
+/// say which part was wrong.
+pub async fn authenticate(api: &Api, user: &str, secret: &str) -> ApiResult<Account> {
+    let wrong = || ApiError::unauthorized("wrong user name, password or token");
+    let db = api.db().await?;
+    let row = db
+        .query_opt(
+            "SELECT id, name, password_hash, is_admin FROM accounts WHERE name = $1",
+            &[&user],
+        )
+        .await?;
+    let Some(row) = row else {
+        // spend the same time as a real check, so that names cannot be probed by timing
+        let _ = password_matches(secret, DUMMY_HASH);
+        return Err(wrong());
+    };
+    let account = Account {
+        id: row.get(0),
+        name: row.get(1),
+        admin: row.get(3),
+    };
+    let token_ok = db
+        .query_opt(
+            "UPDATE api_tokens SET last_used = now() WHERE account_id = $1 AND token_sha256 = $2 RETURNING id",
+            &[&account.id, &token_digest(secret)],
+        )
+        .await?
+        .is_some();
+    if token_ok {
+        return Ok(account);
+    }
+    let phc: String = row.get(2);
+    // argon2 is deliberately slow: keep it off the async workers
+    let secret = secret.to_string();
+    let ok = tokio::task::spawn_blocking(move || password_matches(&secret, &phc))
+        .await
+        .unwrap_or(false);
+    if ok {
+        Ok(account)
+    } else {
+        Err(wrong())
+    }
+}
+
+/// A valid argon2id hash of a random password, for the unknown-user path.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0m4ieU6Dk8c1N2Xz0Bv0Q3cGqkXhN8F7Vb6uW+4Ir2U";
+
+impl FromRequestParts<Arc<Api>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> ApiResult<Self> {
+        match basic_credentials(parts)? {
+            None => Ok(Caller::Anonymous),
+            Some((user, secret)) => Ok(Caller::Account(authenticate(api, &user, &secret).await?)),
+        }
+    }
+}
+
+/// Creates the first administrator from the hand-over file phase 2 wrote (`/ca/api/admin.json`:
+/// name and argon2 hash, never the password) when there is no account yet.
+pub async fn create_initial_admin(
+    db: &tokio_postgres::Client,
+    handover: &str,
+) -> crate::Result<bool> {
+    #[derive(Deserialize)]
+    struct Handover {
+        username: String,
+        password_hash: String,
+    }
+    let h: Handover = serde_json::from_str(handover)
+        .map_err(|e| crate::Error::Role(format!("admin hand-over file: {e}")))?;
+    let n = db
+        .execute(
+            "INSERT INTO accounts (name, password_hash, is_admin)
+             SELECT $1, $2, true WHERE NOT EXISTS (SELECT 1 FROM accounts)",
+            &[&h.username, &h.password_hash],
+        )
+        .await
+        .map_err(|e| crate::Error::Database {
+            context: "create the admin account".into(),
+            message: e.to_string(),
+        })?;
+    Ok(n == 1)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NewAccount {
+    name: String,
+    password: String,
+    #[serde(default)]
+    is_admin: bool,
+}
+
+async fn create_account(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    ApiJson(new): ApiJson<NewAccount>,
+) -> ApiResult<Response> {
+    let admin = caller.require_admin()?;
+    names::check_namespace(&new.name)?;
+    if new.password.chars().count() < 8 {
+        return Err(ApiError::bad_request(
+            "INVALID_PASSWORD",
+            "passwords need at least 8 characters",
+        ));
+    }
+    let password = new.password;
+    let phc = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))??;
+    let db = api.db().await?;
+    let row = db
+        .query_opt(
+            "INSERT INTO accounts (name, password_hash, is_admin) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO NOTHING RETURNING id",
+            &[&new.name, &phc, &new.is_admin],
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::conflict("ACCOUNT_EXISTS", format!("account {} exists", new.name))
+        })?;
+    let id: i64 = row.get(0);
+    super::events::record(
+        &db,
+        &admin.name,
+        "account.create",
+        &new.name,
+        json!({"isAdmin": new.is_admin}),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "name": new.name, "isAdmin": new.is_admin})),
+    )
+        .into_response())
+}
+
+async fn list_accounts(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    let rows = api
+        .db()
+        .await?
+        .query("SELECT id, name, is_admin FROM accounts ORDER BY name", &[])
+        .await?;
+    let accounts: Vec<_> = rows
+        .iter()
+        .map(|r| json!({"id": r.get::<_, i64>(0), "name": r.get::<_, String>(1), "isAdmin": r.get::<_, bool>(2)}))
+        .collect();
+    Ok(Json(json!({"accounts": accounts})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NewToken {
+    token_label: String,
+}
+
+async fn create_token(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    ApiJson(new): ApiJson<NewToken>,
+) -> ApiResult<Response> {
+    let account = caller.account()?;
+    if new.token_label.is_empty() || new.token_label.len() > 100 {
+        return Err(ApiError::bad_request(
+            "INVALID_LABEL",
+            "tokenLabel: 1 to 100 characters",
+        ));
+    }
+    let token = HEXLOWER.encode(&rand::random::<[u8; 32]>());
+    let db = api.db().await?;
+    let row = db
+        .query_one(
+            "INSERT INTO api_tokens (account_id, label, token_sha256) VALUES ($1, $2, $3) RETURNING id",
+            &[&account.id, &new.token_label, &token_digest(&token)],
+        )
+        .await?;
+    let id: i64 = row.get(0);
+    super::events::record(
+        &db,
+        &account.name,
+        "token.create",
+        &new.token_label,
+        json!({}),
+    )
+    .await?;
+    // the only time the token is shown
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "tokenLabel": new.token_label, "token": token})),
+    )
+        .into_response())
+}
+
+async fn list_tokens(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+) -> ApiResult<Json<serde_json::Value>> {
+    let account = caller.account()?;
+    let rows = api
+        .db()
+        .await?
+        .query(
+            "SELECT id, label, to_char(created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    coalesce(to_char(last_used, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '')
+             FROM api_tokens WHERE account_id = $1 ORDER BY id",
+            &[&account.id],
+        )
+        .await?;
+    let tokens: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({"id": r.get::<_, i64>(0), "tokenLabel": r.get::<_, String>(1),
+                   "createdAt": r.get::<_, String>(2), "lastUsed": r.get::<_, String>(3)})
+        })
+        .collect();
+    Ok(Json(json!({"tokens": tokens})))
+}
+
+async fn delete_token(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    let account = caller.account()?;
+    let n = api
+        .db()
+        .await?
+        .execute(
+            "DELETE FROM api_tokens WHERE id = $1 AND (account_id = $2 OR $3)",
+            &[&id, &account.id, &account.admin],
+        )
+        .await?;
+    if n == 0 {
+        return Err(ApiError::not_found(
+            "NO_SUCH_TOKEN",
+            format!("no token {id} of yours"),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route("/api/v0/accounts", get(list_accounts).post(create_account))
+        .route("/api/v0/api_tokens", get(list_tokens).post(create_token))
+        .route("/api/v0/api_tokens/{id}", delete(delete_token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_stored_as_argon2id_and_verified() {
+        let phc = hash_password("correct horse").unwrap();
+        assert!(phc.starts_with("$argon2id$"), "{phc}");
+        assert!(!phc.contains("correct horse"));
+        assert!(password_matches("correct horse", &phc));
+        assert!(!password_matches("wrong horse", &phc));
+        assert!(!password_matches("x", "not a hash"));
+        // the dummy hash parses, so the unknown-user path costs a real verification
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+    }
+}

@@ -1,0 +1,140 @@
+//! Cluster settings, one JSON document in etcd (`/dtr/settings`), shared by every replica's api:
+//! `GET /api/v0/meta/settings` and `POST /api/v0/meta/settings` (administrators; a partial
+//! document changes only the fields it names).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use data_encoding::BASE64;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::error::{ApiError, ApiJson, ApiResult};
+use super::Api;
+
+const KEY: &str = "/dtr/settings";
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Settings {
+    /// A push to a repository that does not exist creates it (private), in the pusher's own
+    /// namespace or, for administrators, anywhere.
+    pub create_repository_on_push: bool,
+    /// Maintenance mode: the token service grants no push or delete.
+    pub read_only_registry: bool,
+    /// Lifetime of the registry tokens the api issues.
+    pub token_lifetime_seconds: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            create_repository_on_push: true,
+            read_only_registry: false,
+            token_lifetime_seconds: 300,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SettingsUpdate {
+    create_repository_on_push: Option<bool>,
+    read_only_registry: Option<bool>,
+    token_lifetime_seconds: Option<u32>,
+}
+
+async fn etcd_call(api: &Api, path: &str, body: Value) -> ApiResult<Value> {
+    let url = format!("{}{path}", api.cfg.etcd_endpoints[0]);
+    let response = api
+        .http
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("etcd {url}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(ApiError::unavailable(format!(
+            "etcd {url} answered {}",
+            response.status()
+        )));
+    }
+    response
+        .json()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("etcd {url}: {e}")))
+}
+
+/// The current settings (defaults for anything never set).
+pub async fn load(api: &Api) -> ApiResult<Settings> {
+    let r = etcd_call(
+        api,
+        "/v3/kv/range",
+        json!({"key": BASE64.encode(KEY.as_bytes())}),
+    )
+    .await?;
+    let Some(value) = r["kvs"][0]["value"].as_str() else {
+        return Ok(Settings::default());
+    };
+    let raw = BASE64
+        .decode(value.as_bytes())
+        .map_err(|e| ApiError::unavailable(format!("settings in etcd: {e}")))?;
+    serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::unavailable(format!("settings in etcd: {e}")))
+}
+
+async fn get_settings(State(api): State<Arc<Api>>, caller: Caller) -> ApiResult<Json<Settings>> {
+    caller.require_admin()?;
+    Ok(Json(load(&api).await?))
+}
+
+async fn post_settings(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    ApiJson(update): ApiJson<SettingsUpdate>,
+) -> ApiResult<Json<Settings>> {
+    let admin = caller.require_admin()?;
+    let mut settings = load(&api).await?;
+    if let Some(v) = update.create_repository_on_push {
+        settings.create_repository_on_push = v;
+    }
+    if let Some(v) = update.read_only_registry {
+        settings.read_only_registry = v;
+    }
+    if let Some(v) = update.token_lifetime_seconds {
+        if !(10..=86400).contains(&v) {
+            return Err(ApiError::bad_request(
+                "INVALID_SETTING",
+                "tokenLifetimeSeconds: 10 to 86400",
+            ));
+        }
+        settings.token_lifetime_seconds = v;
+    }
+    let doc = serde_json::to_vec(&settings).expect("serializable");
+    etcd_call(
+        &api,
+        "/v3/kv/put",
+        json!({"key": BASE64.encode(KEY.as_bytes()), "value": BASE64.encode(&doc)}),
+    )
+    .await?;
+    let db = api.db().await?;
+    super::events::record(
+        &db,
+        &admin.name,
+        "settings.update",
+        "settings",
+        serde_json::to_value(&settings).unwrap_or_default(),
+    )
+    .await?;
+    Ok(Json(settings))
+}
+
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new().route(
+        "/api/v0/meta/settings",
+        get(get_settings).post(post_settings),
+    )
+}
