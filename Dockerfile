@@ -156,9 +156,20 @@ ENTRYPOINT ["dtr", "api"]
 ARG DTR_VERSION
 LABEL org.opencontainers.image.title="dtr-api" org.opencontainers.image.version="$DTR_VERSION"
 
-FROM dtr-binary AS jobrunner
+# The jobrunner runs distribution's garbage collector (/usr/bin/docker-registry, the same
+# Debian package as the registry image) on the registry storage, as uid 10008 in the
+# registry's group 10005 (the plan sets the same user; see docs/jobs.md). /storage is owned
+# as in the registry image, because Docker copies a mount point's owner into an empty
+# volume. The stage starts from base, not dtr-binary, so that the package layer stays
+# cached when only the binary changes.
+FROM base AS jobrunner
+RUN apt-get update; \
+    apt-get install -y docker-registry; \
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log; \
+    mkdir -p /storage; chown docker-registry:docker-registry /storage
+COPY build/dtr /usr/local/bin/dtr
 COPY docker/jobrunner/dtr-health /usr/local/bin/dtr-health
-USER 10008:10008
+USER 10008:10005
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD ["dtr-health"]
 ENTRYPOINT ["dtr", "jobrunner"]
 ARG DTR_VERSION

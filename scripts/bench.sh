@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 N=${1:-3}
 cargo build --release --locked --bin dtr >/dev/null 2>&1
 BIN=target/release/dtr
+DTR_ADMIN_PASSWORD=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+export DTR_ADMIN_PASSWORD
 tmp=$(mktemp -d /tmp/dtr-bench.XXXXXX)
 rid=
 cleanup() {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::pki::TlsMaterial;
+use crate::secret::Secret;
 
 /// 12 lowercase hex characters, like the original's `%012x`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -272,6 +273,26 @@ pub struct InstallOptions {
     pub proxies: Proxies,
     /// `--replica-rethinkdb-cache-mb`; `None` = derived from the node's memory.
     pub db_cache_mb: Option<u32>,
+    /// The first administrator of a plain-engine install (`--admin-username/--admin-password`).
+    pub admin: AdminAccount,
+}
+
+/// An account to create, with its password already hashed (the password itself goes no further
+/// than the CLI layer).
+#[derive(Clone, Debug)]
+pub struct AdminAccount {
+    pub username: String,
+    pub password_hash: Secret<String>,
+}
+
+impl AdminAccount {
+    /// The hand-over document phase 2 writes for the api (`/ca/api/admin.json`).
+    pub fn handover(&self) -> Secret<String> {
+        Secret::new(
+            serde_json::json!({"username": self.username, "password_hash": self.password_hash.expose()})
+                .to_string(),
+        )
+    }
 }
 
 /// Destroy: which replica.

@@ -35,6 +35,18 @@ impl From<String> for Secret<String> {
     }
 }
 
+/// argon2id hash, in PHC form, of a password: the only form in which passwords are stored or
+/// handed between the bootstrapper and the api.
+pub fn hash_password(password: &str) -> crate::Result<String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+        .map_err(|e| crate::Error::Role(format!("salt: {e}")))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| crate::Error::Role(format!("hash the password: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use common::{text, BIN, COMPONENTS};
 fn dtr(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args).stdin(Stdio::null());
+    cmd.env_remove("DTR_ADMIN_PASSWORD");
     for var in [
         "DTR_REPLICA_ID",
         "DTR_INSTALL_REPLICA_ID",
@@ -129,7 +130,10 @@ fn destroy_without_a_terminal_needs_the_replica_id() {
 fn an_unreachable_engine_is_reported_with_the_address() {
     let out = dtr(
         &["install", "--replica-https-port", "28443"],
-        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+        &[
+            ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+            ("DTR_ADMIN_PASSWORD", "a-long-password"),
+        ],
     );
     let log = text(&out);
     assert_eq!(out.status.code(), Some(3), "{log}");
@@ -192,6 +196,24 @@ fn a_mangled_inline_key_is_never_echoed() {
     assert_eq!(out.status.code(), Some(2), "{log}");
     assert!(
         log.contains("--dtr-key") && !log.contains("MIIEvQIBADANBgkq"),
+        "{log}"
+    );
+}
+
+#[test]
+fn install_without_a_terminal_needs_the_admin_password() {
+    let out = dtr(&["install"], &[]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{log}");
+    assert!(
+        log.contains("--admin-password") && log.contains("DTR_ADMIN_PASSWORD"),
+        "{log}"
+    );
+    let out = dtr(&["install", "--admin-password", "short"], &[]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(
+        log.contains("8 characters") && !log.contains("short\""),
         "{log}"
     );
 }

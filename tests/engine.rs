@@ -16,6 +16,7 @@ fn node_name() -> String {
 fn install(r: &TestReplica, extra: &[&str]) -> std::process::Output {
     Command::new(BIN)
         .args(["install", "--ucp-node", &node_name(), "--replica-id", &r.id])
+        .env("DTR_ADMIN_PASSWORD", admin_password())
         .args(["--replica-https-port", &r.https_port.to_string()])
         .args(["--replica-http-port", &r.http_port.to_string()])
         .args(extra)
@@ -193,7 +194,17 @@ fn install_from_the_image_with_the_users_certificate() {
             "-v",
             "/var/run/docker.sock:/var/run/docker.sock",
         ])
-        .args(["-e", "DTR_CERT", "-e", "DTR_KEY", "-e", "DTR_CA"])
+        .args([
+            "-e",
+            "DTR_CERT",
+            "-e",
+            "DTR_KEY",
+            "-e",
+            "DTR_CA",
+            "-e",
+            "DTR_ADMIN_PASSWORD",
+        ])
+        .env("DTR_ADMIN_PASSWORD", admin_password())
         .env("DTR_CERT", &leaf.cert_pem)
         .env("DTR_KEY", leaf.key_pem.expose())
         .env("DTR_CA", &ca.cert_pem)
@@ -293,6 +304,7 @@ fn an_interrupted_install_rolls_back_but_keeps_volumes_it_did_not_make() {
     let users = UserVolume::create(&format!("dtr-registry-{}", r.id));
     let mut child = Command::new(BIN)
         .args(["install", "--replica-id", &r.id])
+        .env("DTR_ADMIN_PASSWORD", admin_password())
         .args(["--replica-https-port", &r.https_port.to_string()])
         .args(["--replica-http-port", &r.http_port.to_string()])
         .stdin(Stdio::null())

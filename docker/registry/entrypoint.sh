@@ -7,7 +7,13 @@ set -euo pipefail
 
 dtr_check_replica_id
 dtr_require_env DTR_TOKEN_REALM DTR_TOKEN_SERVICE
-dtr_require_files /ca/ca.pem /ca/registry/cert.pem /ca/registry/key.pem /ca/api/token.pem
+dtr_require_files /ca/ca.pem /ca/registry/cert.pem /ca/registry/key.pem /ca/api/token.pem \
+  /ca/registry/notify-token
+# group-writable blobs (gid 10005): the jobrunner, in that group, collects garbage
+umask 0002
+# the notifications go to the api over TLS signed by the cluster CA
+export SSL_CERT_FILE=/ca/ca.pem
+notify_token=$(cat /ca/registry/notify-token)
 [ -w /storage ] || dtr_die "/storage is not writable by uid $(id -u)"
 case "$(dtr_level)" in
   fatal) level=error ;;
@@ -28,8 +34,6 @@ storage:
     rootdirectory: /storage
   delete:
     enabled: true
-  cache:
-    blobdescriptor: inmemory
 http:
   addr: :5000
   tls:
@@ -45,6 +49,17 @@ auth:
     service: $(dtr_json_string "$DTR_TOKEN_SERVICE")
     issuer: dtr
     rootcertbundle: /ca/api/token.pem
+notifications:
+  endpoints:
+    - name: dtr-api
+      url: https://dtr-api-$DTR_REPLICA_ID:9443/internal/registry/events
+      headers:
+        Authorization: [$(dtr_json_string "Bearer $notify_token")]
+      timeout: 2s
+      threshold: 5
+      backoff: 1s
+      ignore:
+        actions: [pull]
 health:
   storagedriver:
     enabled: true

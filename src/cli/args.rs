@@ -192,6 +192,12 @@ pub struct InstallArgs {
     /// Subnet of the dtr-ol overlay network
     #[arg(long, env = "DTR_OVERLAY_SUBNET", default_value = "10.1.0.0/24")]
     pub overlay_subnet: String,
+    /// Name of the first administrator account (plain engine, no MKE)
+    #[arg(long, env = "DTR_ADMIN_USERNAME", default_value = "admin")]
+    pub admin_username: String,
+    /// Password of the first administrator, at least 8 characters (asked on a terminal; required without one)
+    #[arg(long, env = "DTR_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
     #[command(flatten)]
     pub ucp: UcpArgs,
     #[command(flatten)]

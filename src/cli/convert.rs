@@ -2,8 +2,11 @@
 //! name in the error; flags whose feature has not landed yet are refused by name.
 
 use super::args::{InstallArgs, ServiceArgs, UcpArgs};
+use super::prompt;
 use crate::error::{Error, Result};
-use crate::options::{ExternalUrl, InstallOptions, LogLevel, Proxies, ReplicaId, Storage, Subnet};
+use crate::options::{
+    AdminAccount, ExternalUrl, InstallOptions, LogLevel, Proxies, ReplicaId, Storage, Subnet,
+};
 use crate::pki::TlsMaterial;
 use crate::secret::Secret;
 
@@ -148,5 +151,46 @@ pub fn install(a: InstallArgs) -> Result<InstallOptions> {
             no_proxy: nonempty(&s.no_proxy),
         },
         db_cache_mb: a.replica.replica_rethinkdb_cache_mb,
+        admin: admin_account(&a.admin_username, a.admin_password)?,
+    })
+}
+
+/// `--admin-username` / `--admin-password`: the password is asked on a terminal, required
+/// otherwise, checked, hashed here and dropped.
+fn admin_account(username: &str, password: Option<String>) -> Result<AdminAccount> {
+    let valid_name = !username.is_empty()
+        && username.len() <= 64
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && username.as_bytes()[0].is_ascii_alphanumeric();
+    if !valid_name {
+        return Err(Error::InvalidValue {
+            flag: "--admin-username",
+            value: username.to_string(),
+            reason: "use lower-case letters, digits, . _ - (starting with a letter or digit), at most 64".into(),
+        });
+    }
+    let password = match password.filter(|p| !p.is_empty()) {
+        Some(p) => Secret::new(p),
+        None if prompt::interactive() => Secret::new(prompt::new_password(&format!(
+            "Password for the DTR administrator {username}"
+        ))?),
+        None => {
+            return Err(Error::MissingInput {
+                missing: vec![("--admin-password", "DTR_ADMIN_PASSWORD")],
+            })
+        }
+    };
+    if password.expose().chars().count() < 8 {
+        return Err(Error::InvalidValue {
+            flag: "--admin-password",
+            value: "(not shown)".into(),
+            reason: "use at least 8 characters".into(),
+        });
+    }
+    Ok(AdminAccount {
+        username: username.to_string(),
+        password_hash: Secret::new(crate::secret::hash_password(password.expose())?),
     })
 }

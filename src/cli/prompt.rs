@@ -36,3 +36,13 @@ pub fn confirm(question: &str) -> Result<bool> {
         .interact()
         .map_err(prompt_err)
 }
+
+/// A new password, typed twice, never echoed.
+pub fn new_password(label: &str) -> Result<String> {
+    let theme = dialoguer::theme::SimpleTheme;
+    dialoguer::Password::with_theme(&theme)
+        .with_prompt(label)
+        .with_confirmation("Repeat it", "The two entries differ")
+        .interact()
+        .map_err(prompt_err)
+}

@@ -26,5 +26,7 @@ pub fn spec(ctx: &ReplicaContext) -> ContainerSpec {
     role_env(ctx, &mut s);
     s.env
         .insert("DTR_HTTPS_PORT".into(), ctx.https_port.to_string());
+    // the api issues the tokens the registry and notary-server check
+    s.env.extend(super::registry::token_auth_env(ctx));
     s
 }

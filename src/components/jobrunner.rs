@@ -1,4 +1,7 @@
 //! jobrunner: this project's binary as `dtr jobrunner` (background jobs from the database).
+//! Garbage collection runs distribution's collector on the registry storage, so the jobrunner
+//! mounts it like the registry does and runs in the registry's group: the registry writes with
+//! `umask 0002`, so the jobrunner may delete what the registry stored.
 
 use crate::components::{api, Component};
 use crate::plan::{ContainerSpec, ReplicaContext};
@@ -6,5 +9,11 @@ use crate::plan::{ContainerSpec, ReplicaContext};
 pub fn spec(ctx: &ReplicaContext) -> ContainerSpec {
     let mut s = ctx.base_spec(Component::Jobrunner);
     api::role_env(ctx, &mut s);
+    s.user = format!(
+        "{}:{}",
+        Component::Jobrunner.uid(),
+        Component::Registry.uid()
+    );
+    s.mounts.push(ctx.storage.clone());
     s
 }

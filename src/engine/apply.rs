@@ -13,8 +13,9 @@ use crate::engine::{probe, Engine};
 use crate::error::{Error, Result};
 use crate::plan::{labels, ContainerSpec, NetworkSpec, Phase2Spec, VolumeSpec};
 use crate::report::Reporter;
-use crate::roles::phase2::{CertResult, REQUEST_PATH, RESULT_PREFIX, USER_KEY_PATH};
-use crate::secret::Secret;
+use crate::roles::phase2::{
+    CertResult, Phase2Secrets, ADMIN_PATH, REQUEST_PATH, RESULT_PREFIX, USER_KEY_PATH,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Created {
@@ -143,7 +144,7 @@ impl<'a> Apply<'a> {
     pub async fn phase2_certs(
         &self,
         spec: &Phase2Spec,
-        user_key: Option<&Secret<String>>,
+        secrets: &Phase2Secrets,
     ) -> Result<CertResult> {
         self.clear_stale_phase2(&spec.name).await?;
         let body = ContainerCreateBody {
@@ -164,10 +165,18 @@ impl<'a> Apply<'a> {
         self.engine.create_raw(&spec.name, body).await?;
         let request = serde_json::to_vec(&spec.request).expect("serializable");
         let request_name = REQUEST_PATH.trim_start_matches("/run/");
-        let key_name = USER_KEY_PATH.trim_start_matches("/run/");
         let mut files: Vec<(&str, &[u8], u32)> = vec![(request_name, &request, 0o600)];
-        if let Some(key) = user_key {
-            files.push((key_name, key.expose().as_bytes(), 0o600));
+        for (path, secret) in [
+            (USER_KEY_PATH, &secrets.user_key),
+            (ADMIN_PATH, &secrets.admin),
+        ] {
+            if let Some(value) = secret {
+                files.push((
+                    path.trim_start_matches("/run/"),
+                    value.expose().as_bytes(),
+                    0o600,
+                ));
+            }
         }
         self.engine.upload(&spec.name, "/run", &files).await?;
         self.engine.start(&spec.name).await?;

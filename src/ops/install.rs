@@ -12,7 +12,7 @@ use crate::ops::{interruptible, preflight};
 use crate::options::InstallOptions;
 use crate::plan::{self, InstallPlan};
 use crate::report::Reporter;
-use crate::roles::phase2::CertResult;
+use crate::roles::phase2::{CertResult, Phase2Secrets};
 
 pub struct InstallReport {
     pub plan: InstallPlan,
@@ -54,7 +54,10 @@ pub async fn install(opts: InstallOptions, reporter: &Reporter) -> Result<Instal
     }
 
     let apply = Apply::new(&engine, reporter);
-    let user_key = opts.tls.as_ref().map(|t| t.key_pem.clone());
+    let secrets = Phase2Secrets {
+        user_key: opts.tls.as_ref().map(|t| t.key_pem.clone()),
+        admin: Some(opts.admin.handover()),
+    };
     let result = interruptible(async {
         let step = reporter.step("networks");
         let made = apply.networks(&plan.networks).await?;
@@ -75,7 +78,7 @@ pub async fn install(opts: InstallOptions, reporter: &Reporter) -> Result<Instal
         // Phase 2 writes the certificates while the containers are being created.
         let step = reporter.step("certificates (phase 2) and containers");
         let (certs, ()) = tokio::try_join!(
-            apply.phase2_certs(&plan.phase2, user_key.as_ref()),
+            apply.phase2_certs(&plan.phase2, &secrets),
             apply.create_containers(&plan.containers)
         )?;
         step.done(if certs.reused_ca {

@@ -2,7 +2,8 @@
 //! operators and the other layers rely on.
 
 use super::*;
-use crate::options::{InstallOptions, LogLevel, Proxies, ReplicaId, Storage, Subnet};
+use crate::options::{AdminAccount, InstallOptions, LogLevel, Proxies, ReplicaId, Storage, Subnet};
+use crate::secret::Secret;
 
 fn options() -> InstallOptions {
     InstallOptions {
@@ -17,6 +18,10 @@ fn options() -> InstallOptions {
         log_level: LogLevel::Info,
         proxies: Proxies::default(),
         db_cache_mb: Some(512),
+        admin: AdminAccount {
+            username: "admin".into(),
+            password_hash: Secret::new("$argon2id$v=19$test".into()),
+        },
     }
 }
 
@@ -247,7 +252,7 @@ fn database_memory_follows_the_flag_or_the_node() {
 #[test]
 fn registry_and_notary_server_require_tokens_from_the_api() {
     let plan = install_plan(&options(), &facts());
-    for component in [Component::Registry, Component::NotaryServer] {
+    for component in [Component::Registry, Component::NotaryServer, Component::Api] {
         let c = plan
             .containers
             .iter()

@@ -108,6 +108,41 @@ const MIGRATIONS: &[(i32, &str)] = &[
         );
         INSERT INTO write_token_horizon VALUES (1, now())",
     ),
+    (
+        3,
+        "-- background jobs (src/roles/jobs.rs, docs/jobs.md): the api queues them, jobrunners
+        -- claim one at a time (FOR UPDATE SKIP LOCKED), heart-beat while they run, and retry
+        -- a failure until max_attempts
+        CREATE TABLE jobs (
+            id bigserial PRIMARY KEY,
+            action text NOT NULL,
+            status text NOT NULL DEFAULT 'waiting'
+                CHECK (status IN ('waiting', 'running', 'done', 'failed')),
+            attempts int NOT NULL DEFAULT 0,
+            max_attempts int NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+            parameters jsonb NOT NULL DEFAULT '{}',
+            result jsonb,
+            created_by text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            not_before timestamptz NOT NULL DEFAULT now(),
+            started_at timestamptz,
+            ended_at timestamptz,
+            claimed_by text,
+            heartbeat_at timestamptz,
+            last_error text
+        );
+        CREATE INDEX jobs_waiting ON jobs (id) WHERE status = 'waiting';
+        CREATE INDEX jobs_running ON jobs (action) WHERE status = 'running';
+        CREATE INDEX jobs_action_status ON jobs (action, status, id);
+        CREATE TABLE job_logs (
+            job_id bigint NOT NULL REFERENCES jobs ON DELETE CASCADE,
+            seq bigserial,
+            at timestamptz NOT NULL DEFAULT now(),
+            attempt int NOT NULL,
+            line text NOT NULL,
+            PRIMARY KEY (job_id, seq)
+        )",
+    ),
 ];
 
 pub async fn migrate(client: &mut Client) -> Result<i32> {

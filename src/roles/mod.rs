@@ -5,5 +5,6 @@ pub mod api;
 pub mod db;
 pub mod health;
 pub mod jobrunner;
+pub mod jobs;
 pub mod phase2;
 pub mod runtime;

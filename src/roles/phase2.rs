@@ -20,6 +20,16 @@ use crate::secret::Secret;
 pub const REQUEST_PATH: &str = "/run/dtr/phase2-request.json";
 /// Where phase 1 uploads `--dtr-key`, when given (never part of the request JSON).
 pub const USER_KEY_PATH: &str = "/run/dtr/user-key.pem";
+/// The first administrator (name and argon2 hash, JSON) for the api, uploaded like the key.
+pub const ADMIN_PATH: &str = "/run/dtr/admin.json";
+
+/// What phase 2 receives as files next to the request, never inside it: the user's TLS key and
+/// the first administrator's name and password hash.
+#[derive(Default)]
+pub struct Phase2Secrets {
+    pub user_key: Option<Secret<String>>,
+    pub admin: Option<Secret<String>>,
+}
 /// Prefix of the one stdout line that carries the result back to phase 1.
 pub const RESULT_PREFIX: &str = "DTR-PHASE2-RESULT ";
 
@@ -115,11 +125,8 @@ fn cluster_ca(ca_dir: &Path, replica: &ReplicaId) -> Result<(String, Secret<Stri
 }
 
 /// The work itself, on a CA directory (the mounted volume; a temp dir in tests).
-pub fn write_certs(
-    ca_dir: &Path,
-    req: &CertRequest,
-    user_key: Option<Secret<String>>,
-) -> Result<CertResult> {
+pub fn write_certs(ca_dir: &Path, req: &CertRequest, secrets: Phase2Secrets) -> Result<CertResult> {
+    let user_key = secrets.user_key;
     fs::set_permissions(ca_dir, fs::Permissions::from_mode(0o755))
         .map_err(io(format!("chmod {}", ca_dir.display())))?;
     let (ca_cert, ca_key, reused_ca) = cluster_ca(ca_dir, &req.replica_id)?;
@@ -158,6 +165,15 @@ pub fn write_certs(
                     0o600,
                     c.uid,
                 )?;
+                if let Some(admin) = &secrets.admin {
+                    // the api creates the account from it when there is none yet
+                    write_file(
+                        &d.join("admin.json"),
+                        admin.expose().as_bytes(),
+                        0o600,
+                        c.uid,
+                    )?;
+                }
             }
             Component::NotarySigner => {
                 let path = d.join("passphrase");
@@ -169,6 +185,7 @@ pub fn write_certs(
             _ => {}
         }
     }
+    write_notify_token(ca_dir, req)?;
 
     let nginx_uid = req
         .components
@@ -234,6 +251,32 @@ pub fn write_certs(
     })
 }
 
+/// The shared secret with which the registry authenticates its notifications to the api: the
+/// same random value in `registry/notify-token` and `api/notify-token`, each readable only by
+/// its component. Kept when both exist (another replica's api must accept it too).
+fn write_notify_token(ca_dir: &Path, req: &CertRequest) -> Result<()> {
+    let uid = |component| {
+        req.components
+            .iter()
+            .find(|c| c.component == component)
+            .map(|c| c.uid)
+    };
+    let (Some(registry_uid), Some(api_uid)) = (uid(Component::Registry), uid(Component::Api))
+    else {
+        return Ok(());
+    };
+    let (reg_path, api_path) = (
+        ca_dir.join("registry/notify-token"),
+        ca_dir.join("api/notify-token"),
+    );
+    let token = match fs::read_to_string(&api_path) {
+        Ok(t) if reg_path.exists() => t,
+        _ => hex::encode(rand::random::<[u8; 32]>()),
+    };
+    write_file(&reg_path, token.as_bytes(), 0o600, registry_uid)?;
+    write_file(&api_path, token.as_bytes(), 0o600, api_uid)
+}
+
 fn last_pem_block(pem: &str) -> String {
     match pem.rfind("-----BEGIN CERTIFICATE-----") {
         Some(i) => pem[i..].to_string(),
@@ -248,14 +291,18 @@ pub fn run_certs() -> Result<()> {
         step: "certs".into(),
         message: format!("bad request: {e}"),
     })?;
-    let user_key = match fs::read_to_string(USER_KEY_PATH) {
+    let take = |path: &str| match fs::read_to_string(path) {
         Ok(k) => {
-            let _ = fs::remove_file(USER_KEY_PATH);
+            let _ = fs::remove_file(path);
             Some(Secret::new(k))
         }
         Err(_) => None,
     };
-    let result = write_certs(Path::new(crate::plan::CA_MOUNT), &req, user_key)?;
+    let secrets = Phase2Secrets {
+        user_key: take(USER_KEY_PATH),
+        admin: take(ADMIN_PATH),
+    };
+    let result = write_certs(Path::new(crate::plan::CA_MOUNT), &req, secrets)?;
     println!(
         "{RESULT_PREFIX}{}",
         serde_json::to_string(&result).expect("serializable")
@@ -287,7 +334,12 @@ mod tests {
             external_names: vec!["node1".into(), "127.0.0.1".into()],
             user_cert: None,
         };
-        let first = write_certs(dir.path(), &req, None).unwrap();
+        let admin = r#"{"username":"admin","password_hash":"$argon2id$x"}"#;
+        let secrets = Phase2Secrets {
+            user_key: None,
+            admin: Some(Secret::new(admin.into())),
+        };
+        let first = write_certs(dir.path(), &req, secrets).unwrap();
         assert!(!first.reused_ca);
         let meta = |p: &str| fs::metadata(dir.path().join(p)).unwrap();
         use std::os::unix::fs::MetadataExt;
@@ -301,8 +353,18 @@ mod tests {
             meta("notary-signer/passphrase").uid(),
             Component::NotarySigner.uid()
         );
-        let second = write_certs(dir.path(), &req, None).unwrap();
+        assert_eq!(meta("api/admin.json").uid(), Component::Api.uid());
+        assert_eq!(meta("api/admin.json").mode() & 0o777, 0o600);
+        let token = fs::read_to_string(dir.path().join("api/notify-token")).unwrap();
+        assert_eq!(token.len(), 64);
+        assert_eq!(
+            meta("registry/notify-token").uid(),
+            Component::Registry.uid()
+        );
+        let second = write_certs(dir.path(), &req, Phase2Secrets::default()).unwrap();
         assert!(second.reused_ca);
+        let again = fs::read_to_string(dir.path().join("registry/notify-token")).unwrap();
+        assert_eq!(token, again, "the notification secret is kept");
         assert_eq!(first.cluster_ca_fingerprint, second.cluster_ca_fingerprint);
     }
 

@@ -9,6 +9,12 @@ use std::sync::{Mutex, MutexGuard};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dtr");
 
+/// The administrator password of this test process's installs: random, never in the repo.
+pub fn admin_password() -> &'static str {
+    static PASSWORD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PASSWORD.get_or_init(|| format!("pw-{}", dtr::options::ReplicaId::random()))
+}
+
 /// The eight components of a replica, in name order (the user-visible contract of the original).
 pub const COMPONENTS: [&str; 8] = [
     "api",

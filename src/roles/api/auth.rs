@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
+
+pub use crate::secret::hash_password;
 use argon2::Argon2;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
@@ -64,16 +66,6 @@ impl Caller {
             Caller::Anonymous => "",
         }
     }
-}
-
-/// argon2id hash in PHC form of a password (what the database and the install hand-over store).
-pub fn hash_password(password: &str) -> crate::Result<String> {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
-        .map_err(|e| crate::Error::Role(format!("salt: {e}")))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| crate::Error::Role(format!("hash the password: {e}")))
 }
 
 fn password_matches(password: &str, phc: &str) -> bool {

@@ -52,6 +52,8 @@ struct Api {
     signer: token::Signer,
     /// The `service` of registry tokens: the external `host:port` (`DTR_TOKEN_SERVICE`).
     token_service: String,
+    /// The secret the registry's notifications carry (`/ca/api/notify-token`).
+    notify_token: String,
 }
 
 impl Api {
@@ -375,6 +377,12 @@ async fn prepare_database(api: &Api) {
             let mut client = db::connect(&api.cfg).await?;
             let version = db::migrate(&mut client).await?;
             db::heartbeat(&client, &api.cfg).await?;
+            let handover = format!("{}/api/admin.json", api.cfg.ca_dir);
+            if let Ok(doc) = std::fs::read_to_string(&handover) {
+                if auth::create_initial_admin(&client, &doc).await? {
+                    api.log(LogLevel::Info, "created the first administrator account");
+                }
+            }
             Ok::<_, Error>((client, version))
         }
         .await;
@@ -419,6 +427,7 @@ pub async fn run() -> Result<()> {
         std::fs::read_to_string(&path).map_err(|e| Error::io(format!("read {path}"), e))
     };
     let signer = token::Signer::load(&read("api/token.pem")?, &read("api/token-key.pem")?)?;
+    let notify_token = read("api/notify-token")?.trim().to_string();
     let token_service = std::env::var("DTR_TOKEN_SERVICE").map_err(|_| {
         Error::Role(
             "environment variable DTR_TOKEN_SERVICE is not set (it is set by the install plan)"
@@ -433,6 +442,7 @@ pub async fn run() -> Result<()> {
         ready: AtomicBool::new(false),
         signer,
         token_service,
+        notify_token,
     });
     api.log(
         LogLevel::Info,

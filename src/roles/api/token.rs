@@ -136,7 +136,7 @@ fn parse_scope(scope: &str) -> ApiResult<Grant> {
 }
 
 /// What the caller may do on `namespace/repository`, given whether it is public.
-fn allowed_actions(
+pub fn allowed_actions(
     caller: &Caller,
     namespace: &str,
     public: Option<bool>,
