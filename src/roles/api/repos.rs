@@ -327,6 +327,50 @@ async fn delete_tag(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Deletes a manifest and every tag on it.
+async fn delete_manifest(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path((namespace, name, digest)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return Err(ApiError::bad_request(
+            "INVALID_DIGEST",
+            format!("{digest:?} is not sha256:<64 hex>"),
+        ));
+    }
+    let repo = writable(&api, &caller, &namespace, &name).await?;
+    let db = api.db().await?;
+    if super::jobs::registry_writes_fenced(&*db).await? {
+        return Err(ApiError::conflict(
+            "GARBAGE_COLLECTION_RUNNING",
+            "garbage collection is running: try again when it is done",
+        ));
+    }
+    let full = format!("{namespace}/{name}");
+    registry_delete_manifest(&api, &full, &digest).await?;
+    let tags = db
+        .execute(
+            "DELETE FROM tags WHERE repository_id = $1 AND digest = $2",
+            &[&repo.id, &digest],
+        )
+        .await?;
+    super::events::record(
+        &db,
+        caller.name(),
+        "manifest.delete",
+        &full,
+        json!({"digest": digest, "tags": tags}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn registry_delete_manifest(api: &Api, full: &str, digest: &str) -> ApiResult<()> {
     let grant = Grant {
         kind: "repository".into(),
@@ -526,6 +570,10 @@ pub fn routes() -> Router<Arc<Api>> {
         .route(
             "/api/v0/repositories/{namespace}/{name}/tags/{tag}",
             delete(delete_tag),
+        )
+        .route(
+            "/api/v0/repositories/{namespace}/{name}/manifests/{digest}",
+            delete(delete_manifest),
         )
         .route(
             "/internal/registry/events",

@@ -1,0 +1,615 @@
+//! A working registry after install, driven with the engine's own docker CLI (no mock): login,
+//! push, pull with the same digest, permissions, access tokens, content trust, tag deletion and
+//! garbage collection; and the API's answers to bad input. Harness rules as in tests/common.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+/// A replica installed for one test, and a docker client set up to use it: the daemon trusts
+/// the CA through /etc/docker/certs.d/<authority>/, the CLI (logins, trust keys) lives in a
+/// private DOCKER_CONFIG. Everything is removed on drop.
+struct Registry {
+    replica: TestReplica,
+    authority: String,
+    ca: PathBuf,
+    dir: tempfile::TempDir,
+    certs_d: PathBuf,
+    images: std::cell::RefCell<Vec<String>>,
+}
+
+impl Registry {
+    fn install() -> Registry {
+        let replica = TestReplica::new();
+        let authority = format!("127.0.0.1:{}", replica.https_port);
+        let out = Command::new(BIN)
+            .args([
+                "install",
+                "--replica-id",
+                &replica.id,
+                "--dtr-external-url",
+                &authority,
+            ])
+            .args(["--replica-https-port", &replica.https_port.to_string()])
+            .args(["--replica-http-port", &replica.http_port.to_string()])
+            .env("DTR_ADMIN_PASSWORD", admin_password())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "install failed:\n{}", text(&out));
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, replica.external_ca()).unwrap();
+        let certs_d = PathBuf::from(format!("/etc/docker/certs.d/{authority}"));
+        std::fs::create_dir_all(&certs_d).unwrap();
+        std::fs::copy(&ca, certs_d.join("ca.crt")).unwrap();
+        // the notary client of the CLI looks for the CA here
+        let tls = dir.path().join("config/tls").join(&authority);
+        std::fs::create_dir_all(&tls).unwrap();
+        std::fs::copy(&ca, tls.join("ca.crt")).unwrap();
+        Registry {
+            replica,
+            authority,
+            ca,
+            dir,
+            certs_d,
+            images: Default::default(),
+        }
+    }
+
+    /// The docker CLI with this test's own configuration directory.
+    fn docker(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new("docker");
+        cmd.args(args)
+            .env("DOCKER_CONFIG", self.dir.path().join("config"))
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    fn docker_ok(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self.docker(args, env);
+        assert!(out.status.success(), "docker {args:?}:\n{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn login(&self, user: &str, secret: &str) -> Output {
+        let mut cmd = Command::new("docker");
+        cmd.args(["login", &self.authority, "-u", user, "--password-stdin"])
+            .env("DOCKER_CONFIG", self.dir.path().join("config"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(secret.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// A small image of `size` random bytes named `<authority>/<repo>:<tag>`.
+    fn make_image(&self, repo_tag: &str, size: usize) -> String {
+        let name = format!("{}/{repo_tag}", self.authority);
+        let layer = self.dir.path().join("layer");
+        std::fs::create_dir_all(&layer).unwrap();
+        let data: Vec<u8> = (0..size).map(|_| rand_byte()).collect();
+        std::fs::write(layer.join("data"), data).unwrap();
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(&layer)
+            .args(["-c", "."])
+            .output()
+            .unwrap();
+        let mut import = Command::new("docker")
+            .args(["import", "-", &name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        import.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
+        assert!(import.wait().unwrap().success());
+        self.images.borrow_mut().push(name.clone());
+        name
+    }
+
+    /// `curl` against the API: (status, JSON body or Null).
+    fn api(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<(&str, &str)>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "--noproxy",
+            "*",
+            "-m",
+            "30",
+            "-X",
+            method,
+            "--cacert",
+        ])
+        .arg(&self.ca)
+        .args(["-w", "\n%{http_code}"]);
+        if let Some((u, p)) = auth {
+            cmd.args(["-u", &format!("{u}:{p}")]);
+        }
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        cmd.arg(format!("https://{}{path}", self.authority));
+        let out = cmd.output().unwrap();
+        let t = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = t.rsplit_once('\n').unwrap_or(("", &t));
+        (
+            code.trim().parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    }
+
+    fn admin(&self) -> Option<(&str, &str)> {
+        Some(("admin", admin_password()))
+    }
+
+    /// Bytes under the registry's blob store.
+    fn blob_bytes(&self) -> u64 {
+        let vol = format!("dtr-registry-{}:/s:ro", self.replica.id);
+        let image = format!("registry/dtr:{}", dtr::version::VERSION);
+        let out = docker_ok(&[
+            "run",
+            "--rm",
+            "-v",
+            &vol,
+            "--entrypoint",
+            "du",
+            &image,
+            "-sb",
+            "/s/docker/registry/v2/blobs",
+        ]);
+        out.split_whitespace().next().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        for image in self.images.borrow().iter() {
+            docker(&["rmi", "-f", image]);
+        }
+        let _ = std::fs::remove_dir_all(&self.certs_d);
+    }
+}
+
+fn rand_byte() -> u8 {
+    rand::random()
+}
+
+fn error_code(body: &Value) -> &str {
+    body["errors"][0]["code"].as_str().unwrap_or("")
+}
+
+fn wait_for_job(reg: &Registry, id: i64, seconds: u64) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let (code, job) = reg.api("GET", &format!("/api/v0/jobs/{id}"), reg.admin(), None);
+        assert_eq!(code, 200, "{job}");
+        let status = job["status"].as_str().unwrap_or("").to_string();
+        if status == "done" || status == "failed" {
+            return job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {id} still {status}: {job}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn docker_cli_login_push_pull_sign_permissions_and_gc() {
+    let Some(_engine) = engine() else { return };
+    let reg = Registry::install();
+    let a = &reg.authority;
+
+    // wrong password refused, right one accepted
+    assert!(!reg.login("admin", "not-the-password").status.success());
+    let out = reg.login("admin", admin_password());
+    assert!(out.status.success(), "{}", text(&out));
+
+    // push, remove, pull: same digest
+    let image = reg.make_image("admin/app:1", 3 * 1024 * 1024);
+    let pushed = reg.docker_ok(&["push", &image], &[]);
+    let digest = pushed
+        .split("digest: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    reg.docker_ok(&["rmi", &image], &[]);
+    reg.docker_ok(&["pull", &image], &[]);
+    let pulled = reg.docker_ok(
+        &["image", "inspect", "-f", "{{index .RepoDigests 0}}", &image],
+        &[],
+    );
+    assert_eq!(pulled, format!("{a}/admin/app@{digest}"));
+
+    // the notification put the tag into the metadata
+    let (code, tags) = reg.api(
+        "GET",
+        "/api/v0/repositories/admin/app/tags",
+        reg.admin(),
+        None,
+    );
+    assert_eq!(code, 200, "{tags}");
+    assert_eq!(tags[0]["name"], "1");
+    assert_eq!(tags[0]["digest"], digest.as_str());
+    assert_eq!(tags[0]["author"], "admin");
+
+    // an account without rights on admin/ cannot push there nor pull the private repository
+    let (code, body) = reg.api(
+        "POST",
+        "/api/v0/accounts",
+        reg.admin(),
+        Some(r#"{"name":"alice","password":"alice-password"}"#),
+    );
+    assert_eq!(code, 201, "{body}");
+    assert!(reg.login("alice", "alice-password").status.success());
+    let sneaky = format!("{a}/admin/sneaky:1");
+    reg.docker_ok(&["tag", &image, &sneaky], &[]);
+    reg.images.borrow_mut().push(sneaky.clone());
+    let out = reg.docker(&["push", &sneaky], &[]);
+    assert!(
+        !out.status.success() && text(&out).contains("denied"),
+        "{}",
+        text(&out)
+    );
+    let out = reg.docker(&["pull", &image], &[]);
+    assert!(
+        !out.status.success(),
+        "alice pulled a private repository:\n{}",
+        text(&out)
+    );
+    // ... but her own namespace is hers
+    let hers = format!("{a}/alice/mine:1");
+    reg.docker_ok(&["tag", &image, &hers], &[]);
+    reg.images.borrow_mut().push(hers.clone());
+    reg.docker_ok(&["push", &hers], &[]);
+
+    // an access token logs in like a password
+    let (code, token) = reg.api(
+        "POST",
+        "/api/v0/api_tokens",
+        reg.admin(),
+        Some(r#"{"tokenLabel":"ci"}"#),
+    );
+    assert_eq!(code, 201, "{token}");
+    let token = token["token"].as_str().unwrap().to_string();
+    let out = reg.login("admin", &token);
+    assert!(out.status.success(), "{}", text(&out));
+    let (code, _) = reg.api("GET", "/api/v0/repositories", Some(("admin", &token)), None);
+    assert_eq!(code, 200);
+
+    // content trust: signed push, verified pull; an unsigned tag is refused under trust
+    let trust = [
+        ("DOCKER_CONTENT_TRUST", "1"),
+        ("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", "root-passphrase-1"),
+        (
+            "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
+            "repo-passphrase-1",
+        ),
+    ];
+    let signed = reg.make_image("admin/app:2", 1024);
+    let out = reg.docker_ok(&["push", &signed], &trust);
+    assert!(out.contains("Successfully signed"), "{out}");
+    reg.docker_ok(&["rmi", &signed], &[]);
+    reg.docker_ok(&["pull", &signed], &trust);
+    let out = reg.docker(&["pull", &image], &trust);
+    assert!(
+        !out.status.success(),
+        "an unsigned tag was pulled under content trust:\n{}",
+        text(&out)
+    );
+
+    // delete the first tag, collect garbage: the blob store shrinks
+    let (code, _) = reg.api(
+        "POST",
+        "/api/v0/meta/settings",
+        reg.admin(),
+        Some(r#"{"tokenLifetimeSeconds":10}"#),
+    );
+    assert_eq!(code, 200);
+    // a tag that shares its manifest is not deleted alone: the manifest is, with its tags
+    let copy = format!("{a}/admin/app:copy");
+    reg.docker_ok(&["tag", &image, &copy], &[]);
+    reg.images.borrow_mut().push(copy.clone());
+    reg.docker_ok(&["push", &copy], &[]);
+    let (code, body) = reg.api(
+        "DELETE",
+        "/api/v0/repositories/admin/app/tags/1",
+        reg.admin(),
+        None,
+    );
+    assert_eq!(
+        (code, error_code(&body)),
+        (409, "TAG_SHARES_MANIFEST"),
+        "{body}"
+    );
+    let (code, body) = reg.api(
+        "DELETE",
+        &format!("/api/v0/repositories/admin/app/manifests/{digest}"),
+        reg.admin(),
+        None,
+    );
+    assert_eq!(code, 204, "{body}");
+    let (_, tags) = reg.api(
+        "GET",
+        "/api/v0/repositories/admin/app/tags",
+        reg.admin(),
+        None,
+    );
+    let names: Vec<&str> = tags
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["2"], "{tags}");
+    let (code, body) = reg.api(
+        "DELETE",
+        "/api/v0/repositories/alice/mine/tags/1",
+        Some(("alice", "alice-password")),
+        None,
+    );
+    assert_eq!(code, 204, "{body}");
+    let before = reg.blob_bytes();
+    let (code, job) = reg.api(
+        "POST",
+        "/api/v0/jobs",
+        reg.admin(),
+        Some(r#"{"action":"gc"}"#),
+    );
+    assert_eq!(code, 202, "{job}");
+    let job = wait_for_job(&reg, job["id"].as_i64().unwrap(), 240);
+    assert_eq!(job["status"], "done", "{job}");
+    let after = reg.blob_bytes();
+    assert!(
+        after + 3 * 1024 * 1024 <= before,
+        "blob store {before} -> {after} bytes"
+    );
+    let (code, logs) = reg.api(
+        "GET",
+        &format!("/api/v0/jobs/{}/logs", job["id"]),
+        reg.admin(),
+        None,
+    );
+    assert_eq!(code, 200, "{logs}");
+    // the signed image is still there
+    reg.docker_ok(&["rmi", &signed], &[]);
+    reg.docker_ok(&["pull", &signed], &trust);
+
+    let out = Command::new(BIN)
+        .args(["destroy", "--replica-id", &reg.replica.id])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn the_api_answers_bad_input_with_clear_4xx_and_changes_nothing() {
+    let Some(_engine) = engine() else { return };
+    let reg = Registry::install();
+    let admin = reg.admin();
+    let count = || {
+        reg.api("GET", "/api/v0/repositories", admin, None).1["repositories"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+
+    // credentials
+    let (code, body) = reg.api(
+        "GET",
+        "/api/v0/repositories",
+        Some(("admin", "wrong")),
+        None,
+    );
+    assert_eq!((code, error_code(&body)), (401, "UNAUTHORIZED"), "{body}");
+    let (code, body) = reg.api(
+        "GET",
+        "/api/v0/repositories",
+        Some(("nobody", "wrong")),
+        None,
+    );
+    assert_eq!((code, error_code(&body)), (401, "UNAUTHORIZED"), "{body}");
+    let (code, body) = reg.api("GET", "/api/v0/accounts", None, None);
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = reg.api("GET", "/api/v0/meta/cluster_status", None, None);
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = reg.api("GET", "/api/v0/meta/cluster_status", admin, None);
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body["replica_health"][&reg.replica.id].is_string(),
+        "{body}"
+    );
+
+    // bodies: malformed, unknown field, wrong type, not JSON, too large
+    let before = count();
+    for (body, expected) in [
+        ("{not json", "INVALID_JSON"),
+        (
+            r#"{"name":"x1","visibility":"public","extra":1}"#,
+            "INVALID_JSON",
+        ),
+        (r#"{"name":5}"#, "INVALID_JSON"),
+        (r#"{"name":"UPPER"}"#, "INVALID_NAME"),
+        (r#"{"name":"a/../b"}"#, "INVALID_NAME"),
+        (
+            r#"{"name":"ok","visibility":"secret"}"#,
+            "INVALID_VISIBILITY",
+        ),
+    ] {
+        let (code, answer) = reg.api("POST", "/api/v0/repositories/admin", admin, Some(body));
+        assert_eq!(
+            (code, error_code(&answer)),
+            (400, expected),
+            "{body}: {answer}"
+        );
+    }
+    let big = format!(
+        r#"{{"name":"big","shortDescription":"{}"}}"#,
+        "x".repeat(200_000)
+    );
+    let (code, answer) = reg.api("POST", "/api/v0/repositories/admin", admin, Some(&big));
+    assert_eq!(
+        (code, error_code(&answer)),
+        (413, "BODY_TOO_LARGE"),
+        "{answer}"
+    );
+    let (code, answer) = reg.api(
+        "POST",
+        "/api/v0/jobs",
+        admin,
+        Some(r#"{"action":"format-disk"}"#),
+    );
+    assert_eq!(
+        (code, error_code(&answer)),
+        (400, "UNKNOWN_ACTION"),
+        "{answer}"
+    );
+    let (code, answer) = reg.api(
+        "POST",
+        "/api/v0/meta/settings",
+        admin,
+        Some(r#"{"tokenLifetimeSeconds":1}"#),
+    );
+    assert_eq!(
+        (code, error_code(&answer)),
+        (400, "INVALID_SETTING"),
+        "{answer}"
+    );
+    // path traversal in names and tags
+    for path in [
+        "/api/v0/repositories/..%2F..%2Fetc/passwd/tags",
+        "/api/v0/repositories/admin/..%2Fx",
+        "/api/v0/repositories/ADMIN/app",
+    ] {
+        let (code, answer) = reg.api("GET", path, admin, None);
+        assert!(code == 400 || code == 404, "{path}: {code} {answer}");
+    }
+    let (code, answer) = reg.api(
+        "DELETE",
+        "/api/v0/repositories/admin/app/tags/..%2F..",
+        admin,
+        None,
+    );
+    assert!(code == 400 || code == 404, "{code} {answer}");
+    // the token service refuses another service and malformed scopes
+    let (code, answer) = reg.api(
+        "GET",
+        "/auth/token?service=evil.example&scope=repository:admin/app:pull",
+        admin,
+        None,
+    );
+    assert_eq!(
+        (code, error_code(&answer)),
+        (400, "INVALID_SERVICE"),
+        "{answer}"
+    );
+    let svc = &reg.authority;
+    let (code, answer) = reg.api(
+        "GET",
+        &format!("/auth/token?service={svc}&scope=repository:..%2Fetc:pull"),
+        admin,
+        None,
+    );
+    assert_eq!(
+        (code, error_code(&answer)),
+        (400, "INVALID_NAME"),
+        "{answer}"
+    );
+    // the registry's notification endpoint is not reachable from outside
+    let (code, _) = reg.api(
+        "POST",
+        "/internal/registry/events",
+        None,
+        Some(r#"{"events":[]}"#),
+    );
+    assert_eq!(code, 404);
+    assert_eq!(count(), before, "a refused request changed something");
+
+    // the happy path of the same endpoints
+    let (code, repo) = reg.api(
+        "POST",
+        "/api/v0/repositories/admin",
+        admin,
+        Some(r#"{"name":"web","visibility":"public"}"#),
+    );
+    assert_eq!(code, 201, "{repo}");
+    let (code, answer) = reg.api(
+        "POST",
+        "/api/v0/repositories/admin",
+        admin,
+        Some(r#"{"name":"web"}"#),
+    );
+    assert_eq!(
+        (code, error_code(&answer)),
+        (409, "REPOSITORY_EXISTS"),
+        "{answer}"
+    );
+    let (code, anon) = reg.api("GET", "/api/v0/repositories/admin/web", None, None);
+    assert_eq!(
+        (code, anon["visibility"].as_str()),
+        (200, Some("public")),
+        "public repositories are visible to anyone"
+    );
+    let (code, _) = reg.api(
+        "PATCH",
+        "/api/v0/repositories/admin/web",
+        admin,
+        Some(r#"{"visibility":"private"}"#),
+    );
+    assert_eq!(code, 200);
+    let (code, answer) = reg.api("GET", "/api/v0/repositories/admin/web", None, None);
+    assert_eq!(
+        (code, error_code(&answer)),
+        (404, "NO_SUCH_REPOSITORY"),
+        "private ones are not"
+    );
+    let (code, settings) = reg.api("GET", "/api/v0/meta/settings", admin, None);
+    assert_eq!(code, 200);
+    assert_eq!(settings["createRepositoryOnPush"], true);
+    let (code, events) = reg.api("GET", "/api/v0/events?object=admin/web", admin, None);
+    assert_eq!(code, 200);
+    let actions: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"repository.create") && actions.contains(&"repository.update"),
+        "{events}"
+    );
+    let (code, _) = reg.api("DELETE", "/api/v0/repositories/admin/web", admin, None);
+    assert_eq!(code, 204);
+    let (code, jobs) = reg.api("GET", "/api/v0/jobs", admin, None);
+    assert_eq!(code, 200, "{jobs}");
+    let out = Command::new(BIN)
+        .args(["destroy", "--replica-id", &reg.replica.id])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
