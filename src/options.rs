@@ -277,6 +277,21 @@ pub struct InstallOptions {
     pub admin: AdminAccount,
 }
 
+/// One component of an account, namespace or repository name (the registry's grammar):
+/// lower-case letters and digits, separated by single `.`, `_` or `-`, at most `max` bytes.
+pub fn name_component_ok(s: &str, max: usize) -> bool {
+    let bytes = s.as_bytes();
+    let sep = |b: &u8| b"._-".contains(b);
+    !s.is_empty()
+        && s.len() <= max
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || sep(b))
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+        && !bytes.windows(2).any(|w| sep(&w[0]) && sep(&w[1]))
+}
+
 /// An account to create, with its password already hashed (the password itself goes no further
 /// than the CLI layer).
 #[derive(Clone, Debug)]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -433,6 +433,3 @@ fn jobs_api_migration_and_gc_on_a_real_replica() {
 
     destroy(&r);
 }
-
-#[allow(dead_code)]
-fn unused(_: &Path) {}

@@ -158,17 +158,13 @@ pub fn install(a: InstallArgs) -> Result<InstallOptions> {
 /// `--admin-username` / `--admin-password`: the password is asked on a terminal, required
 /// otherwise, checked, hashed here and dropped.
 fn admin_account(username: &str, password: Option<String>) -> Result<AdminAccount> {
-    let valid_name = !username.is_empty()
-        && username.len() <= 64
-        && username
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        && username.as_bytes()[0].is_ascii_alphanumeric();
+    let valid_name = crate::options::name_component_ok(username, 64);
     if !valid_name {
         return Err(Error::InvalidValue {
             flag: "--admin-username",
             value: username.to_string(),
-            reason: "use lower-case letters, digits, . _ - (starting with a letter or digit), at most 64".into(),
+            reason: "use lower-case letters and digits, with single . _ - between them, at most 64"
+                .into(),
         });
     }
     let password = match password.filter(|p| !p.is_empty()) {

@@ -331,7 +331,8 @@ async fn run_action(
         Some(Action::Gc) => {
             let params: GcParameters = serde_json::from_value(job.parameters.clone())
                 .map_err(|e| format!("parameters: {e}"))?;
-            gc(log, &params, Path::new(STORAGE)).await
+            let bin = std::env::var("DTR_REGISTRY_BIN").unwrap_or_else(|_| REGISTRY_BIN.into());
+            gc(log, &params, Path::new(STORAGE), &bin).await
         }
         None => Err(format!(
             "this jobrunner ({}) does not know the action {:?}",
@@ -445,10 +446,29 @@ pub fn gc_args(params: &GcParameters, config: &Path) -> Vec<String> {
 /// Lines of the collector's output worth keeping past the log limit.
 fn gc_line_is_summary(line: &str) -> bool {
     // "N blobs marked, M blobs and K manifests eligible for deletion" (not the per-blob lines)
-    line.contains(" blobs marked, ")
-        || line.contains("level=error")
+    line.contains(" blobs marked, ") || gc_line_is_error(line)
+}
+
+/// The collector's failures: logrus errors and the command's final message.
+fn gc_line_is_error(line: &str) -> bool {
+    line.contains("level=error")
         || line.contains("level=fatal")
+        || line.starts_with("failed to garbage collect")
         || line.to_ascii_lowercase().contains("permission denied")
+}
+
+/// `uid N gid M` of this process (for error messages about file permissions).
+fn process_identity() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap_or("?")
+            .to_string()
+    };
+    format!("uid {} gid {}", field("Uid:"), field("Gid:"))
 }
 
 /// Garbage collection: fence writes (this job being `running` does it), wait for the last
@@ -457,6 +477,7 @@ async fn gc(
     log: &JobLog<'_>,
     params: &GcParameters,
     storage: &Path,
+    bin: &str,
 ) -> std::result::Result<Value, String> {
     let mut waited = 0.0;
     if params.dry_run {
@@ -516,12 +537,11 @@ async fn gc(
     ));
     std::fs::write(&config, gc_config(storage))
         .map_err(|e| format!("write {}: {e}", config.display()))?;
-    let bin = std::env::var("DTR_REGISTRY_BIN").unwrap_or_else(|_| REGISTRY_BIN.into());
     let args = gc_args(params, &config);
     log.line(format!("running {bin} {}", args.join(" "))).await;
-    let status = run_logged(log, &bin, &args).await;
+    let run = run_logged(log, bin, &args).await;
     let _ = std::fs::remove_file(&config);
-    let status = status?;
+    let (status, error_line) = run?;
 
     let after = blob_usage_async(storage).await?;
     log.line(format!(
@@ -530,7 +550,18 @@ async fn gc(
     ))
     .await;
     if !status.success() {
-        return Err(format!("{bin} garbage-collect exited with {status}"));
+        let mut e = format!("{bin} garbage-collect exited with {status}");
+        if let Some(line) = error_line {
+            e.push_str(": ");
+            e.push_str(&line);
+            if line.to_ascii_lowercase().contains("permission denied") {
+                e.push_str(&format!(
+                    " (the jobrunner runs as {}; it must be allowed to delete what the registry stored: see docs/jobs.md)",
+                    process_identity()
+                ));
+            }
+        }
+        return Err(e);
     }
     let freed = before.0.saturating_sub(after.0);
     log.important(if params.dry_run {
@@ -558,12 +589,13 @@ fn gc_result(params: &GcParameters, waited: f64, before: (u64, u64), after: (u64
     })
 }
 
-/// Runs a command with its stdout and stderr going, line by line, to the job's log.
+/// Runs a command with its stdout and stderr going, line by line, to the job's log. Returns
+/// its exit status and its last error line.
 async fn run_logged(
     log: &JobLog<'_>,
     bin: &str,
     args: &[String],
-) -> std::result::Result<std::process::ExitStatus, String> {
+) -> std::result::Result<(std::process::ExitStatus, Option<String>), String> {
     let mut child = tokio::process::Command::new(bin)
         .args(args)
         .stdin(Stdio::null())
@@ -582,10 +614,10 @@ async fn run_logged(
             l = err.next_line(), if err_open => l.map_err(|e| e.to_string())?.or_else(|| { err_open = false; None }),
         };
         if let Some(line) = line.filter(|l| !l.trim().is_empty()) {
+            if gc_line_is_error(&line) {
+                last_error = Some(line.clone());
+            }
             if gc_line_is_summary(&line) {
-                if line.contains("level=error") || line.contains("level=fatal") {
-                    last_error = Some(line.clone());
-                }
                 log.important(&line).await;
             } else {
                 log.line(&line).await;
@@ -596,12 +628,7 @@ async fn run_logged(
         .wait()
         .await
         .map_err(|e| format!("wait for {bin}: {e}"))?;
-    if !status.success() {
-        if let Some(l) = last_error {
-            return Err(format!("{bin} garbage-collect failed: {l}"));
-        }
-    }
-    Ok(status)
+    Ok((status, last_error))
 }
 
 #[cfg(test)]
@@ -837,7 +864,7 @@ mod tests {
             },
             current: Mutex::new(None),
         };
-        let run = |params: GcParameters| {
+        let run = |params: GcParameters, bin: String| {
             let (runner, db, storage) = (&runner, &db, &storage);
             async move {
                 let p = serde_json::to_value(&params).unwrap();
@@ -856,7 +883,7 @@ mod tests {
                     written: Default::default(),
                     dropped: Default::default(),
                 };
-                let result = gc(&log, &params, storage).await;
+                let result = gc(&log, &params, storage, &bin).await;
                 let lines: Vec<String> = jobs::logs(db, job.id, 0, 1000)
                     .await
                     .unwrap()
@@ -866,10 +893,13 @@ mod tests {
                 (result, lines)
             }
         };
-        let (dry, lines) = run(GcParameters {
-            dry_run: true,
-            delete_untagged: false,
-        })
+        let (dry, lines) = run(
+            GcParameters {
+                dry_run: true,
+                delete_untagged: false,
+            },
+            bin.clone(),
+        )
         .await;
         let dry = dry.unwrap();
         assert_eq!(dry["freedBytes"], 0, "{lines:#?}");
@@ -881,7 +911,31 @@ mod tests {
             "{lines:#?}"
         );
 
-        let (result, lines) = run(GcParameters::default()).await;
+        // a collector that fails: the error line and a hint end up in the job's error
+        let fake = dir.path().join("fake-registry");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'failed to garbage collect: failed to delete blob sha256:ab: filesystem: unlinkat /storage/x/data: permission denied' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let (failed, lines) = run(GcParameters::default(), fake.display().to_string()).await;
+        let e = failed.unwrap_err();
+        assert!(
+            e.contains("exited with exit status: 1: failed to garbage collect")
+                && e.contains("permission denied (the jobrunner runs as uid "),
+            "{e}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("failed to garbage collect")),
+            "{lines:#?}"
+        );
+        assert_eq!(blob_usage(&storage).unwrap(), (total, 6));
+
+        let (result, lines) = run(GcParameters::default(), bin.clone()).await;
         let result = result.unwrap_or_else(|e| panic!("{e}: {lines:#?}"));
         let freed = (orphan.len() + dropped_layer.len() + m2_len) as u64;
         assert_eq!(result["freedBytes"], freed, "{lines:#?}");

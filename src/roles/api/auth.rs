@@ -122,7 +122,8 @@ pub async fn authenticate(api: &Api, user: &str, secret: &str) -> ApiResult<Acco
         .await?;
     let Some(row) = row else {
         // spend the same time as a real check, so that names cannot be probed by timing
-        let _ = password_matches(secret, DUMMY_HASH);
+        let secret = secret.to_string();
+        let _ = tokio::task::spawn_blocking(move || password_matches(&secret, DUMMY_HASH)).await;
         return Err(wrong());
     };
     let account = Account {
@@ -167,6 +168,31 @@ impl FromRequestParts<Arc<Api>> for Caller {
     }
 }
 
+/// An authenticated account: rejects before the request body is read, so that a caller without
+/// the right gets 401/403 whatever it sent.
+pub struct Authenticated(pub Account);
+
+/// An administrator, checked like `Authenticated`.
+pub struct Admin(pub Account);
+
+impl FromRequestParts<Arc<Api>> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> ApiResult<Self> {
+        let caller = Caller::from_request_parts(parts, api).await?;
+        Ok(Authenticated(caller.account()?.clone()))
+    }
+}
+
+impl FromRequestParts<Arc<Api>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> ApiResult<Self> {
+        let caller = Caller::from_request_parts(parts, api).await?;
+        Ok(Admin(caller.require_admin()?.clone()))
+    }
+}
+
 /// Creates the first administrator from the hand-over file phase 2 wrote (`/ca/api/admin.json`:
 /// name and argon2 hash, never the password) when there is no account yet.
 pub async fn create_initial_admin(
@@ -205,10 +231,9 @@ struct NewAccount {
 
 async fn create_account(
     State(api): State<Arc<Api>>,
-    caller: Caller,
+    Admin(admin): Admin,
     ApiJson(new): ApiJson<NewAccount>,
 ) -> ApiResult<Response> {
-    let admin = caller.require_admin()?;
     names::check_namespace(&new.name)?;
     if new.password.chars().count() < 8 {
         return Err(ApiError::bad_request(
@@ -272,10 +297,9 @@ struct NewToken {
 
 async fn create_token(
     State(api): State<Arc<Api>>,
-    caller: Caller,
+    Authenticated(account): Authenticated,
     ApiJson(new): ApiJson<NewToken>,
 ) -> ApiResult<Response> {
-    let account = caller.account()?;
     if new.token_label.is_empty() || new.token_label.len() > 100 {
         return Err(ApiError::bad_request(
             "INVALID_LABEL",

@@ -3,21 +3,7 @@
 //! empty parts — is a 400 before it reaches the database or the registry.
 
 use super::error::{ApiError, ApiResult};
-
-/// One path component: lower-case letters and digits, separated by single `.`, `_` or `-`.
-fn component_ok(s: &str, max: usize) -> bool {
-    let bytes = s.as_bytes();
-    !s.is_empty()
-        && s.len() <= max
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(b))
-        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
-        && !bytes
-            .windows(2)
-            .any(|w| b"._-".contains(&w[0]) && b"._-".contains(&w[1]))
-}
+use crate::options::name_component_ok as component_ok;
 
 pub fn check_namespace(name: &str) -> ApiResult<()> {
     if component_ok(name, 64) {

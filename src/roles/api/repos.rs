@@ -14,11 +14,14 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Caller;
+use super::auth::{Authenticated, Caller};
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::token::{allowed_actions, Grant};
 use super::{names, Api};
 use crate::components::Component;
+
+/// The subject of the tokens the api signs for itself (its deletes in the registry).
+const API_SUBJECT: &str = "dtr-api";
 
 /// A repository row, as far as authorisation is concerned.
 struct Repo {
@@ -129,11 +132,11 @@ fn check_visibility(v: &str) -> ApiResult<()> {
 
 async fn create(
     State(api): State<Arc<Api>>,
-    caller: Caller,
+    Authenticated(account): Authenticated,
     Path(namespace): Path<String>,
     ApiJson(new): ApiJson<NewRepo>,
 ) -> ApiResult<Response> {
-    let account = caller.account()?;
+    let caller = Caller::Account(account.clone());
     names::check_namespace(&namespace)?;
     names::check_repository(&new.name)?;
     check_visibility(&new.visibility)?;
@@ -303,12 +306,7 @@ async fn delete_tag(
             ),
         ));
     }
-    if super::jobs::registry_writes_fenced(&*db).await? {
-        return Err(ApiError::conflict(
-            "GARBAGE_COLLECTION_RUNNING",
-            "garbage collection is running: try again when it is done",
-        ));
-    }
+    writes_allowed(&api, &db).await?;
     let full = format!("{namespace}/{name}");
     registry_delete_manifest(&api, &full, &digest).await?;
     db.execute(
@@ -346,12 +344,7 @@ async fn delete_manifest(
     }
     let repo = writable(&api, &caller, &namespace, &name).await?;
     let db = api.db().await?;
-    if super::jobs::registry_writes_fenced(&*db).await? {
-        return Err(ApiError::conflict(
-            "GARBAGE_COLLECTION_RUNNING",
-            "garbage collection is running: try again when it is done",
-        ));
-    }
+    writes_allowed(&api, &db).await?;
     let full = format!("{namespace}/{name}");
     registry_delete_manifest(&api, &full, &digest).await?;
     let tags = db
@@ -371,6 +364,23 @@ async fn delete_manifest(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Deletes in the registry are writes: refused in read-only mode and while garbage collection runs.
+async fn writes_allowed(api: &Api, db: &tokio_postgres::Client) -> ApiResult<()> {
+    if super::settings::load(api).await?.read_only_registry {
+        return Err(ApiError::conflict(
+            "READ_ONLY",
+            "the registry is read-only (setting readOnlyRegistry)",
+        ));
+    }
+    if super::jobs::registry_writes_fenced(db).await? {
+        return Err(ApiError::conflict(
+            "GARBAGE_COLLECTION_RUNNING",
+            "garbage collection is running: try again when it is done",
+        ));
+    }
+    Ok(())
+}
+
 async fn registry_delete_manifest(api: &Api, full: &str, digest: &str) -> ApiResult<()> {
     let grant = Grant {
         kind: "repository".into(),
@@ -379,7 +389,7 @@ async fn registry_delete_manifest(api: &Api, full: &str, digest: &str) -> ApiRes
     };
     let jwt = api
         .signer
-        .sign(&api.token_service, "dtr-api", &[grant], 30)?;
+        .sign(&api.token_service, API_SUBJECT, &[grant], 30)?;
     let url = format!(
         "https://{}:5000/v2/{full}/manifests/{digest}",
         api.cfg.container(Component::Registry)
@@ -407,12 +417,7 @@ async fn delete_repo(
 ) -> ApiResult<StatusCode> {
     let repo = writable(&api, &caller, &namespace, &name).await?;
     let db = api.db().await?;
-    if super::jobs::registry_writes_fenced(&*db).await? {
-        return Err(ApiError::conflict(
-            "GARBAGE_COLLECTION_RUNNING",
-            "garbage collection is running: try again when it is done",
-        ));
-    }
+    writes_allowed(&api, &db).await?;
     let full = format!("{namespace}/{name}");
     let digests: Vec<String> = db
         .query(
@@ -536,14 +541,17 @@ async fn registry_events(
                     &[&namespace, &name, &t.digest],
                 )
                 .await?;
-                super::events::record(
-                    &db,
-                    &event.actor.name,
-                    "manifest.delete",
-                    &t.repository,
-                    json!({"digest": t.digest}),
-                )
-                .await?;
+                // deletes through the api are already in the audit, under the person's name
+                if event.actor.name != API_SUBJECT {
+                    super::events::record(
+                        &db,
+                        &event.actor.name,
+                        "manifest.delete",
+                        &t.repository,
+                        json!({"digest": t.digest}),
+                    )
+                    .await?;
+                }
             }
             _ => {}
         }

@@ -11,7 +11,7 @@ use data_encoding::BASE64;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::auth::Caller;
+use super::auth::{Admin, Caller};
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::Api;
 
@@ -93,10 +93,9 @@ async fn get_settings(State(api): State<Arc<Api>>, caller: Caller) -> ApiResult<
 
 async fn post_settings(
     State(api): State<Arc<Api>>,
-    caller: Caller,
+    Admin(admin): Admin,
     ApiJson(update): ApiJson<SettingsUpdate>,
 ) -> ApiResult<Json<Settings>> {
-    let admin = caller.require_admin()?;
     let mut settings = load(&api).await?;
     if let Some(v) = update.create_repository_on_push {
         settings.create_repository_on_push = v;
