@@ -157,15 +157,19 @@ ARG DTR_VERSION
 LABEL org.opencontainers.image.title="dtr-api" org.opencontainers.image.version="$DTR_VERSION"
 
 # The jobrunner runs distribution's garbage collector (/usr/bin/docker-registry, the same
-# Debian package as the registry image) on the registry storage, as uid 10008 in the
-# registry's group 10005 (the plan sets the same user; see docs/jobs.md). /storage is owned
-# as in the registry image, because Docker copies a mount point's owner into an empty
-# volume. The stage starts from base, not dtr-binary, so that the package layer stays
-# cached when only the binary changes.
+# Debian package as the registry image) on the registry storage. distribution creates blob
+# directories 0755 whatever the umask, so only their owner, the registry's uid 10005, may
+# delete blobs: the binary here is set-user-id to that (non-root) user and executable only by
+# group 10005, which the jobrunner (uid 10008, gid 10005, as the plan sets) is in. See
+# docs/jobs.md. /storage is owned as in the registry image, because Docker copies a mount
+# point's owner into an empty volume. The stage starts from base, not dtr-binary, so that
+# the package layer stays cached when only the binary changes.
 FROM base AS jobrunner
 RUN apt-get update; \
     apt-get install -y docker-registry; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log; \
+    chown docker-registry:docker-registry /usr/bin/docker-registry; \
+    chmod 4750 /usr/bin/docker-registry; \
     mkdir -p /storage; chown docker-registry:docker-registry /storage
 COPY build/dtr /usr/local/bin/dtr
 COPY docker/jobrunner/dtr-health /usr/local/bin/dtr-health
