@@ -9,8 +9,6 @@ dtr_check_replica_id
 dtr_require_env DTR_TOKEN_REALM DTR_TOKEN_SERVICE
 dtr_require_files /ca/ca.pem /ca/registry/cert.pem /ca/registry/key.pem /ca/api/token.pem \
   /ca/registry/notify-token
-# group-writable blobs (gid 10005): the jobrunner, in that group, collects garbage
-umask 0002
 # the notifications go to the api over TLS signed by the cluster CA
 export SSL_CERT_FILE=/ca/ca.pem
 notify_token=$(cat /ca/registry/notify-token)
