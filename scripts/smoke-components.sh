@@ -105,6 +105,7 @@ cp "$ca/ca.pem" "$ca/external/ca.pem"
 key "$ca/api/token-key.pem"
 openssl req -x509 -new -key "$ca/api/token-key.pem" -sha256 -days 2 -subj "/CN=dtr token signer" -out "$ca/api/token.pem"
 openssl rand -hex 32 > "$ca/notary-signer/passphrase"
+openssl rand -hex 32 > "$ca/registry/notify-token" # no api here: the notifications just queue
 rm -f "$ca"/*.srl "$ca/root"/*.srl
 
 docker volume create "dtr-ca-$RID" >/dev/null
@@ -115,11 +116,12 @@ done
 owners+="; chown ${UID_OF[nginx]}:${UID_OF[nginx]} /ca/external/key.pem"
 owners+="; chown ${UID_OF[api]}:${UID_OF[api]} /ca/api/token-key.pem"
 owners+="; chown ${UID_OF[notary-signer]}:${UID_OF[notary-signer]} /ca/notary-signer/passphrase"
+owners+="; chown ${UID_OF[registry]}:${UID_OF[registry]} /ca/registry/notify-token"
 owners+="; find /ca -type d ! -path /ca/root -exec chmod 0755 {} +; find /ca -name '*.pem' -exec chmod 0644 {} +"
-owners+="; find /ca -name '*key.pem' -exec chmod 0600 {} +; chmod 0600 /ca/notary-signer/passphrase"
+owners+="; find /ca -name '*key.pem' -exec chmod 0600 {} +; chmod 0600 /ca/notary-signer/passphrase /ca/registry/notify-token"
 tar -C "$ca" -c . | docker run --rm -i --name smoke-ca-writer --user 0:0 --network none \
   -v "dtr-ca-$RID:/ca" --entrypoint bash "$(image etcd)" -c "tar -C /ca -x && $owners"
-say "  dtr-ca-$RID written (CA, 9 leaf certificates, token key pair, signer passphrase)"
+say "  dtr-ca-$RID written (CA, 9 leaf certificates, token key pair, signer passphrase, notify token)"
 
 # --- networks and components ---------------------------------------------------------------
 docker network create -d overlay --attachable "$OL" >/dev/null
