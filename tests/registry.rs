@@ -555,6 +555,68 @@ fn the_api_answers_bad_input_with_clear_4xx_and_changes_nothing() {
     assert_eq!(code, 404);
     assert_eq!(count(), before, "a refused request changed something");
 
+    // accounts: a password changes, the flag is the administrators', the last one stays
+    let (code, _) = reg.api(
+        "POST",
+        "/api/v0/accounts",
+        admin,
+        Some(r#"{"name":"bob","password":"bob-password"}"#),
+    );
+    assert_eq!(code, 201);
+    let bob = Some(("bob", "bob-password"));
+    let (code, answer) = reg.api(
+        "PATCH",
+        "/api/v0/accounts/bob",
+        bob,
+        Some(r#"{"isAdmin":true}"#),
+    );
+    assert_eq!((code, error_code(&answer)), (403, "FORBIDDEN"), "{answer}");
+    let (code, answer) = reg.api(
+        "PATCH",
+        "/api/v0/accounts/admin",
+        bob,
+        Some(r#"{"password":"taken-over"}"#),
+    );
+    assert_eq!((code, error_code(&answer)), (403, "FORBIDDEN"), "{answer}");
+    let (code, answer) = reg.api(
+        "PATCH",
+        "/api/v0/accounts/bob",
+        bob,
+        Some(r#"{"password":"short"}"#),
+    );
+    assert_eq!(
+        (code, error_code(&answer)),
+        (400, "INVALID_PASSWORD"),
+        "{answer}"
+    );
+    let (code, _) = reg.api(
+        "PATCH",
+        "/api/v0/accounts/bob",
+        bob,
+        Some(r#"{"password":"bob-password-2"}"#),
+    );
+    assert_eq!(code, 200);
+    let (code, _) = reg.api("GET", "/api/v0/api_tokens", bob, None);
+    assert_eq!(code, 401, "the old password no longer works");
+    let (code, answer) = reg.api("DELETE", "/api/v0/accounts/admin", admin, None);
+    assert_eq!((code, error_code(&answer)), (409, "LAST_ADMIN"), "{answer}");
+    let (code, _) = reg.api("DELETE", "/api/v0/accounts/bob", admin, None);
+    assert_eq!(code, 204);
+    let (code, _) = reg.api(
+        "GET",
+        "/api/v0/api_tokens",
+        Some(("bob", "bob-password-2")),
+        None,
+    );
+    assert_eq!(code, 401, "a deleted account cannot log in");
+    // an anonymous caller is refused before its (bad) body is read
+    let (code, answer) = reg.api("POST", "/api/v0/accounts", None, Some("{not json"));
+    assert_eq!(
+        (code, error_code(&answer)),
+        (401, "UNAUTHORIZED"),
+        "{answer}"
+    );
+
     // the happy path of the same endpoints
     let (code, repo) = reg.api(
         "POST",

@@ -261,7 +261,7 @@ async fn create_account(
         &db,
         &admin.name,
         "account.create",
-        &new.name,
+        &format!("account:{}", new.name),
         json!({"isAdmin": new.is_admin}),
     )
     .await?;
@@ -319,8 +319,8 @@ async fn create_token(
         &db,
         &account.name,
         "token.create",
-        &new.token_label,
-        json!({}),
+        &format!("token:{id}"),
+        json!({"tokenLabel": new.token_label}),
     )
     .await?;
     // the only time the token is shown
@@ -358,13 +358,11 @@ async fn list_tokens(
 
 async fn delete_token(
     State(api): State<Arc<Api>>,
-    caller: Caller,
+    Authenticated(account): Authenticated,
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
-    let account = caller.account()?;
-    let n = api
-        .db()
-        .await?
+    let db = api.db().await?;
+    let n = db
         .execute(
             "DELETE FROM api_tokens WHERE id = $1 AND (account_id = $2 OR $3)",
             &[&id, &account.id, &account.admin],
@@ -376,12 +374,145 @@ async fn delete_token(
             format!("no token {id} of yours"),
         ));
     }
+    super::events::record(
+        &db,
+        &account.name,
+        "token.delete",
+        &format!("token:{id}"),
+        json!({}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AccountChange {
+    password: Option<String>,
+    is_admin: Option<bool>,
+}
+
+/// Changes a password (one's own, or anyone's as administrator) or the administrator flag
+/// (administrators only). The last administrator cannot lose the flag.
+async fn update_account(
+    State(api): State<Arc<Api>>,
+    Authenticated(caller): Authenticated,
+    Path(name): Path<String>,
+    ApiJson(change): ApiJson<AccountChange>,
+) -> ApiResult<Json<serde_json::Value>> {
+    if caller.name != name && !caller.admin {
+        return Err(ApiError::forbidden(format!(
+            "{} may not change account {name}",
+            caller.name
+        )));
+    }
+    if change.is_admin.is_some() && !caller.admin {
+        return Err(ApiError::forbidden(
+            "only administrators change the administrator flag",
+        ));
+    }
+    let phc = match change.password {
+        Some(p) if p.chars().count() < 8 => {
+            return Err(ApiError::bad_request(
+                "INVALID_PASSWORD",
+                "passwords need at least 8 characters",
+            ))
+        }
+        Some(p) => Some(
+            tokio::task::spawn_blocking(move || hash_password(&p))
+                .await
+                .map_err(|e| ApiError::unavailable(e.to_string()))??,
+        ),
+        None => None,
+    };
+    let mut client = api.db_exclusive().await?;
+    let tx = client.transaction().await?;
+    // serialises changes of the administrator flag
+    tx.execute("LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE", &[])
+        .await?;
+    let row = tx
+        .query_opt(
+            "UPDATE accounts SET password_hash = coalesce($2, password_hash), is_admin = coalesce($3, is_admin)
+             WHERE name = $1 RETURNING id, is_admin",
+            &[&name, &phc, &change.is_admin],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("NO_SUCH_ACCOUNT", format!("no account {name}")))?;
+    let admins: i64 = tx
+        .query_one("SELECT count(*) FROM accounts WHERE is_admin", &[])
+        .await?
+        .get(0);
+    if admins == 0 {
+        return Err(ApiError::conflict(
+            "LAST_ADMIN",
+            format!("{name} is the last administrator"),
+        ));
+    }
+    let detail = json!({"password": phc.is_some(), "isAdmin": change.is_admin});
+    super::events::record_in(
+        &tx,
+        &caller.name,
+        "account.update",
+        &format!("account:{name}"),
+        detail,
+    )
+    .await?;
+    tx.commit().await?;
+    let id: i64 = row.get(0);
+    Ok(Json(
+        json!({"id": id, "name": name, "isAdmin": row.get::<_, bool>(1)}),
+    ))
+}
+
+/// Deletes an account and its access tokens (administrators; never the last administrator).
+/// Its repositories stay, owned by its namespace.
+async fn delete_account(
+    State(api): State<Arc<Api>>,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let mut client = api.db_exclusive().await?;
+    let tx = client.transaction().await?;
+    tx.execute("LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE", &[])
+        .await?;
+    let n = tx
+        .execute("DELETE FROM accounts WHERE name = $1", &[&name])
+        .await?;
+    if n == 0 {
+        return Err(ApiError::not_found(
+            "NO_SUCH_ACCOUNT",
+            format!("no account {name}"),
+        ));
+    }
+    let admins: i64 = tx
+        .query_one("SELECT count(*) FROM accounts WHERE is_admin", &[])
+        .await?
+        .get(0);
+    if admins == 0 {
+        return Err(ApiError::conflict(
+            "LAST_ADMIN",
+            format!("{name} is the last administrator"),
+        ));
+    }
+    super::events::record_in(
+        &tx,
+        &admin.name,
+        "account.delete",
+        &format!("account:{name}"),
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route("/api/v0/accounts", get(list_accounts).post(create_account))
+        .route(
+            "/api/v0/accounts/{name}",
+            axum::routing::patch(update_account).delete(delete_account),
+        )
         .route("/api/v0/api_tokens", get(list_tokens).post(create_token))
         .route("/api/v0/api_tokens/{id}", delete(delete_token))
 }

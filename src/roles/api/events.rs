@@ -20,6 +20,17 @@ pub async fn record(
     object: &str,
     detail: Value,
 ) -> ApiResult<()> {
+    record_in(db, actor, action, object, detail).await
+}
+
+/// `record` on any client or transaction (part of the change it audits).
+pub async fn record_in(
+    db: &impl tokio_postgres::GenericClient,
+    actor: &str,
+    action: &str,
+    object: &str,
+    detail: Value,
+) -> ApiResult<()> {
     db.execute(
         "INSERT INTO events (actor, action, object, detail) VALUES ($1, $2, $3, $4)",
         &[&actor, &action, &object, &detail],

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Caller;
+use super::auth::{Admin, Caller};
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::Api;
 use crate::roles::jobs::{self, Action, Status};
@@ -74,10 +74,9 @@ fn no_such_job(id: &str) -> ApiError {
 
 async fn create(
     State(api): State<Arc<Api>>,
-    caller: Caller,
+    Admin(admin): Admin,
     ApiJson(new): ApiJson<NewJob>,
 ) -> ApiResult<Response> {
-    let admin = caller.require_admin()?;
     let action = Action::parse(&new.action).ok_or_else(|| unknown_action(&new.action))?;
     let parameters = action
         .check_parameters(new.parameters)
