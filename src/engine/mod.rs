@@ -154,11 +154,20 @@ impl Engine {
             .map_err(|e| Error::docker("create network", &spec.name, e))
     }
 
+    /// Removes a network (by name or id). The engine releases the endpoints of just-removed
+    /// containers asynchronously, so "active endpoints" is retried for up to 3 s.
     pub async fn remove_network(&self, name: &str) -> Result<()> {
-        match self.docker.remove_network(name).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(Error::docker("remove network", name, e)),
+        let mut attempt = 0;
+        loop {
+            match self.docker.remove_network(name).await {
+                Ok(()) => return Ok(()),
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(e) if attempt < 10 && e.to_string().contains("active endpoints") => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
+                Err(e) => return Err(Error::docker("remove network", name, e)),
+            }
         }
     }
 

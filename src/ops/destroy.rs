@@ -2,8 +2,6 @@
 //! the cluster (the original's semantics), and the DTR networks once no replica uses them.
 //! Only objects carrying our labels are touched.
 
-use futures_util::future::join_all;
-
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::options::ReplicaId;
@@ -106,11 +104,10 @@ pub async fn destroy(
                 .map(|n| n.trim_start_matches('/').to_string())
         })
         .collect();
-    for (name, result) in names
-        .iter()
-        .zip(join_all(names.iter().map(|n| engine.remove_container(n))).await)
-    {
-        match result {
+    // one after the other: parallel removals of containers on one bridge network can leave the
+    // engine (20.10) counting an endpoint that is gone, and the network then cannot be removed
+    for name in &names {
+        match engine.remove_container(name).await {
             Ok(()) => removed.push(format!("container {name}")),
             Err(e) => left_behind.push(format!("container {name}: {e}")),
         }
@@ -130,14 +127,20 @@ pub async fn destroy(
     if engine.containers_labelled(&[&managed]).await?.is_empty() {
         let step = reporter.step("remove the DTR networks (no replica uses them any more)");
         let nets = engine.networks_labelled(&managed).await?;
+        let mut count = 0;
         for n in &nets {
             let name = n.name.clone().unwrap_or_default();
-            match engine.remove_network(&name).await {
-                Ok(()) => removed.push(format!("network {name}")),
+            // by id: two networks may carry the same name after a race between installs
+            let id = n.id.clone().unwrap_or_else(|| name.clone());
+            match engine.remove_network(&id).await {
+                Ok(()) => {
+                    count += 1;
+                    removed.push(format!("network {name}"))
+                }
                 Err(e) => left_behind.push(format!("network {name}: {e}")),
             }
         }
-        step.done(format!("{} removed", nets.len()));
+        step.done(format!("{count} removed"));
     }
     Ok(DestroyReport {
         removed,
