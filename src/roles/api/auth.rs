@@ -438,16 +438,7 @@ async fn update_account(
         )
         .await?
         .ok_or_else(|| ApiError::not_found("NO_SUCH_ACCOUNT", format!("no account {name}")))?;
-    let admins: i64 = tx
-        .query_one("SELECT count(*) FROM accounts WHERE is_admin", &[])
-        .await?
-        .get(0);
-    if admins == 0 {
-        return Err(ApiError::conflict(
-            "LAST_ADMIN",
-            format!("{name} is the last administrator"),
-        ));
-    }
+    an_admin_remains(&tx, &name).await?;
     let detail = json!({"password": phc.is_some(), "isAdmin": change.is_admin});
     super::events::record_in(
         &tx,
@@ -462,6 +453,21 @@ async fn update_account(
     Ok(Json(
         json!({"id": id, "name": name, "isAdmin": row.get::<_, bool>(1)}),
     ))
+}
+
+/// Refuses a change (inside its transaction, accounts locked) that left no administrator.
+async fn an_admin_remains(tx: &tokio_postgres::Transaction<'_>, name: &str) -> ApiResult<()> {
+    let admins: i64 = tx
+        .query_one("SELECT count(*) FROM accounts WHERE is_admin", &[])
+        .await?
+        .get(0);
+    if admins == 0 {
+        return Err(ApiError::conflict(
+            "LAST_ADMIN",
+            format!("{name} is the last administrator"),
+        ));
+    }
+    Ok(())
 }
 
 /// Deletes an account and its access tokens (administrators; never the last administrator).
@@ -484,16 +490,7 @@ async fn delete_account(
             format!("no account {name}"),
         ));
     }
-    let admins: i64 = tx
-        .query_one("SELECT count(*) FROM accounts WHERE is_admin", &[])
-        .await?
-        .get(0);
-    if admins == 0 {
-        return Err(ApiError::conflict(
-            "LAST_ADMIN",
-            format!("{name} is the last administrator"),
-        ));
-    }
+    an_admin_remains(&tx, &name).await?;
     super::events::record_in(
         &tx,
         &admin.name,
