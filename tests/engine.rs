@@ -347,3 +347,52 @@ fn an_interrupted_install_rolls_back_but_keeps_volumes_it_did_not_make() {
         users.0
     );
 }
+
+/// Networks the test itself made (by id), removed on drop.
+struct TestNetworks(Vec<String>);
+
+impl Drop for TestNetworks {
+    fn drop(&mut self) {
+        for id in &self.0 {
+            docker(&["network", "rm", id]);
+        }
+    }
+}
+
+#[test]
+fn two_networks_with_our_name_are_reported_before_anything_is_created() {
+    let Some(_engine) = engine() else { return };
+    if docker(&["network", "inspect", "dtr-br"]).status.success() {
+        panic!("a dtr-br network exists already: this test needs an engine without DTR");
+    }
+    // the engine API (unlike the CLI) lets two creations with one name both succeed
+    let mut made = TestNetworks(Vec::new());
+    for _ in 0..2 {
+        let out = Command::new("curl")
+            .args(["-sS", "--unix-socket", "/var/run/docker.sock", "-X", "POST"])
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                r#"{"Name":"dtr-br"}"#,
+            ])
+            .arg("http://localhost/networks/create")
+            .output()
+            .unwrap();
+        let created: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("network created");
+        made.0
+            .push(created["Id"].as_str().expect("an id").to_string());
+    }
+    let r = TestReplica::new();
+    let out = install(&r, &[]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{log}");
+    assert!(log.contains("2 networks are named dtr-br"), "{log}");
+    assert!(
+        log.contains(&made.0[0][..12]) && log.contains(&made.0[1][..12]),
+        "names both ids:\n{log}"
+    );
+    assert_eq!(r.containers(), Vec::<String>::new());
+    assert_eq!(r.volumes(), Vec::<String>::new());
+}

@@ -104,7 +104,7 @@ impl<'a> Apply<'a> {
     pub async fn networks(&self, specs: &[NetworkSpec]) -> Result<Vec<String>> {
         let mut made = Vec::new();
         for spec in specs {
-            if self.engine.network(&spec.name).await?.is_some() {
+            if !self.engine.networks_named(&spec.name).await?.is_empty() {
                 self.reporter
                     .debug(format!("network {} exists, reusing it", spec.name));
                 continue;

@@ -111,7 +111,9 @@ impl Engine {
         }
     }
 
-    pub async fn network(&self, name: &str) -> Result<Option<Network>> {
+    /// The networks with exactly this name: the engine does not keep names unique (two
+    /// creations racing each other both succeed), so there may be more than one.
+    pub async fn networks_named(&self, name: &str) -> Result<Vec<Network>> {
         // Names are matched exactly: the engine's name filter matches substrings.
         let list = self
             .docker
@@ -120,7 +122,10 @@ impl Engine {
             }))
             .await
             .map_err(|e| Error::docker("list networks", name, e))?;
-        Ok(list.into_iter().find(|n| n.name.as_deref() == Some(name)))
+        Ok(list
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .collect())
     }
 
     pub async fn networks_labelled(&self, label: &str) -> Result<Vec<Network>> {

@@ -141,20 +141,31 @@ pub async fn install(
         );
     }
     for name in [OVERLAY_NETWORK, BRIDGE_NETWORK] {
-        if let Some(n) = engine.network(name).await? {
-            let is_ours = n
-                .labels
+        let found = engine.networks_named(name).await?;
+        let is_ours = |n: &bollard::models::Network| {
+            n.labels
                 .as_ref()
                 .and_then(|l| l.get(labels::MANAGED))
                 .map(String::as_str)
-                == Some("true");
-            if !is_ours {
-                f.fail(
-                    "networks",
-                    format!("a network named {name} exists and was not created by dtr"),
-                    format!("remove it (`docker network rm {name}`) or rename it"),
-                );
-            }
+                == Some("true")
+        };
+        if found.len() > 1 {
+            let ids: Vec<&str> = found
+                .iter()
+                .filter_map(|n| n.id.as_deref())
+                .map(|id| &id[..12.min(id.len())])
+                .collect();
+            f.fail(
+                "networks",
+                format!("{} networks are named {name} (ids {}); containers cannot be attached by that name", found.len(), ids.join(", ")),
+                format!("remove the ones no container uses (`docker network inspect {name}`, then `docker network rm <id>`)"),
+            );
+        } else if found.first().is_some_and(|n| !is_ours(n)) {
+            f.fail(
+                "networks",
+                format!("a network named {name} exists and was not created by dtr"),
+                format!("remove it (`docker network rm {name}`) or rename it"),
+            );
         }
     }
 
