@@ -9,22 +9,6 @@ use std::process::{Command, Stdio};
 use common::*;
 use dtr::version::VERSION;
 
-fn node_name() -> String {
-    docker_ok(&["info", "-f", "{{.Name}}"])
-}
-
-fn install(r: &TestReplica, extra: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(["install", "--ucp-node", &node_name(), "--replica-id", &r.id])
-        .env("DTR_ADMIN_PASSWORD", admin_password())
-        .args(["--replica-https-port", &r.https_port.to_string()])
-        .args(["--replica-http-port", &r.http_port.to_string()])
-        .args(extra)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dtr install")
-}
-
 fn write_temp(dir: &tempfile::TempDir, name: &str, content: &str) -> std::path::PathBuf {
     let path = dir.path().join(name);
     std::fs::write(&path, content).unwrap();
@@ -65,7 +49,7 @@ fn assert_nothing_left(r: &TestReplica, networks_ours: bool) {
 fn install_serves_ping_then_destroy_leaves_nothing() {
     let Some(_engine) = engine() else { return };
     let r = TestReplica::new();
-    let out = install(&r, &[]);
+    let out = r.install(&[]);
     let log = text(&out);
     assert!(out.status.success(), "install failed:\n{log}");
     assert!(
@@ -151,7 +135,7 @@ fn install_serves_ping_then_destroy_leaves_nothing() {
 
     // a second install on the same engine is refused before anything is created
     let second = TestReplica::new();
-    let out = install(&second, &[]);
+    let out = second.install(&[]);
     let log = text(&out);
     assert_eq!(out.status.code(), Some(3), "{log}");
     assert!(
@@ -162,12 +146,7 @@ fn install_serves_ping_then_destroy_leaves_nothing() {
     assert_eq!(second.volumes(), Vec::<String>::new());
 
     // destroy removes all of it
-    let out = Command::new(BIN)
-        .args(["destroy", "--replica-id", &r.id])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "destroy failed:\n{}", text(&out));
+    r.destroy();
     assert_nothing_left(&r, true);
 }
 
@@ -282,7 +261,7 @@ fn a_taken_https_port_is_refused_before_anything_is_created() {
     let Some(_engine) = engine() else { return };
     let r = TestReplica::new();
     let _taken = std::net::TcpListener::bind(("0.0.0.0", r.https_port)).expect("hold the port");
-    let out = install(&r, &[]);
+    let out = r.install(&[]);
     let log = text(&out);
     assert_eq!(out.status.code(), Some(3), "{log}");
     assert!(
@@ -385,7 +364,7 @@ fn two_networks_with_our_name_are_reported_before_anything_is_created() {
             .push(created["Id"].as_str().expect("an id").to_string());
     }
     let r = TestReplica::new();
-    let out = install(&r, &[]);
+    let out = r.install(&[]);
     let log = text(&out);
     assert_eq!(out.status.code(), Some(3), "{log}");
     assert!(log.contains("2 networks are named dtr-br"), "{log}");

@@ -13,10 +13,6 @@ use data_encoding::BASE64URL_NOPAD;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-fn node_name() -> String {
-    docker_ok(&["info", "-f", "{{.Name}}"])
-}
-
 /// A test replica whose id starts with `b0b0` (the ids this suite's author may remove).
 fn replica() -> TestReplica {
     let mut r = TestReplica::new();
@@ -206,28 +202,11 @@ fn log_lines(c: &Client, admin: &str, id: i64) -> Vec<String> {
         .collect()
 }
 
-fn destroy(r: &TestReplica) {
-    let out = Command::new(BIN)
-        .args(["destroy", "--replica-id", &r.id])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "destroy failed:\n{}", text(&out));
-}
-
 #[test]
 fn jobs_api_migration_and_gc_on_a_real_replica() {
     let Some(_engine) = engine() else { return };
     let r = replica();
-    let node = node_name();
-    let out = Command::new(BIN)
-        .args(["install", "--ucp-node", &node, "--replica-id", &r.id])
-        .env("DTR_ADMIN_PASSWORD", admin_password())
-        .args(["--replica-https-port", &r.https_port.to_string()])
-        .args(["--replica-http-port", &r.http_port.to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dtr install");
+    let out = r.install(&[]);
     assert!(out.status.success(), "install failed:\n{}", text(&out));
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
@@ -238,6 +217,7 @@ fn jobs_api_migration_and_gc_on_a_real_replica() {
     };
     let admin = format!("admin:{}", admin_password());
     let admin = admin.as_str();
+    let node = docker_ok(&["info", "-f", "{{.Name}}"]);
     let service = format!("{node}:{}", r.https_port);
 
     // who may: administrators only
@@ -431,5 +411,5 @@ fn jobs_api_migration_and_gc_on_a_real_replica() {
     assert!(grants_push(&access), "{access:?}");
     upload_blob(&c, &jwt, "admin/junk", b"after gc");
 
-    destroy(&r);
+    r.destroy();
 }

@@ -26,20 +26,7 @@ impl Registry {
     fn install() -> Registry {
         let replica = TestReplica::new();
         let authority = format!("127.0.0.1:{}", replica.https_port);
-        let out = Command::new(BIN)
-            .args([
-                "install",
-                "--replica-id",
-                &replica.id,
-                "--dtr-external-url",
-                &authority,
-            ])
-            .args(["--replica-https-port", &replica.https_port.to_string()])
-            .args(["--replica-http-port", &replica.http_port.to_string()])
-            .env("DTR_ADMIN_PASSWORD", admin_password())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = replica.install(&["--dtr-external-url", &authority]);
         assert!(out.status.success(), "install failed:\n{}", text(&out));
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
@@ -405,12 +392,7 @@ fn docker_cli_login_push_pull_sign_permissions_and_gc() {
     reg.docker_ok(&["rmi", &signed], &[]);
     reg.docker_ok(&["pull", &signed], &trust);
 
-    let out = Command::new(BIN)
-        .args(["destroy", "--replica-id", &reg.replica.id])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    reg.replica.destroy();
 }
 
 #[test]
@@ -674,10 +656,5 @@ fn the_api_answers_bad_input_with_clear_4xx_and_changes_nothing() {
     assert_eq!(code, 204);
     let (code, jobs) = reg.api("GET", "/api/v0/jobs", admin, None);
     assert_eq!(code, 200, "{jobs}");
-    let out = Command::new(BIN)
-        .args(["destroy", "--replica-id", &reg.replica.id])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    reg.replica.destroy();
 }

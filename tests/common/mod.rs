@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dtr");
@@ -158,6 +158,31 @@ impl TestReplica {
             &image,
             "/ca/external/ca.pem",
         ])
+    }
+
+    /// `dtr install` of this replica on its ports (as the administrator `admin_password()`),
+    /// on this engine's node, with `extra` flags; the output, whatever the exit.
+    pub fn install(&self, extra: &[&str]) -> Output {
+        let node = docker_ok(&["info", "-f", "{{.Name}}"]);
+        Command::new(BIN)
+            .args(["install", "--ucp-node", &node, "--replica-id", &self.id])
+            .env("DTR_ADMIN_PASSWORD", admin_password())
+            .args(["--replica-https-port", &self.https_port.to_string()])
+            .args(["--replica-http-port", &self.http_port.to_string()])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dtr install")
+    }
+
+    /// `dtr destroy` of this replica, which must succeed.
+    pub fn destroy(&self) {
+        let out = Command::new(BIN)
+            .args(["destroy", "--replica-id", &self.id])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dtr destroy");
+        assert!(out.status.success(), "destroy failed:\n{}", text(&out));
     }
 
     fn cleanup(&self) {
