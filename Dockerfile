@@ -2,7 +2,8 @@
 #   DOCKER_BUILDKIT=0 docker build --target etcd -t registry/dtr-etcd:<version> .
 # scripts/build-images.sh builds them all. The classic builder builds every stage that
 # comes before the target, so the stages that need build/dtr (api, jobrunner, dtr) are
-# last and the others build without it. Packages come from Debian bookworm only.
+# last and most others build without it (the notary images copy it in their last layer).
+# Packages come from Debian bookworm only.
 
 ARG DTR_VERSION=dev
 
@@ -122,6 +123,8 @@ RUN printf '%s\n' 'path-exclude=/usr/bin/notary' 'path-exclude=/usr/bin/escrow' 
 FROM notary AS notary-server
 RUN chown notary-server:notary-server /run/dtr
 COPY docker/notary-server/entrypoint.sh /usr/local/bin/dtr-entrypoint
+# dtr db-proxy: notary reaches the database primary through it (src/roles/dbproxy.rs)
+COPY build/dtr /usr/local/bin/dtr
 COPY docker/notary-server/dtr-health /usr/local/bin/dtr-health
 USER 10003:10003
 EXPOSE 4443
@@ -133,6 +136,8 @@ LABEL org.opencontainers.image.title="dtr-notary-server" org.opencontainers.imag
 FROM notary AS notary-signer
 RUN chown notary-signer:notary-signer /run/dtr
 COPY docker/notary-signer/entrypoint.sh /usr/local/bin/dtr-entrypoint
+# dtr db-proxy: notary reaches the database primary through it (src/roles/dbproxy.rs)
+COPY build/dtr /usr/local/bin/dtr
 COPY docker/notary-signer/dtr-health /usr/local/bin/dtr-health
 USER 10004:10004
 EXPOSE 7899
@@ -143,7 +148,8 @@ LABEL org.opencontainers.image.title="dtr-notary-signer" org.opencontainers.imag
 
 # ---------------------------------------------------------------------------------------
 # This project's binary (scripts/build-images.sh copies it to build/dtr). Everything
-# below needs it; everything above does not.
+# below needs it; above, only the notary images do (as their database proxy), in their
+# last layer so that the package layers stay cached.
 FROM base AS dtr-binary
 COPY build/dtr /usr/local/bin/dtr
 

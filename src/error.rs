@@ -111,6 +111,22 @@ pub enum Error {
 
     #[error("{0}")]
     Role(String),
+
+    #[error("`{command}` failed in {container}")]
+    ClusterCommand {
+        command: String,
+        container: String,
+        output: String,
+    },
+
+    /// The cluster's state does not allow the operation (health, quorum, versions); nothing
+    /// was changed.
+    #[error("{operation} refused")]
+    Refused {
+        operation: &'static str,
+        reasons: Vec<String>,
+        hint: String,
+    },
 }
 
 /// Documented in docs/cli.md ("Exit codes"); keep both in step.
@@ -121,6 +137,7 @@ pub mod exit {
     pub const PREFLIGHT: i32 = 3;
     pub const NOT_AVAILABLE: i32 = 4;
     pub const MISSING_INPUT: i32 = 5;
+    pub const REFUSED: i32 = 6;
     pub const INTERRUPTED: i32 = 130;
 }
 
@@ -132,6 +149,7 @@ impl Error {
             Error::NotAvailableYet { .. } | Error::NotSupportedYet { .. } => exit::NOT_AVAILABLE,
             Error::Preflight { .. } | Error::EngineUnreachable { .. } => exit::PREFLIGHT,
             Error::Interrupted => exit::INTERRUPTED,
+            Error::Refused { .. } => exit::REFUSED,
             Error::RolledBack { cause, .. } => cause.exit_code(),
             _ => exit::FAILED,
         }

@@ -302,5 +302,13 @@ pub fn render(err: &Error) -> String {
         Error::Io { context, source } => format!("{context}: {source}"),
         Error::Database { context, message } => format!("metadata database ({context}): {message}"),
         Error::Role(msg) => msg.clone(),
+        Error::ClusterCommand { command, container, output } => format!(
+            "`{command}` failed in {container}:\n{}\nnext: check the container with `docker logs {container}` and the cluster with `dtr status`.",
+            indent(output, "    | ")
+        ),
+        Error::Refused { operation, reasons, hint } => format!(
+            "{operation} refused; nothing was changed:\n{}\nnext: {hint}",
+            reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n")
+        ),
     }
 }

@@ -26,6 +26,16 @@ dtr_check_replica_id() {
   [[ $DTR_REPLICA_ID =~ ^[0-9a-f]{12}$ ]] || dtr_die "DTR_REPLICA_ID '$DTR_REPLICA_ID' is not 12 lower-case hex digits"
 }
 
+# dtr_refuse_if_removed: `dtr emergency-repair` made another replica the whole cluster and
+# left /ca/tombstone.json in this replica's dtr-ca volume. Its members must never start
+# again: with the other stale replicas they could form a second cluster (split brain).
+dtr_refuse_if_removed() {
+  if [ -e /ca/tombstone.json ]; then
+    dtr_log "error: this replica no longer belongs to a cluster: $(tr -d '\n' < /ca/tombstone.json)"
+    dtr_die "it must not start again; remove it with: dtr destroy --replica-id ${DTR_REPLICA_ID:-<id>}"
+  fi
+}
+
 # dtr_check_hosts VAR... : each variable holds host[:port][,host[:port]...] without odd characters
 dtr_check_hosts() {
   local v

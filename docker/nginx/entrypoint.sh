@@ -5,6 +5,7 @@ set -euo pipefail
 . /usr/local/lib/dtr/lib.sh
 
 dtr_check_replica_id
+dtr_refuse_if_removed
 dtr_require_env DTR_HTTPS_PORT
 [[ $DTR_HTTPS_PORT =~ ^[0-9]+$ ]] || dtr_die "DTR_HTTPS_PORT '$DTR_HTTPS_PORT' is not a port number"
 dtr_require_files /ca/ca.pem /ca/external/cert.pem /ca/external/key.pem /ca/external/ca.pem \

@@ -7,10 +7,12 @@ set -euo pipefail
 . /usr/local/lib/dtr/lib.sh
 
 dtr_check_replica_id
+dtr_refuse_if_removed
 dtr_check_hosts DTR_DB_HOST DTR_NOTARY_SIGNER_HOST
 dtr_require_files /ca/ca.pem /ca/notary-server/cert.pem /ca/notary-server/key.pem
-db=$DTR_DB_HOST
-[[ $db == *:* ]] || db=$db:5432
+# notary's driver knows one host: it connects to dtr db-proxy on 127.0.0.1, which forwards
+# each connection to the database primary (TLS stays end to end; see src/roles/dbproxy.rs)
+db=127.0.0.1:5432
 signer_host=${DTR_NOTARY_SIGNER_HOST%:*}
 signer_port=7899
 [[ $DTR_NOTARY_SIGNER_HOST == *:* ]] && signer_port=${DTR_NOTARY_SIGNER_HOST##*:}
@@ -59,4 +61,4 @@ $auth
   "logging": { "level": "$(dtr_level)" }
 }
 JSON
-exec notary-server -config /run/dtr/server.json "$@"
+exec dtr db-proxy --listen "$db" --db-host "$DTR_DB_HOST" -- notary-server -config /run/dtr/server.json "$@"

@@ -8,10 +8,12 @@ set -euo pipefail
 . /usr/local/lib/dtr/lib.sh
 
 dtr_check_replica_id
+dtr_refuse_if_removed
 dtr_check_hosts DTR_DB_HOST
 dtr_require_files /ca/ca.pem /ca/notary-signer/cert.pem /ca/notary-signer/key.pem /ca/notary-signer/passphrase
-db=$DTR_DB_HOST
-[[ $db == *:* ]] || db=$db:5432
+# notary's driver knows one host: it connects to dtr db-proxy on 127.0.0.1, which forwards
+# each connection to the database primary (TLS stays end to end; see src/roles/dbproxy.rs)
+db=127.0.0.1:5432
 dtr_no_proxy "dtr-notary-signer-$DTR_REPLICA_ID" "${DTR_DB_HOST%:*}"
 
 cat > /run/dtr/signer.json <<JSON
@@ -34,4 +36,4 @@ JSON
 NOTARY_SIGNER_DTR=$(cat /ca/notary-signer/passphrase)
 [ -n "$NOTARY_SIGNER_DTR" ] || dtr_die "/ca/notary-signer/passphrase is empty"
 export NOTARY_SIGNER_DTR
-exec notary-signer -config /run/dtr/signer.json "$@"
+exec dtr db-proxy --listen "$db" --db-host "$DTR_DB_HOST" -- notary-signer -config /run/dtr/signer.json "$@"

@@ -6,6 +6,7 @@ set -euo pipefail
 . /usr/local/lib/dtr/lib.sh
 
 dtr_check_replica_id
+dtr_refuse_if_removed
 dtr_require_env DTR_TOKEN_REALM DTR_TOKEN_SERVICE
 dtr_require_files /ca/ca.pem /ca/registry/cert.pem /ca/registry/key.pem /ca/api/token.pem \
   /ca/registry/notify-token

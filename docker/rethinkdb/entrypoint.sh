@@ -8,6 +8,7 @@ set -euo pipefail
 . /usr/local/lib/dtr/lib.sh
 
 dtr_check_replica_id
+dtr_refuse_if_removed
 dtr_check_hosts DTR_ETCD_HOSTS
 dtr_require_files /ca/ca.pem /ca/rethinkdb/cert.pem /ca/rethinkdb/key.pem
 self=dtr-rethinkdb-$DTR_REPLICA_ID
@@ -58,9 +59,10 @@ watchdog:
   mode: "off"
 bootstrap:
   dcs:
-    ttl: 15
-    loop_wait: 5
-    retry_timeout: 5
+    # failover after about ttl + loop_wait; loop_wait + 2 x retry_timeout <= ttl
+    ttl: 12
+    loop_wait: 3
+    retry_timeout: 4
     maximum_lag_on_failover: 1048576
     synchronous_mode: true
     postgresql:

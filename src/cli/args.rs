@@ -41,6 +41,8 @@ pub enum Command {
     EmergencyRepair(EmergencyRepairArgs),
     /// Print the images this version installs, one per line
     Images(ImagesArgs),
+    /// Show every replica's health and roles (etcd member, database primary/standby); not in the original
+    Status(StatusArgs),
 
     /// Run the API server (inside the dtr-api container)
     #[command(hide = true)]
@@ -57,6 +59,22 @@ pub enum Command {
     /// Health probe of our own components (the images' dtr-health)
     #[command(hide = true)]
     Health { component: String },
+    /// Run a program behind a local forwarder to the database primary (notary containers)
+    #[command(hide = true)]
+    DbProxy {
+        /// Local address the program connects to
+        #[arg(long, default_value = "127.0.0.1:5432")]
+        listen: String,
+        /// This replica's database member
+        #[arg(long)]
+        db_host: String,
+        /// The cluster CA (to ask Patroni where the primary is)
+        #[arg(long, default_value = "/ca/ca.pem")]
+        ca_file: String,
+        /// The program and its arguments
+        #[arg(last = true, required = true)]
+        program: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -377,6 +395,15 @@ pub struct EmergencyRepairArgs {
     pub yes: bool,
     #[command(flatten)]
     pub ucp: UcpArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Print the status as JSON
+    #[arg(long, env = "DTR_STATUS_JSON", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    pub json: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }

@@ -110,32 +110,10 @@ pub fn install(a: InstallArgs) -> Result<InstallOptions> {
             })
         }
     };
-    let port = |flag: &'static str, p: u16| {
-        if p == 0 {
-            Err(Error::InvalidValue {
-                flag,
-                value: "0".into(),
-                reason: "use a port from 1 to 65535".into(),
-            })
-        } else {
-            Ok(p)
-        }
-    };
-    if let Some(mb) = a.replica.replica_rethinkdb_cache_mb {
-        if mb < 64 {
-            return Err(Error::InvalidValue {
-                flag: "--replica-rethinkdb-cache-mb",
-                value: mb.to_string(),
-                reason: "give at least 64 (MB)".into(),
-            });
-        }
-    }
+    cache_mb(a.replica.replica_rethinkdb_cache_mb)?;
     Ok(InstallOptions {
         node: nonempty(&a.replica.ucp_node),
-        replica_id: match nonempty(&a.replica.replica_id) {
-            Some(id) => ReplicaId::parse(&id)?,
-            None => ReplicaId::random(),
-        },
+        replica_id: new_replica_id(&a.replica.replica_id)?,
         http_port: port("--replica-http-port", a.replica.replica_http_port)?,
         https_port: port("--replica-https-port", a.replica.replica_https_port)?,
         external_url: nonempty(&s.dtr_external_url)
@@ -153,6 +131,60 @@ pub fn install(a: InstallArgs) -> Result<InstallOptions> {
         db_cache_mb: a.replica.replica_rethinkdb_cache_mb,
         admin: admin_account(&a.admin_username, a.admin_password)?,
     })
+}
+
+pub fn port(flag: &'static str, p: u16) -> Result<u16> {
+    if p == 0 {
+        Err(Error::InvalidValue {
+            flag,
+            value: "0".into(),
+            reason: "use a port from 1 to 65535".into(),
+        })
+    } else {
+        Ok(p)
+    }
+}
+
+pub fn cache_mb(v: Option<u32>) -> Result<Option<u32>> {
+    match v {
+        Some(mb) if mb < 64 => Err(Error::InvalidValue {
+            flag: "--replica-rethinkdb-cache-mb",
+            value: mb.to_string(),
+            reason: "give at least 64 (MB)".into(),
+        }),
+        other => Ok(other),
+    }
+}
+
+/// `--replica-id`: given, or a random one.
+pub fn new_replica_id(v: &Option<String>) -> Result<ReplicaId> {
+    match nonempty(v) {
+        Some(id) => ReplicaId::parse(&id),
+        None => Ok(ReplicaId::random()),
+    }
+}
+
+/// An optional replica id flag (`--existing-replica-id`).
+pub fn replica_id_opt(v: &Option<String>) -> Result<Option<ReplicaId>> {
+    nonempty(v).map(|id| ReplicaId::parse(&id)).transpose()
+}
+
+/// `--replica-ids a,b` (and the deprecated `--replica-id`).
+pub fn replica_ids(list: &Option<String>, single: &Option<String>) -> Result<Vec<ReplicaId>> {
+    let mut out = Vec::new();
+    for part in [list, single]
+        .into_iter()
+        .flatten()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let id = ReplicaId::parse(part)?;
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    Ok(out)
 }
 
 /// `--admin-username` / `--admin-password`: the password is asked on a terminal, required

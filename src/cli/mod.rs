@@ -4,6 +4,7 @@
 
 pub mod args;
 mod convert;
+mod ha;
 mod prompt;
 pub mod reference;
 
@@ -30,7 +31,7 @@ fn alias_msr_env() {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -65,6 +66,23 @@ pub fn main() -> i32 {
                 exit::USAGE
             }
         },
+        Command::DbProxy {
+            listen,
+            db_host,
+            ca_file,
+            program,
+        } => {
+            let cfg = crate::roles::dbproxy::ProxyConfig {
+                listen,
+                db_host,
+                ca_file,
+                program,
+            };
+            match runtime().block_on(crate::roles::dbproxy::run(cfg)) {
+                Ok(code) => code,
+                Err(e) => finish(Err(e), &Reporter::quiet()),
+            }
+        }
         command => user_command(command),
     }
 }
@@ -100,6 +118,7 @@ fn common_of(command: &Command) -> Option<&CommonArgs> {
         Command::Remove(a) => &a.common,
         Command::EmergencyRepair(a) => &a.common,
         Command::Images(a) => &a.common,
+        Command::Status(a) => &a.common,
         _ => return None,
     })
 }
@@ -116,10 +135,12 @@ fn subcommand_name(command: &Command) -> &'static str {
         Command::Remove(_) => "remove",
         Command::EmergencyRepair(_) => "emergency-repair",
         Command::Images(_) => "images",
+        Command::Status(_) => "status",
         Command::Api => "api",
         Command::Jobrunner => "jobrunner",
         Command::Phase2 { .. } => "phase2",
         Command::Health { .. } => "health",
+        Command::DbProxy { .. } => "db-proxy",
     }
 }
 
@@ -149,6 +170,10 @@ fn user_command(command: Command) -> i32 {
             Ok(())
         }),
         Command::Destroy(a) => runtime().block_on(destroy(a, &reporter)),
+        Command::Join(a) => ha::join(a, &reporter),
+        Command::Remove(a) => ha::remove(a, &reporter),
+        Command::EmergencyRepair(a) => ha::repair(a, &reporter),
+        Command::Status(a) => ha::status(a),
         _ => Err(Error::NotAvailableYet { command: name }),
     };
     finish(result, &reporter)
@@ -219,7 +244,7 @@ fn summary(reporter: &Reporter, report: &crate::ops::install::InstallReport) {
         plan.external_authority
     ));
     reporter.info(format!(
-        "To add replicas use --existing-replica-id {} (dtr join is not available in this version yet)",
+        "To add replicas: dtr join --existing-replica-id {} --replica-https-port <port> --replica-http-port <port>",
         plan.replica_id
     ));
 }

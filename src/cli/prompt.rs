@@ -18,11 +18,16 @@ fn prompt_err(e: dialoguer::Error) -> Error {
 
 /// The original's pick-list: `Choose a replica [first]:`.
 pub fn pick(label: &str, choices: &[String]) -> Result<String> {
+    pick_default(label, choices, 0)
+}
+
+/// A pick-list whose preselected answer is `choices[default]`.
+pub fn pick_default(label: &str, choices: &[String], default: usize) -> Result<String> {
     let theme = dialoguer::theme::SimpleTheme;
     let i = dialoguer::Select::with_theme(&theme)
         .with_prompt(label)
         .items(choices)
-        .default(0)
+        .default(default.min(choices.len().saturating_sub(1)))
         .interact()
         .map_err(prompt_err)?;
     Ok(choices[i].clone())

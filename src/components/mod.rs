@@ -12,8 +12,9 @@ mod rethinkdb;
 
 use std::time::Duration;
 
-pub use api::PORT as API_PORT;
-pub use etcd::peer_url as etcd_peer_url;
+pub use api::{CLUSTER_URL_ENV, PORT as API_PORT};
+pub use etcd::{peer_url as etcd_peer_url, PEER_PORT as ETCD_PEER_PORT};
+pub use nginx::{HTTPS_PORT as NGINX_HTTPS_PORT, HTTP_PORT as NGINX_HTTP_PORT};
 
 use crate::options::ReplicaId;
 use crate::plan::{ContainerSpec, ReplicaContext};

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::plan::{labels, ContainerSpec, NetworkSpec, Phase2Spec, VolumeSpec};
 use crate::report::Reporter;
 use crate::roles::phase2::{
-    CertResult, Phase2Secrets, ADMIN_PATH, REQUEST_PATH, RESULT_PREFIX, USER_KEY_PATH,
+    CertResult, Phase2Secrets, ADMIN_PATH, REQUEST_PATH, RESULT_PREFIX, SEED_DIR, USER_KEY_PATH,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,6 +177,14 @@ impl<'a> Apply<'a> {
                     0o600,
                 ));
             }
+        }
+        let seed_paths: Vec<String> = secrets
+            .seed
+            .iter()
+            .map(|(rel, _)| format!("{}/{rel}", SEED_DIR.trim_start_matches("/run/")))
+            .collect();
+        for ((_, contents), path) in secrets.seed.iter().zip(&seed_paths) {
+            files.push((path, contents.expose(), 0o600));
         }
         self.engine.upload(&spec.name, "/run", &files).await?;
         self.engine.start(&spec.name).await?;

@@ -14,9 +14,9 @@ use bollard::models::{
     VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, ListNetworksOptions, ListNodesOptions,
-    ListVolumesOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
-    UploadToContainerOptions,
+    CreateContainerOptions, DownloadFromContainerOptions, ListContainersOptions,
+    ListNetworksOptions, ListNodesOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StopContainerOptions, UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -24,7 +24,9 @@ use futures_util::StreamExt;
 use crate::error::{Error, Result};
 use crate::plan::{ContainerSpec, MountSpec, NetworkSpec, VolumeSpec};
 
-pub use bollard::models::{ContainerSummary, Network, Node, SystemInfo, Volume};
+pub use bollard::models::{
+    ContainerInspectResponse, ContainerSummary, Network, Node, SystemInfo, Volume,
+};
 
 /// A connected engine (the local socket or `DOCKER_HOST`, with the usual TLS variables).
 #[derive(Clone)]
@@ -449,6 +451,96 @@ impl Engine {
             exit_code: inspect.exit_code.unwrap_or(-1),
             output,
         })
+    }
+
+    /// Stops a container (a no-op when it is not running or does not exist), giving it
+    /// `grace` to exit on SIGTERM. A stopped container stays stopped (restart policy
+    /// `unless-stopped`).
+    pub async fn stop(&self, name: &str, grace: Duration) -> Result<()> {
+        match self
+            .docker
+            .stop_container(
+                name,
+                Some(StopContainerOptions {
+                    t: Some(grace.as_secs() as i32),
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            // 304: already stopped
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(Error::docker("stop container", name, e)),
+        }
+    }
+
+    pub async fn restart(&self, name: &str) -> Result<()> {
+        self.docker
+            .restart_container(name, None)
+            .await
+            .map_err(|e| Error::docker("restart container", name, e))
+    }
+
+    /// The container's full description, or `None` if it does not exist.
+    pub async fn inspect(&self, name: &str) -> Result<Option<ContainerInspectResponse>> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => Ok(Some(c)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(Error::docker("inspect container", name, e)),
+        }
+    }
+
+    /// A path of a container (running or not, volumes included) as a tar archive.
+    pub async fn download(&self, name: &str, path: &str) -> Result<Vec<u8>> {
+        let mut stream = self.docker.download_from_container(
+            name,
+            Some(DownloadFromContainerOptions {
+                path: path.to_string(),
+            }),
+        );
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk
+                .map_err(|e| Error::docker("copy files out of", format!("{name}:{path}"), e))?;
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// Writes files into a volume through a helper container that is created, never started,
+    /// and removed again: the only way to write into a volume every component mounts read-only.
+    pub async fn write_into_volume(
+        &self,
+        volume: &str,
+        helper: &str,
+        files: &[(&str, &[u8], u32)],
+        labels: HashMap<String, String>,
+    ) -> Result<()> {
+        let _ = self.remove_container(helper).await;
+        let body = ContainerCreateBody {
+            image: Some(crate::version::bootstrapper_image()),
+            labels: Some(labels),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                mounts: Some(mounts(&[MountSpec {
+                    source: volume.to_string(),
+                    target: "/volume".into(),
+                    read_only: false,
+                    bind: false,
+                }])),
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.create_raw(helper, body).await?;
+        let result = self.upload(helper, "/volume", files).await;
+        self.remove_container(helper).await?;
+        result
     }
 
     /// Copies files into a (created or running) container: `(path inside dir, contents, mode)`.

@@ -2,6 +2,8 @@
 //! the cluster (the original's semantics), and the DTR networks once no replica uses them.
 //! Only objects carrying our labels are touched.
 
+use std::collections::BTreeMap;
+
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::options::ReplicaId;
@@ -54,6 +56,8 @@ pub async fn run(
 pub struct DestroyReport {
     pub removed: Vec<String>,
     pub left_behind: Vec<String>,
+    /// Volumes other replicas still use (a shared image storage).
+    pub kept: Vec<String>,
 }
 
 /// Replica ids that have at least one labelled container or volume on this engine.
@@ -93,6 +97,7 @@ pub async fn destroy(
     }
     let mut removed = Vec::new();
     let mut left_behind = Vec::new();
+    let mut kept = Vec::new();
 
     let step = reporter.step(format!("remove the containers of replica {replica}"));
     let names: Vec<String> = containers
@@ -115,7 +120,32 @@ pub async fn destroy(
     step.done(format!("{} removed", names.len()));
 
     let step = reporter.step(format!("remove the volumes of replica {replica}"));
+    // the image storage of a replica that others joined is theirs too: keep it while used
+    let in_use: BTreeMap<String, String> = engine
+        .containers_labelled(&[&managed])
+        .await?
+        .into_iter()
+        .flat_map(|c| {
+            let owner = c
+                .names
+                .as_ref()
+                .and_then(|n| n.first().cloned())
+                .unwrap_or_default();
+            c.mounts
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(move |m| {
+                    m.name
+                        .map(|n| (n, owner.trim_start_matches('/').to_string()))
+                })
+        })
+        .collect();
     for v in &volumes {
+        if let Some(user) = in_use.get(&v.name) {
+            reporter.info(format!("keeping volume {} (in use by {user})", v.name));
+            kept.push(format!("volume {} (in use by {user})", v.name));
+            continue;
+        }
         match engine.remove_volume(&v.name).await {
             Ok(()) => removed.push(format!("volume {}", v.name)),
             Err(e) => left_behind.push(format!("volume {}: {e}", v.name)),
@@ -145,5 +175,6 @@ pub async fn destroy(
     Ok(DestroyReport {
         removed,
         left_behind,
+        kept,
     })
 }

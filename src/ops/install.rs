@@ -25,7 +25,13 @@ pub async fn install(opts: InstallOptions, reporter: &Reporter) -> Result<Instal
     step.done(&engine.host);
 
     let step = reporter.step("preflight checks");
-    let facts = match interruptible(preflight::install(&engine, &opts, reporter)).await {
+    let facts = match interruptible(preflight::replica(
+        &engine,
+        &preflight::PreflightRequest::install(&opts),
+        reporter,
+    ))
+    .await
+    {
         Ok(f) => f,
         Err(e) => {
             if matches!(e, Error::Interrupted) {
@@ -57,6 +63,7 @@ pub async fn install(opts: InstallOptions, reporter: &Reporter) -> Result<Instal
     let secrets = Phase2Secrets {
         user_key: opts.tls.as_ref().map(|t| t.key_pem.clone()),
         admin: Some(opts.admin.handover()),
+        seed: Vec::new(),
     };
     let result = interruptible(async {
         let step = reporter.step("networks");
@@ -90,7 +97,12 @@ pub async fn install(opts: InstallOptions, reporter: &Reporter) -> Result<Instal
         apply.start_in_order(&plan.containers).await?;
 
         let step = reporter.step("verify /_ping through nginx");
-        verify_ping(&engine, &plan).await?;
+        verify_ping(
+            &engine,
+            &plan.replica_id,
+            plan.phase2.request.user_cert.is_some(),
+        )
+        .await?;
         step.done("all components healthy");
         Ok(certs)
     })
@@ -118,10 +130,14 @@ pub async fn install(opts: InstallOptions, reporter: &Reporter) -> Result<Instal
 /// The whole chain, as a client sees it: nginx's TLS, routing to the api, and the api's view of
 /// every component. Checked from inside the nginx container, so it also works when dtr itself runs
 /// in a container without a route to the host's ports.
-async fn verify_ping(engine: &Engine, plan: &InstallPlan) -> Result<()> {
-    let nginx = Component::Nginx.container_name(&plan.replica_id);
+pub(crate) async fn verify_ping(
+    engine: &Engine,
+    replica: &crate::options::ReplicaId,
+    user_cert: bool,
+) -> Result<()> {
+    let nginx = Component::Nginx.container_name(replica);
     // A certificate the user brought need not name localhost: then only the routing is checked.
-    let trust = if plan.phase2.request.user_cert.is_some() {
+    let trust = if user_cert {
         vec!["-k"]
     } else {
         vec!["--cacert", "/ca/external/ca.pem"]

@@ -1,9 +1,13 @@
 //! The operations behind the subcommands. Each is a short composition of shared steps:
 //! connect, preflight, plan, apply, wait, report.
 
+pub mod cluster;
 pub mod destroy;
 pub mod install;
+pub mod join;
 pub mod preflight;
+pub mod remove;
+pub mod repair;
 
 use crate::error::{Error, Result};
 

@@ -28,10 +28,34 @@ impl Findings {
     }
 }
 
-/// Runs the install preflight; returns what was learnt about the target for planning.
-pub async fn install(
+/// What the preflight of a new replica checks against.
+pub struct PreflightRequest {
+    pub replica_id: ReplicaId,
+    /// `--ucp-node`; `None` = this engine's own node.
+    pub node: Option<String>,
+    pub http_port: u16,
+    pub https_port: u16,
+    /// `join`: a cluster must exist (and the new id must be unused); `install`: none may.
+    pub joining: bool,
+}
+
+impl PreflightRequest {
+    pub fn install(opts: &InstallOptions) -> PreflightRequest {
+        PreflightRequest {
+            replica_id: opts.replica_id.clone(),
+            node: opts.node.clone(),
+            http_port: opts.http_port,
+            https_port: opts.https_port,
+            joining: false,
+        }
+    }
+}
+
+/// Runs the preflight of a new replica (install or join); returns what was learnt about the
+/// target for planning.
+pub async fn replica(
     engine: &Engine,
-    opts: &InstallOptions,
+    opts: &PreflightRequest,
     reporter: &Reporter,
 ) -> Result<TargetFacts> {
     let mut f = Findings {
@@ -133,7 +157,15 @@ pub async fn install(
         .collect();
     replicas.sort();
     replicas.dedup();
-    if !replicas.is_empty() {
+    if opts.joining {
+        if replicas.contains(&opts.replica_id.to_string()) {
+            f.fail(
+                "replica-id",
+                format!("replica {} already has containers on this engine", opts.replica_id),
+                format!("choose another --replica-id, or if a join of it was interrupted, run `dtr remove --replica-ids {}` (or `dtr join` again with the same id)", opts.replica_id),
+            );
+        }
+    } else if !replicas.is_empty() {
         f.fail(
             "existing-install",
             format!("a DTR is already installed on this engine (replica {}); one engine holds one DTR cluster", replicas.join(", ")),

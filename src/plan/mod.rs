@@ -130,6 +130,8 @@ pub struct ReplicaContext {
     /// `host[:port]` users reach this replica (or its load balancer) by.
     pub external_authority: String,
     pub storage: MountSpec,
+    /// `--dtr-external-url` when it was given (join reads it back from the api container).
+    pub cluster_url: Option<String>,
     /// `name=https://host:2380` for every etcd member the new member starts with.
     pub etcd_initial_cluster: Vec<(String, String)>,
     pub etcd_cluster_state: &'static str,
@@ -212,7 +214,62 @@ pub fn db_memory(cache_mb: Option<u32>, mem_total_bytes: u64) -> (u32, u32) {
     ((cache / 4).max(16), cache)
 }
 
+/// Everything one replica is made from. Install takes it from the flags; join from its flags
+/// and the cluster it joins (`join_settings`).
+#[derive(Clone, Debug)]
+pub struct ReplicaSettings {
+    pub replica_id: ReplicaId,
+    pub http_port: u16,
+    pub https_port: u16,
+    /// `--dtr-external-url`, cluster-wide.
+    pub external_url: Option<ExternalUrl>,
+    pub user_cert: Option<crate::pki::UserCertPublic>,
+    pub storage: Storage,
+    pub overlay_subnet: Subnet,
+    pub log_level: LogLevel,
+    pub proxies: Proxies,
+    pub db_cache_mb: Option<u32>,
+    /// The etcd members the new member starts with (itself included), and whether the
+    /// cluster is `new` (install) or `existing` (join).
+    pub etcd_initial_cluster: Vec<(String, String)>,
+    pub etcd_cluster_state: &'static str,
+}
+
+impl ReplicaSettings {
+    pub fn for_install(opts: &InstallOptions) -> ReplicaSettings {
+        ReplicaSettings {
+            replica_id: opts.replica_id.clone(),
+            http_port: opts.http_port,
+            https_port: opts.https_port,
+            external_url: opts.external_url.clone(),
+            user_cert: opts.tls.as_ref().map(|t| t.public_part()),
+            storage: opts.storage.clone(),
+            overlay_subnet: opts.overlay_subnet.clone(),
+            log_level: opts.log_level,
+            proxies: opts.proxies.clone(),
+            db_cache_mb: opts.db_cache_mb,
+            etcd_initial_cluster: vec![(
+                opts.replica_id.to_string(),
+                crate::components::etcd_peer_url(&opts.replica_id),
+            )],
+            etcd_cluster_state: "new",
+        }
+    }
+}
+
 pub fn install_plan(opts: &InstallOptions, target: &TargetFacts) -> InstallPlan {
+    replica_plan(&ReplicaSettings::for_install(opts), target)
+}
+
+/// The replica `join` adds: the new member's etcd starts with every current member and joins
+/// the `existing` cluster; everything cluster-wide comes from `settings`, already read from the
+/// cluster.
+pub fn join_plan(settings: &ReplicaSettings, target: &TargetFacts) -> InstallPlan {
+    debug_assert_eq!(settings.etcd_cluster_state, "existing");
+    replica_plan(settings, target)
+}
+
+fn replica_plan(opts: &ReplicaSettings, target: &TargetFacts) -> InstallPlan {
     let rid = &opts.replica_id;
     let version = version::VERSION.to_string();
     let external_authority = match &opts.external_url {
@@ -252,8 +309,12 @@ pub fn install_plan(opts: &InstallOptions, target: &TargetFacts) -> InstallPlan 
         http_port: opts.http_port,
         external_authority: external_authority.clone(),
         storage: storage.clone(),
-        etcd_initial_cluster: vec![(rid.to_string(), crate::components::etcd_peer_url(rid))],
-        etcd_cluster_state: "new",
+        cluster_url: opts
+            .external_url
+            .as_ref()
+            .map(|u| format!("https://{}", u.authority())),
+        etcd_initial_cluster: opts.etcd_initial_cluster.clone(),
+        etcd_cluster_state: opts.etcd_cluster_state,
         db_shared_buffers_mb: shared_buffers,
         db_effective_cache_mb: effective_cache,
     };
@@ -310,7 +371,7 @@ pub fn install_plan(opts: &InstallOptions, target: &TargetFacts) -> InstallPlan 
             })
             .collect(),
         external_names: external_names(opts.external_url.as_ref(), target),
-        user_cert: opts.tls.as_ref().map(|t| t.public_part()),
+        user_cert: opts.user_cert.clone(),
     };
 
     let phase2 = Phase2Spec {

@@ -19,10 +19,78 @@ fn db_err(context: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Connects to the writable member; the connection task runs in the background.
-pub async fn connect(cfg: &RoleConfig) -> Result<Client> {
-    let mut pg = tokio_postgres::Config::new();
+/// How the database is to be reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Only the primary will do (every write path, the jobrunner).
+    Primary,
+    /// The primary if there is one, else this replica's own member read-only (a standby keeps
+    /// serving reads while the cluster has no primary, e.g. after losing quorum).
+    PrimaryOrLocal,
+}
+
+/// The members' `host:port`, the leader first, as this replica's Patroni reports them (it reads
+/// them from etcd). Empty when Patroni cannot be asked; the caller still has its own member.
+pub async fn members_leader_first(http: &reqwest::Client, own_db_host: &str) -> Vec<String> {
+    let host = own_db_host.split(':').next().unwrap_or(own_db_host);
+    let url = format!("https://{host}:8008/cluster");
+    let Ok(Ok(resp)) = tokio::time::timeout(LOCATE_TIMEOUT, http.get(&url).send()).await else {
+        return Vec::new();
+    };
+    let Ok(doc) = resp.json::<serde_json::Value>().await else {
+        return Vec::new();
+    };
+    let mut members: Vec<(bool, String)> = doc["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| {
+                    let host = m["host"].as_str()?;
+                    let port = m["port"].as_u64().unwrap_or(5432);
+                    Some((m["role"] != "leader", format!("{host}:{port}")))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    members.sort();
+    members.into_iter().map(|(_, h)| h).collect()
+}
+
+const LOCATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Connects to the primary (found through Patroni, see `members_leader_first`) or, with
+/// `Access::PrimaryOrLocal` and no primary reachable, to this replica's member read-only.
+/// Returns the client and whether it is writable; the connection task runs in the background.
+/// Dead peers are noticed within seconds (TCP keepalives and user timeout), so a client of a
+/// primary that vanished fails fast and the owner reconnects to the new one.
+pub async fn connect_to(cfg: &RoleConfig, access: Access) -> Result<(Client, bool)> {
+    let http = cfg.http_client()?;
+    let mut hosts = members_leader_first(&http, &cfg.db_hosts[0]).await;
     for h in &cfg.db_hosts {
+        if !hosts.contains(h) {
+            hosts.push(h.clone());
+        }
+    }
+    let primary = attempt(cfg, &hosts, TargetSessionAttrs::ReadWrite).await;
+    match (primary, access) {
+        (Ok(c), _) => Ok((c, true)),
+        (Err(e), Access::Primary) => Err(e),
+        (Err(_), Access::PrimaryOrLocal) => {
+            attempt(cfg, &cfg.db_hosts[..1], TargetSessionAttrs::Any)
+                .await
+                .map(|c| (c, false))
+        }
+    }
+}
+
+/// Connects to the primary; see `connect_to`.
+pub async fn connect(cfg: &RoleConfig) -> Result<Client> {
+    connect_to(cfg, Access::Primary).await.map(|(c, _)| c)
+}
+
+async fn attempt(cfg: &RoleConfig, hosts: &[String], attrs: TargetSessionAttrs) -> Result<Client> {
+    let mut pg = tokio_postgres::Config::new();
+    for h in hosts {
         let (host, port) = h.rsplit_once(':').unwrap_or((h.as_str(), "5432"));
         pg.host(host);
         pg.port(port.parse().unwrap_or(5432));
@@ -30,8 +98,12 @@ pub async fn connect(cfg: &RoleConfig) -> Result<Client> {
     pg.user(ROLE)
         .dbname(DATABASE)
         .ssl_mode(SslMode::Require)
-        .target_session_attrs(TargetSessionAttrs::ReadWrite)
+        .target_session_attrs(attrs)
         .connect_timeout(std::time::Duration::from_secs(3))
+        .keepalives_idle(std::time::Duration::from_secs(5))
+        .keepalives_interval(std::time::Duration::from_secs(1))
+        .keepalives_retries(3)
+        .tcp_user_timeout(std::time::Duration::from_secs(5))
         .application_name(cfg.component.name());
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(cfg.client_tls()?);
     let (client, connection) = pg.connect(tls).await.map_err(|e| db_err("connect", e))?;

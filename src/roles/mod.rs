@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod db;
+pub mod dbproxy;
 pub mod health;
 pub mod jobrunner;
 pub mod jobs;

@@ -29,7 +29,34 @@ pub const ADMIN_PATH: &str = "/run/dtr/admin.json";
 pub struct Phase2Secrets {
     pub user_key: Option<Secret<String>>,
     pub admin: Option<Secret<String>>,
+    /// For a join: the cluster's shared files (`SEED_FILES` paths and their contents).
+    pub seed: Vec<(String, Secret<Vec<u8>>)>,
 }
+/// Where phase 1 uploads the cluster's shared files for a join (`SEED_FILES`, same layout).
+pub const SEED_DIR: &str = "/run/dtr/seed";
+/// Written into the dtr-ca volume of every replica an emergency repair left out; the
+/// components refuse to start when it exists.
+pub const TOMBSTONE: &str = "tombstone.json";
+
+/// What every replica of a cluster shares, copied from an existing replica's dtr-ca volume when
+/// a replica joins: `(path in the volume, mode, owner)`, the owner `None` for root. The CA key
+/// signs the new replica's certificates; the token key because any replica's registry must
+/// accept the tokens any replica's api issues; the notification secret; and the passphrase of
+/// the notary signer's keys, which all replicas share through the database.
+pub const SEED_FILES: &[(&str, u32, Option<Component>)] = &[
+    ("ca.pem", 0o644, None),
+    ("root/ca-key.pem", 0o600, None),
+    ("api/token.pem", 0o644, None),
+    ("api/token-key.pem", 0o600, Some(Component::Api)),
+    ("api/notify-token", 0o600, Some(Component::Api)),
+    ("registry/notify-token", 0o600, Some(Component::Registry)),
+    (
+        "notary-signer/passphrase",
+        0o600,
+        Some(Component::NotarySigner),
+    ),
+];
+
 /// Prefix of the one stdout line that carries the result back to phase 1.
 pub const RESULT_PREFIX: &str = "DTR-PHASE2-RESULT ";
 
@@ -129,6 +156,7 @@ pub fn write_certs(ca_dir: &Path, req: &CertRequest, secrets: Phase2Secrets) -> 
     let user_key = secrets.user_key;
     fs::set_permissions(ca_dir, fs::Permissions::from_mode(0o755))
         .map_err(io(format!("chmod {}", ca_dir.display())))?;
+    install_seed(ca_dir, &secrets.seed)?;
     let (ca_cert, ca_key, reused_ca) = cluster_ca(ca_dir, &req.replica_id)?;
 
     for c in &req.components {
@@ -151,20 +179,23 @@ pub fn write_certs(ca_dir: &Path, req: &CertRequest, secrets: Phase2Secrets) -> 
 
         match c.component {
             Component::Api => {
-                let token = pki::issue(
-                    &ca_cert,
-                    &ca_key,
-                    "dtr token signer",
-                    std::slice::from_ref(&c.hostname),
-                    Usage::TokenSigning,
-                )?;
-                write_file(&d.join("token.pem"), token.cert_pem.as_bytes(), 0o644, 0)?;
-                write_file(
-                    &d.join("token-key.pem"),
-                    token.key_pem.expose().as_bytes(),
-                    0o600,
-                    c.uid,
-                )?;
+                // kept when it exists: the tokens any replica issues must pass every registry
+                if !d.join("token-key.pem").exists() {
+                    let token = pki::issue(
+                        &ca_cert,
+                        &ca_key,
+                        "dtr token signer",
+                        std::slice::from_ref(&c.hostname),
+                        Usage::TokenSigning,
+                    )?;
+                    write_file(&d.join("token.pem"), token.cert_pem.as_bytes(), 0o644, 0)?;
+                    write_file(
+                        &d.join("token-key.pem"),
+                        token.key_pem.expose().as_bytes(),
+                        0o600,
+                        c.uid,
+                    )?;
+                }
                 if let Some(admin) = &secrets.admin {
                     // the api creates the account from it when there is none yet
                     write_file(
@@ -251,6 +282,35 @@ pub fn write_certs(ca_dir: &Path, req: &CertRequest, secrets: Phase2Secrets) -> 
     })
 }
 
+/// Writes the cluster's shared files a join brought, before anything else is made: the CA found
+/// there is then reused like on a re-run of install.
+fn install_seed(ca_dir: &Path, seed: &[(String, Secret<Vec<u8>>)]) -> Result<()> {
+    for (rel, contents) in seed {
+        let Some((_, mode, owner)) = SEED_FILES.iter().find(|(p, _, _)| p == rel) else {
+            return Err(Error::Phase2 {
+                step: "certs".into(),
+                message: format!("unexpected cluster file {rel}"),
+            });
+        };
+        let path = ca_dir.join(rel);
+        if let Some(parent) = path.parent() {
+            let parent_mode = if rel.starts_with("root/") {
+                0o700
+            } else {
+                0o755
+            };
+            dir(parent.to_path_buf(), parent_mode)?;
+        }
+        write_file(
+            &path,
+            contents.expose(),
+            *mode,
+            owner.map_or(0, Component::uid),
+        )?;
+    }
+    Ok(())
+}
+
 /// The shared secret with which the registry authenticates its notifications to the api: the
 /// same random value in `registry/notify-token` and `api/notify-token`, each readable only by
 /// its component. Kept when both exist (another replica's api must accept it too).
@@ -298,9 +358,18 @@ pub fn run_certs() -> Result<()> {
         }
         Err(_) => None,
     };
+    let mut seed = Vec::new();
+    for (rel, _, _) in SEED_FILES {
+        let path = Path::new(SEED_DIR).join(rel);
+        if let Ok(bytes) = fs::read(&path) {
+            let _ = fs::remove_file(&path);
+            seed.push((rel.to_string(), Secret::new(bytes)));
+        }
+    }
     let secrets = Phase2Secrets {
         user_key: take(USER_KEY_PATH),
         admin: take(ADMIN_PATH),
+        seed,
     };
     let result = write_certs(Path::new(crate::plan::CA_MOUNT), &req, secrets)?;
     println!(
@@ -338,6 +407,7 @@ mod tests {
         let secrets = Phase2Secrets {
             user_key: None,
             admin: Some(Secret::new(admin.into())),
+            seed: Vec::new(),
         };
         let first = write_certs(dir.path(), &req, secrets).unwrap();
         assert!(!first.reused_ca);

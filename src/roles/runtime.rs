@@ -32,6 +32,15 @@ fn env(name: &str) -> Result<String> {
 
 impl RoleConfig {
     pub fn from_env(component: Component) -> Result<Self> {
+        let ca_dir = std::env::var("DTR_CA_DIR").unwrap_or_else(|_| crate::plan::CA_MOUNT.into());
+        // see dtr_refuse_if_removed in docker/common/lib.sh
+        let tombstone = format!("{ca_dir}/{}", crate::roles::phase2::TOMBSTONE);
+        if let Ok(why) = std::fs::read_to_string(&tombstone) {
+            return Err(Error::Role(format!(
+                "this replica no longer belongs to a cluster ({}); it must not start again: remove it with dtr destroy",
+                why.trim()
+            )));
+        }
         Ok(RoleConfig {
             component,
             replica_id: ReplicaId::parse(&env("DTR_REPLICA_ID")?)?,
@@ -49,7 +58,7 @@ impl RoleConfig {
                 .map(str::to_string)
                 .collect(),
             external_url: std::env::var("DTR_EXTERNAL_URL").unwrap_or_default(),
-            ca_dir: std::env::var("DTR_CA_DIR").unwrap_or_else(|_| crate::plan::CA_MOUNT.into()),
+            ca_dir,
         })
     }
 

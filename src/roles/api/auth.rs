@@ -131,14 +131,22 @@ pub async fn authenticate(api: &Api, user: &str, secret: &str) -> ApiResult<Acco
         name: row.get(1),
         admin: row.get(3),
     };
-    let token_ok = db
+    let digest = token_digest(secret);
+    let token = db
         .query_opt(
-            "UPDATE api_tokens SET last_used = now() WHERE account_id = $1 AND token_sha256 = $2 RETURNING id",
-            &[&account.id, &token_digest(secret)],
+            "SELECT id FROM api_tokens WHERE account_id = $1 AND token_sha256 = $2",
+            &[&account.id, &digest],
         )
-        .await?
-        .is_some();
-    if token_ok {
+        .await?;
+    if let Some(token) = token {
+        // best effort: without a primary (reads only) the token still authenticates
+        let id: i64 = token.get(0);
+        let _ = db
+            .execute(
+                "UPDATE api_tokens SET last_used = now() WHERE id = $1",
+                &[&id],
+            )
+            .await;
         return Ok(account);
     }
     let phc: String = row.get(2);

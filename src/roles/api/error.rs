@@ -72,6 +72,14 @@ impl From<crate::Error> for ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
+        if e.code() == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION) {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DATABASE_READ_ONLY",
+                "the metadata database has no writable primary right now (a failover is under way, \
+                 or the cluster lost its quorum: see `dtr emergency-repair`); reads still work",
+            );
+        }
         ApiError::unavailable(format!("metadata database: {e}"))
     }
 }

@@ -41,11 +41,21 @@ pub const PORT: u16 = crate::components::API_PORT;
 const HEARTBEAT_STALE_SECS: f64 = 30.0;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
+struct DbClient {
+    client: Arc<tokio_postgres::Client>,
+    writable: bool,
+    at: std::time::Instant,
+}
+
+/// A read-only client (no primary was reachable) is replaced this often, to find a new primary.
+const READ_ONLY_RECHECK: Duration = Duration::from_secs(2);
+
 struct Api {
     cfg: RoleConfig,
     http: reqwest::Client,
     tls: Arc<rustls::ClientConfig>,
-    db: Mutex<Option<Arc<tokio_postgres::Client>>>,
+    /// The shared client, whether it reaches the primary, and when it was made.
+    db: Mutex<Option<DbClient>>,
     /// Set once the database is reachable and migrated: `/health` (the container's health) waits for it.
     ready: AtomicBool,
     /// Signs the registry tokens.
@@ -61,24 +71,42 @@ impl Api {
         log(level, self.cfg.log_level, msg);
     }
 
-    /// A connected database client, reconnecting if the last one is gone.
+    /// A connected database client, reconnecting if the last one is gone. It reaches the primary
+    /// when there is one; without one (the cluster lost quorum, or a failover is under way) it
+    /// is this replica's own member, read-only, so that reads keep working and writes fail with
+    /// a clear "read-only" error.
     async fn db(&self) -> Result<Arc<tokio_postgres::Client>> {
         let mut guard = self.db.lock().await;
-        if let Some(c) = guard.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(Arc::clone(c));
+        if let Some(c) = guard
+            .as_ref()
+            .filter(|c| !c.client.is_closed() && (c.writable || c.at.elapsed() < READ_ONLY_RECHECK))
+        {
+            return Ok(Arc::clone(&c.client));
         }
-        let client = Arc::new(
-            tokio::time::timeout(CHECK_TIMEOUT, db::connect(&self.cfg))
-                .await
-                .map_err(|_| timed_out("connect"))??,
-        );
-        *guard = Some(Arc::clone(&client));
+        let (client, writable) = tokio::time::timeout(
+            CHECK_TIMEOUT * 2,
+            db::connect_to(&self.cfg, db::Access::PrimaryOrLocal),
+        )
+        .await
+        .map_err(|_| timed_out("connect"))??;
+        if !writable {
+            self.log(
+                LogLevel::Warn,
+                "no primary metadata database is reachable: serving reads from this replica's member",
+            );
+        }
+        let client = Arc::new(client);
+        *guard = Some(DbClient {
+            client: Arc::clone(&client),
+            writable,
+            at: std::time::Instant::now(),
+        });
         Ok(client)
     }
 
     /// A connection of its own, for a transaction (the shared client pipelines every caller).
     async fn db_exclusive(&self) -> Result<tokio_postgres::Client> {
-        tokio::time::timeout(CHECK_TIMEOUT, db::connect(&self.cfg))
+        tokio::time::timeout(CHECK_TIMEOUT * 2, db::connect(&self.cfg))
             .await
             .map_err(|_| timed_out("connect"))?
     }
@@ -392,7 +420,11 @@ async fn prepare_database(api: &Api) {
                     LogLevel::Info,
                     format!("metadata database ready, schema version {version}"),
                 );
-                *api.db.lock().await = Some(Arc::new(client));
+                *api.db.lock().await = Some(DbClient {
+                    client: Arc::new(client),
+                    writable: true,
+                    at: std::time::Instant::now(),
+                });
                 api.ready.store(true, Ordering::Relaxed);
                 return;
             }
