@@ -94,6 +94,7 @@ pub async fn join(
     )
     .await?;
     let problems = health_problems(&engine, ex, &members, &replicas).await;
+    let after = members.iter().filter(|m| !m.learner).count() + 1;
     if !problems.is_empty() {
         if opts.unsafe_join {
             for p in &problems {
@@ -175,7 +176,6 @@ pub async fn join(
     .await;
     match result {
         Ok(()) => {
-            let after = replicas.len() + 1;
             if after % 2 == 0 {
                 reporter.warn(format!(
                     "the cluster now has {after} replicas: an even number tolerates no more failures than {} replicas; it is recommended that you have 3, 5 or 7 replicas",
@@ -417,9 +417,10 @@ async fn health_problems(
     problems
 }
 
-/// Re-running a join converges: what an interrupted join left (a learner that was never
-/// promoted, containers and volumes of a replica that never became healthy) is removed. A voting
-/// member is never touched here: that takes `dtr remove`.
+/// Re-running a join converges. What an interrupted join of another id left (a learner that was
+/// never promoted) is removed, as learners do not vote. The id being joined is started afresh:
+/// its member (learner, or voting when the interruption came after the promotion) and its
+/// containers and volumes are removed first, unless it is a healthy member already.
 async fn clear_leftovers(
     engine: &Engine,
     existing: &ReplicaId,
@@ -429,34 +430,35 @@ async fn clear_leftovers(
     reporter: &Reporter,
 ) -> Result<Vec<EtcdMember>> {
     let mut changed = false;
-    for m in members.iter().filter(|m| m.learner) {
+    let new_view = replicas.get(new_id);
+    for m in &members {
         let owner = m.replica();
+        let is_new = owner.as_ref() == Some(new_id);
+        if is_new && new_view.is_some_and(ReplicaView::healthy) {
+            return Err(Error::Refused {
+                operation: "join",
+                reasons: vec![format!("replica {new_id} is already a healthy member of the cluster")],
+                hint: format!(
+                    "choose another --replica-id, or remove it first with `dtr remove --replica-ids {new_id}`"
+                ),
+            });
+        }
         let serving = owner
             .as_ref()
             .and_then(|r| replicas.get(r))
             .is_some_and(ReplicaView::healthy);
-        if serving {
+        if !is_new && (!m.learner || serving) {
             continue;
         }
         reporter.warn(format!(
-            "removing etcd learner {} of replica {} left by an interrupted join",
+            "removing etcd member {} of replica {} left by an interrupted join",
             m.id,
             owner.as_ref().map(|r| r.as_str()).unwrap_or("?")
         ));
         cluster::remove_etcd_member(engine, existing, &m.id).await?;
         changed = true;
     }
-    let voting_new = members
-        .iter()
-        .any(|m| !m.learner && m.replica().as_ref() == Some(new_id));
-    if let Some(view) = replicas.get(new_id) {
-        if voting_new || view.healthy() {
-            return Err(Error::Refused {
-                operation: "join",
-                reasons: vec![format!("replica {new_id} is already a member of the cluster")],
-                hint: format!("choose another --replica-id, or remove it first with `dtr remove --replica-ids {new_id}`"),
-            });
-        }
+    if new_view.is_some() {
         reporter.warn(format!(
             "replica {new_id} has containers from an interrupted join: removing them first"
         ));
@@ -593,9 +595,11 @@ async fn cluster_settings(
     let storage = match storage_mount {
         Some(m) if m.name.is_some() => Storage::NamedVolume(m.name.unwrap_or_default()),
         Some(m) => Storage::HostPath(m.source.unwrap_or_default().into()),
-        None => return Err(Error::Role(format!(
+        None => {
+            return Err(Error::Role(format!(
             "{registry_name} has no /storage mount: cannot tell where the cluster keeps its images"
-        ))),
+        )))
+        }
     };
 
     let archive = engine.download(&api_name, plan::CA_MOUNT).await?;

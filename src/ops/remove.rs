@@ -1,9 +1,10 @@
 //! `dtr remove`: scale the cluster down by removing replicas gracefully. Refuses (unless
 //! `--force`) when the replica operated through is unhealthy or when the removal would leave
 //! the cluster without quorum. For each replica: hand the database primary over if it holds
-//! it, stop its containers (the database member first, so that Patroni lets go cleanly),
-//! remove its etcd and Patroni membership, then its containers and volumes (an image storage
-//! volume other replicas still use is kept).
+//! it, stop its database member (Patroni lets go cleanly), remove its etcd member while that
+//! still runs (with two members, a stopped one would take the quorum needed for the change),
+//! then stop and remove its containers and volumes (an image storage volume other replicas
+//! still use is kept).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -193,13 +194,6 @@ async fn remove_one(
             .await?;
         step.done("");
     }
-    if let Some(v) = view {
-        let step = reporter.step(format!("stop the containers of {r}"));
-        for c in v.containers.values() {
-            engine.stop(&c.name, Duration::from_secs(10)).await?;
-        }
-        step.done("");
-    }
     let step = reporter.step(format!("remove {r} from etcd and the database cluster"));
     if let Some(m) = members.iter().find(|m| m.replica().as_ref() == Some(r)) {
         cluster::remove_etcd_member(engine, existing, &m.id).await?;
@@ -212,6 +206,13 @@ async fn remove_one(
     )
     .await?;
     step.done("");
+    if let Some(v) = view {
+        let step = reporter.step(format!("stop the containers of {r}"));
+        for c in v.containers.values() {
+            engine.stop(&c.name, Duration::from_secs(10)).await?;
+        }
+        step.done("");
+    }
     if view.is_some() || has_objects(engine, r).await? {
         let d = destroy::destroy(engine, r, reporter).await?;
         report.kept.extend(d.kept);
