@@ -60,7 +60,7 @@ for run in $(seq 1 "$N"); do
   writer=$!
   sleep 3
   killed=$(now)
-  docker ps -q --filter "label=com.docker.dtr.replica=$leader" | xargs docker kill >/dev/null
+  for c in $(docker ps -q --filter "label=com.docker.dtr.replica=$leader"); do docker kill "$c" >/dev/null; done
   for _ in $(seq 1 180); do
     sleep 0.5
     awk -v k="$killed" '$1 > k + 0.5 && $2 == 201 { found = 1 } END { exit !found }' "$tmp/writes.log" && break

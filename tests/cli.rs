@@ -1,4 +1,4 @@
-//! The command line without an engine: the ten subcommands, validation, env var aliases,
+//! The command line without an engine: the subcommands, validation, env var aliases,
 //! "not available yet" answers and exit codes (docs/cli.md).
 
 mod common;
@@ -56,19 +56,39 @@ fn help_lists_the_ten_subcommands_of_the_original() {
 #[test]
 fn later_subcommands_answer_not_available_yet() {
     for sub in [
-        vec!["join", "--existing-replica-id", "0123456789ab"],
         vec!["reconfigure"],
         vec!["upgrade"],
         vec!["backup"],
         vec!["restore"],
-        vec!["remove"],
-        vec!["emergency-repair"],
     ] {
         let out = dtr(&sub, &[]);
         let log = text(&out);
         assert_eq!(out.status.code(), Some(4), "{sub:?}: {log}");
         assert!(log.contains("not available yet"), "{sub:?}: {log}");
     }
+}
+
+#[test]
+fn membership_commands_check_their_flags_before_touching_the_engine() {
+    // no terminal: the replicas to remove must be given
+    let out = dtr(&["remove"], &[]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(text(&out).contains("--replica-ids"), "{}", text(&out));
+    // every id of the list is checked, in both spellings
+    let out = dtr(&["remove", "--replica-ids", "0123456789ab,XYZ"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("XYZ"), "{}", text(&out));
+    let out = dtr(&["remove", "--replica-id", "nothex"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = dtr(&["join", "--replica-id", "ABC"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = dtr(&["join", "--replica-https-port", "0"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = dtr(
+        &["emergency-repair", "--overlay-subnet", "10.1.0.0/99"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
 #[test]

@@ -90,7 +90,8 @@ fn rand_u32() -> u32 {
 }
 
 /// The objects of one test replica. Dropping it removes the containers and volumes labelled
-/// with its replica id, and the dtr-ol / dtr-br networks if they did not exist when it was made.
+/// with its replica id, and the dtr-ol / dtr-br networks if they did not exist when it was made
+/// and no other replica's container is left.
 pub struct TestReplica {
     pub id: String,
     pub https_port: u16,
@@ -186,11 +187,10 @@ impl TestReplica {
     }
 
     fn cleanup(&self) {
-        let containers = self.containers();
-        if !containers.is_empty() {
-            let mut args = vec!["rm", "-f", "-v"];
-            args.extend(containers.iter().map(String::as_str));
-            docker(&args);
+        // one at a time: removing several containers of one network in parallel can leave
+        // Docker 20.10 counting endpoints that are gone, and the network cannot be removed
+        for c in self.containers() {
+            docker(&["rm", "-f", "-v", &c]);
         }
         let volumes = self.volumes();
         if !volumes.is_empty() {
@@ -198,7 +198,8 @@ impl TestReplica {
             args.extend(volumes.iter().map(String::as_str));
             docker(&args);
         }
-        if !self.networks_existed {
+        let others = docker_ok(&["ps", "-aq", "--filter", "label=com.docker.dtr.managed=true"]);
+        if !self.networks_existed && others.is_empty() {
             for n in ["dtr-ol", "dtr-br"] {
                 let managed = docker(&[
                     "network",
