@@ -60,6 +60,8 @@ for run in $(seq 1 "$N"); do
   writer=$!
   sleep 3
   killed=$(now)
+  # the database member first, then the rest, one at a time
+  docker kill "dtr-rethinkdb-$leader" >/dev/null
   for c in $(docker ps -q --filter "label=com.docker.dtr.replica=$leader"); do docker kill "$c" >/dev/null; done
   for _ in $(seq 1 180); do
     sleep 0.5
@@ -67,11 +69,17 @@ for run in $(seq 1 "$N"); do
   done
   sleep 1
   kill "$writer"; wait "$writer" 2>/dev/null || true; writer=
+  # unavailability: from the last acknowledged write before the first refusal after the kill
+  # to the first acknowledged write after that refusal (each line: start time, HTTP status)
   outages+=("$(awk -v k="$killed" '
     $1 <= k && $2 == 201 { last = $1 }
-    $1 > k && $2 == 201 && !first { first = $1 }
-    $1 > k && $2 != 201 { failed++ }
-    END { printf "%.1f (last write acknowledged %.1fs before the kill, %d refused attempts)", first - k, k - last, failed }' "$tmp/writes.log")")
+    $1 > k && $2 != 201 { if (!ffail) ffail = $1; failed++ }
+    $1 > k && $2 == 201 && !ffail { last = $1 }
+    $1 > k && $2 == 201 && ffail && !back { back = $1 }
+    END {
+      if (!ffail) { print "0.0 (no write was refused)"; exit }
+      printf "%.1f (from the kill: %.1f; %d refused attempts)", back - last, back - k, failed
+    }' "$tmp/writes.log")")
   for r in "${ids[@]}"; do "$BIN" destroy --replica-id "$r" </dev/null >/dev/null 2>&1 || true; done
   ids=()
 done
