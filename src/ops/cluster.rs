@@ -436,6 +436,40 @@ impl ClusterView {
     }
 }
 
+/// What the CLI hands in to ask which replica to operate through: `choose(ids, default index)`.
+pub type Chooser<'a> = &'a dyn Fn(&[String], usize) -> Result<ReplicaId>;
+
+/// The replica an operation works through: `given`, or one `choose`n among the replicas that
+/// pass `candidate`, the first that passes `preferred` preselected. It must be on this engine.
+pub fn pick_replica(
+    replicas: &BTreeMap<ReplicaId, ReplicaView>,
+    given: Option<ReplicaId>,
+    candidate: impl Fn(&ReplicaView) -> bool,
+    preferred: impl Fn(&ReplicaView) -> bool,
+    choose: Chooser<'_>,
+) -> Result<ReplicaId> {
+    let not_found = |replica: String| Error::ReplicaNotFound {
+        replica,
+        existing: replicas.keys().map(|r| r.to_string()).collect(),
+    };
+    let picked = match given {
+        Some(r) => r,
+        None => {
+            let views: Vec<&ReplicaView> = replicas.values().filter(|v| candidate(v)).collect();
+            if views.is_empty() {
+                return Err(not_found("(any)".into()));
+            }
+            let ids: Vec<String> = views.iter().map(|v| v.id.to_string()).collect();
+            let default = views.iter().position(|v| preferred(v)).unwrap_or(0);
+            choose(&ids, default)?
+        }
+    };
+    if !replicas.contains_key(&picked) {
+        return Err(not_found(picked.to_string()));
+    }
+    Ok(picked)
+}
+
 /// Replica ids, the healthy ones first.
 pub fn healthy_first(replicas: &BTreeMap<ReplicaId, ReplicaView>) -> Vec<&ReplicaId> {
     let mut ids: Vec<&ReplicaId> = replicas.keys().collect();

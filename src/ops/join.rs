@@ -39,8 +39,7 @@ pub struct JoinReport {
     pub replicas_after: usize,
 }
 
-/// `choose(ids, default)` asks which replica to join through (the CLI's pick-list).
-pub type Chooser<'a> = &'a dyn Fn(&[String], usize) -> Result<ReplicaId>;
+pub use cluster::Chooser;
 
 const PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
@@ -351,24 +350,7 @@ fn pick_existing(
             hint: "install the first replica with `dtr install`".into(),
         });
     }
-    let existing = match given {
-        Some(r) => r,
-        None => {
-            let ids: Vec<String> = replicas.keys().map(|r| r.to_string()).collect();
-            let default = replicas
-                .values()
-                .position(ReplicaView::healthy)
-                .unwrap_or(0);
-            choose(&ids, default)?
-        }
-    };
-    if !replicas.contains_key(&existing) {
-        return Err(Error::ReplicaNotFound {
-            replica: existing.to_string(),
-            existing: replicas.keys().map(|r| r.to_string()).collect(),
-        });
-    }
-    Ok(existing)
+    cluster::pick_replica(replicas, given, |_| true, ReplicaView::healthy, choose)
 }
 
 /// What keeps the cluster from taking a new member safely.
@@ -507,8 +489,7 @@ async fn network_test(engine: &Engine, new_id: &ReplicaId, existing: &ReplicaId)
         .map(|(h, p)| format!("timeout 5 bash -c '</dev/tcp/{h}/{p}' || {{ echo \"cannot reach {h}:{p}\"; exit 1; }}"))
         .collect::<Vec<_>>()
         .join("; ");
-    let mut l = labels::phase2(new_id, version::VERSION);
-    l.remove(labels::PHASE2);
+    let l = labels::helper(new_id, version::VERSION);
     let body = ContainerCreateBody {
         image: Some(version::bootstrapper_image()),
         entrypoint: Some(vec!["bash".into(), "-c".into(), script]),

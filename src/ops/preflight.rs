@@ -314,8 +314,7 @@ async fn probe_node(
 ) -> std::result::Result<Option<u64>, ProbeError> {
     use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
     let name = probe_name(replica);
-    let mut l = labels::phase2(replica, version::VERSION);
-    l.remove(labels::PHASE2);
+    let l = labels::helper(replica, version::VERSION);
     let bindings = [(http, 1080u16), (https, 1443u16)]
         .into_iter()
         .map(|(h, c)| {

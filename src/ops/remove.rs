@@ -32,44 +32,20 @@ pub struct RemoveReport {
 
 pub async fn remove(
     opts: RemoveOptions,
-    choose: crate::ops::join::Chooser<'_>,
+    choose: cluster::Chooser<'_>,
     reporter: &Reporter,
 ) -> Result<RemoveReport> {
     let engine = Engine::connect().await?;
     let step = reporter.step("read the cluster");
     let replicas = cluster::replicas(&engine).await?;
-    let existing = match opts.existing.clone() {
-        Some(r) => r,
-        None => {
-            let ids: Vec<String> = replicas
-                .keys()
-                .filter(|r| !opts.remove.contains(r))
-                .map(|r| r.to_string())
-                .collect();
-            let default = ids
-                .iter()
-                .position(|id| {
-                    ReplicaId::parse(id)
-                        .ok()
-                        .and_then(|r| replicas.get(&r))
-                        .is_some_and(ReplicaView::healthy)
-                })
-                .unwrap_or(0);
-            if ids.is_empty() {
-                return Err(Error::ReplicaNotFound {
-                    replica: "(a replica that stays)".into(),
-                    existing: replicas.keys().map(|r| r.to_string()).collect(),
-                });
-            }
-            choose(&ids, default)?
-        }
-    };
-    let Some(ex) = replicas.get(&existing) else {
-        return Err(Error::ReplicaNotFound {
-            replica: existing.to_string(),
-            existing: replicas.keys().map(|r| r.to_string()).collect(),
-        });
-    };
+    let existing = cluster::pick_replica(
+        &replicas,
+        opts.existing.clone(),
+        |v| !opts.remove.contains(&v.id),
+        ReplicaView::healthy,
+        choose,
+    )?;
+    let ex = &replicas[&existing];
     let members = cluster::etcd_view(&engine, &existing).await?;
     let mut reasons = check(&opts, ex, &members, &replicas);
     if opts.remove.contains(&existing) {

@@ -42,36 +42,21 @@ const FORCE_NEW_CLUSTER_MARKER: &str = "force-new-cluster";
 
 pub async fn repair(
     opts: RepairOptions,
-    choose: crate::ops::join::Chooser<'_>,
+    choose: cluster::Chooser<'_>,
     confirm: &dyn Fn(&ReplicaId, &[ReplicaId]) -> Result<bool>,
     reporter: &Reporter,
 ) -> Result<RepairReport> {
     let engine = Engine::connect().await?;
     let step = reporter.step("read the cluster");
     let replicas = cluster::replicas(&engine).await?;
-    if replicas.is_empty() {
-        return Err(Error::ReplicaNotFound {
-            replica: "(any)".into(),
-            existing: vec![],
-        });
-    }
-    let survivor = match opts.existing.clone() {
-        Some(r) => r,
-        None => {
-            let ids: Vec<String> = replicas.keys().map(|r| r.to_string()).collect();
-            let default = replicas
-                .values()
-                .position(|v| v.running(Component::Etcd))
-                .unwrap_or(0);
-            choose(&ids, default)?
-        }
-    };
-    let Some(view) = replicas.get(&survivor) else {
-        return Err(Error::ReplicaNotFound {
-            replica: survivor.to_string(),
-            existing: replicas.keys().map(|r| r.to_string()).collect(),
-        });
-    };
+    let survivor = cluster::pick_replica(
+        &replicas,
+        opts.existing.clone(),
+        |_| true,
+        |v| v.running(Component::Etcd),
+        choose,
+    )?;
+    let view = &replicas[&survivor];
     for c in [Component::Etcd, Component::Rethinkdb] {
         if !view.containers.contains_key(&c) {
             return Err(Error::Refused {
@@ -220,8 +205,7 @@ async fn retire(engine: &Engine, r: &ReplicaId, view: &ReplicaView) -> Result<()
         "replica": r.as_str(),
     })
     .to_string();
-    let mut l: HashMap<String, String> = labels::phase2(r, version::VERSION).into_iter().collect();
-    l.remove(labels::PHASE2);
+    let l: HashMap<String, String> = labels::helper(r, version::VERSION).into_iter().collect();
     engine
         .write_into_volume(
             &volume_name("ca", r),

@@ -49,9 +49,16 @@ pub fn network(version: &str, kind: &str) -> BTreeMap<String, String> {
 }
 
 pub fn phase2(replica: &ReplicaId, version: &str) -> BTreeMap<String, String> {
+    let mut l = helper(replica, version);
+    l.insert(PHASE2.into(), "true".into());
+    l
+}
+
+/// On the throw-away containers of an operation (port probe, network test, volume writer):
+/// ours and the replica's, so that clean-up by label finds them.
+pub fn helper(replica: &ReplicaId, version: &str) -> BTreeMap<String, String> {
     let mut l = base(version);
     l.insert(REPLICA.into(), replica.to_string());
-    l.insert(PHASE2.into(), "true".into());
     l
 }
 
