@@ -4,6 +4,7 @@
 //! (pure data: which Docker objects exist) → `engine` (applies a plan through bollard) → `report`.
 //! `roles` hold the long-running and in-cluster sides of the same binary (api, jobrunner, phase2).
 
+pub mod backup;
 pub mod cli;
 pub mod components;
 pub mod engine;
