@@ -237,3 +237,46 @@ fn install_without_a_terminal_needs_the_admin_password() {
         "{log}"
     );
 }
+
+#[test]
+fn backup_verify_checks_an_archive_from_stdin() {
+    use dtr::backup::archive;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dump");
+    std::fs::write(&data, b"metadata".repeat(1000)).unwrap();
+    let meta = archive::describe_file("db/dtr.dump", &data).unwrap();
+    let m = archive::manifest(
+        "0.1.0",
+        "0123456789ab",
+        "2026-11-23T00:00:00Z".into(),
+        vec![meta],
+    );
+    let mut bytes = archive::write(Vec::new(), &m, &[("db/dtr.dump".into(), data)]).unwrap();
+    let run = |bytes: &[u8]| {
+        let file = dir.path().join("backup.tar");
+        std::fs::write(&file, bytes).unwrap();
+        Command::new(BIN)
+            .args(["backup", "verify"])
+            .stdin(std::fs::File::open(&file).unwrap())
+            .output()
+            .unwrap()
+    };
+    let out = run(&bytes);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("every SHA-256 matches"),
+        "{}",
+        text(&out)
+    );
+    let last = bytes.len() - 1024 - 512; // inside the entry's data, before its padding
+    bytes[last] ^= 1;
+    let out = run(&bytes);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("refused") && text(&out).contains("db/dtr.dump"),
+        "{}",
+        text(&out)
+    );
+    // the backup itself is not there yet
+    assert_eq!(dtr(&["backup"], &[]).status.code(), Some(4));
+}

@@ -321,6 +321,8 @@ pub struct UpgradeArgs {
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
+    #[command(subcommand)]
+    pub action: Option<BackupAction>,
     /// The replica whose metadata is backed up
     #[arg(long, env = "DTR_REPLICA_ID")]
     pub existing_replica_id: Option<String>,
@@ -397,6 +399,12 @@ pub struct EmergencyRepairArgs {
     pub ucp: UcpArgs,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupAction {
+    /// Check a backup read from stdin (manifest, layout, every checksum) without touching any cluster
+    Verify,
 }
 
 #[derive(Args, Debug)]
