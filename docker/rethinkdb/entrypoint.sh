@@ -34,7 +34,8 @@ ssl="sslmode: verify-full
 cat > /run/dtr/patroni.yml <<YAML
 scope: dtr
 namespace: /dtr/patroni/
-name: $DTR_REPLICA_ID
+# quoted: an id of decimal digits only would be a YAML number, which Patroni cannot use
+name: "$DTR_REPLICA_ID"
 log:
   level: $patroni_level
 restapi:

@@ -47,8 +47,9 @@ struct DbClient {
     at: std::time::Instant,
 }
 
-/// A read-only client (no primary was reachable) is replaced this often, to find a new primary.
-const READ_ONLY_RECHECK: Duration = Duration::from_secs(2);
+/// A read-only client (no primary was reachable) is used at most this long before the api looks
+/// for a primary again: a repaired or failed-over cluster is writable again within this.
+const READ_ONLY_RECHECK: Duration = Duration::from_millis(250);
 
 struct Api {
     cfg: RoleConfig,
