@@ -35,6 +35,17 @@ fn join(new: &TestReplica, existing: &TestReplica) -> Output {
     ])
 }
 
+/// `dtr remove` of `gone` through `existing`, with the flag spelling given.
+fn remove(existing: &TestReplica, flag: &str, gone: &TestReplica) -> Output {
+    dtr(&[
+        "remove",
+        "--existing-replica-id",
+        &existing.id,
+        flag,
+        &gone.id,
+    ])
+}
+
 fn status() -> Value {
     let out = dtr(&["status", "--json"]);
     assert!(out.status.success(), "status:\n{}", text(&out));
@@ -530,13 +541,7 @@ fn remove_keeps_quorum_and_an_interrupted_join_converges() {
 
     // one replica dies: removing a healthy one would lose the quorum
     kill_replica(&rs[2]);
-    let out = dtr(&[
-        "remove",
-        "--existing-replica-id",
-        &rs[0].id,
-        "--replica-ids",
-        &rs[1].id,
-    ]);
+    let out = remove(&rs[0], "--replica-ids", &rs[1]);
     assert_eq!(
         out.status.code(),
         Some(6),
@@ -546,13 +551,7 @@ fn remove_keeps_quorum_and_an_interrupted_join_converges() {
     assert!(text(&out).contains("quorum"), "{}", text(&out));
     assert_eq!(etcd_member_names(&rs[0]).len(), 3, "nothing changed");
     // removing the dead one is fine (the deprecated flag still works)
-    let out = dtr(&[
-        "remove",
-        "--existing-replica-id",
-        &rs[0].id,
-        "--replica-id",
-        &rs[2].id,
-    ]);
+    let out = remove(&rs[0], "--replica-id", &rs[2]);
     assert!(
         out.status.success(),
         "remove of the dead replica:\n{}",
@@ -569,13 +568,7 @@ fn remove_keeps_quorum_and_an_interrupted_join_converges() {
     };
     let writer = Writer::start(Api::new(&ca, stay), "rm");
     std::thread::sleep(Duration::from_secs(2));
-    let out = dtr(&[
-        "remove",
-        "--existing-replica-id",
-        &stay.id,
-        "--replica-ids",
-        &go.id,
-    ]);
+    let out = remove(stay, "--replica-ids", go);
     assert!(
         out.status.success(),
         "remove of a healthy standby:\n{}",
@@ -629,13 +622,7 @@ fn remove_keeps_quorum_and_an_interrupted_join_converges() {
         text(&out).contains("3, 5 or 7"),
         "an even count is warned about"
     );
-    let out = dtr(&[
-        "remove",
-        "--existing-replica-id",
-        &stay.id,
-        "--replica-ids",
-        &d.id,
-    ]);
+    let out = remove(stay, "--replica-ids", &d);
     assert!(out.status.success(), "remove:\n{}", text(&out));
     assert_eq!(etcd_member_names(stay), vec![stay.id.clone()]);
     assert!(d.containers().is_empty() && d.volumes().is_empty());

@@ -25,21 +25,15 @@ pub async fn install(opts: InstallOptions, reporter: &Reporter) -> Result<Instal
     step.done(&engine.host);
 
     let step = reporter.step("preflight checks");
-    let facts = match interruptible(preflight::replica(
+    let facts = match preflight::replica_interruptible(
         &engine,
         &preflight::PreflightRequest::install(&opts),
         reporter,
-    ))
+    )
     .await
     {
         Ok(f) => f,
         Err(e) => {
-            if matches!(e, Error::Interrupted) {
-                // the port probe may be running: it is the only object preflight makes
-                let _ = engine
-                    .remove_container(&preflight::probe_name(&opts.replica_id))
-                    .await;
-            }
             step.fail("see below");
             return Err(e);
         }

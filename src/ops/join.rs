@@ -116,7 +116,7 @@ pub async fn join(
     ));
 
     let step = reporter.step("preflight checks");
-    let facts = match interruptible(preflight::replica(
+    let facts = match preflight::replica_interruptible(
         &engine,
         &preflight::PreflightRequest {
             replica_id: opts.replica_id.clone(),
@@ -126,14 +126,11 @@ pub async fn join(
             joining: true,
         },
         reporter,
-    ))
+    )
     .await
     {
         Ok(f) => f,
         Err(e) => {
-            let _ = engine
-                .remove_container(&preflight::probe_name(&opts.replica_id))
-                .await;
             step.fail("see below");
             return Err(e);
         }

@@ -51,6 +51,20 @@ impl PreflightRequest {
     }
 }
 
+/// `replica`, stopped by Ctrl-C/SIGTERM like the rest of an operation; the port probe, the only
+/// object preflight makes, is removed whatever the outcome was.
+pub async fn replica_interruptible(
+    engine: &Engine,
+    opts: &PreflightRequest,
+    reporter: &Reporter,
+) -> Result<TargetFacts> {
+    let result = crate::ops::interruptible(replica(engine, opts, reporter)).await;
+    if result.is_err() {
+        let _ = engine.remove_container(&probe_name(&opts.replica_id)).await;
+    }
+    result
+}
+
 /// Runs the preflight of a new replica (install or join); returns what was learnt about the
 /// target for planning.
 pub async fn replica(
