@@ -119,6 +119,11 @@ pub enum Error {
         output: String,
     },
 
+    /// A backup archive that cannot be used: damaged, incomplete, undecryptable or of another
+    /// version. Nothing was changed.
+    #[error("the backup is refused: {reason}")]
+    BadBackup { reason: String },
+
     /// The cluster's state does not allow the operation (health, quorum, versions); nothing
     /// was changed.
     #[error("{operation} refused")]
@@ -138,6 +143,7 @@ pub mod exit {
     pub const NOT_AVAILABLE: i32 = 4;
     pub const MISSING_INPUT: i32 = 5;
     pub const REFUSED: i32 = 6;
+    pub const BAD_BACKUP: i32 = 7;
     pub const INTERRUPTED: i32 = 130;
 }
 
@@ -150,6 +156,7 @@ impl Error {
             Error::Preflight { .. } | Error::EngineUnreachable { .. } => exit::PREFLIGHT,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Refused { .. } => exit::REFUSED,
+            Error::BadBackup { .. } => exit::BAD_BACKUP,
             Error::RolledBack { cause, .. } => cause.exit_code(),
             _ => exit::FAILED,
         }

@@ -306,6 +306,9 @@ pub fn render(err: &Error) -> String {
             "`{command}` failed in {container}:\n{}\nnext: check the container with `docker logs {container}` and the cluster with `dtr status`.",
             indent(output, "    | ")
         ),
+        Error::BadBackup { reason } => format!(
+            "the backup is refused; nothing was changed: {reason}\nnext: check the file with `dtr backup verify < backup.tar`, use the bootstrapper version that made it, or take a new backup."
+        ),
         Error::Refused { operation, reasons, hint } => format!(
             "{operation} refused; nothing was changed:\n{}\nnext: {hint}",
             reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n")

@@ -75,7 +75,7 @@ pub fn top_dir(version: &str) -> String {
     format!("dtr-backup-v{version}")
 }
 
-/// Paths an archive may hold below its top directory: `etcd/<file>`, `db/<file>`, `ca/<path>`;
+/// Paths an archive may hold below its top directory: `etcd/<file>`, `db/<file>`, `config/<file>`, `ca/<path>`;
 /// plain names of `[A-Za-z0-9._-]`, no empty, `.` or `..` component.
 pub fn in_layout(rel: &str) -> bool {
     let mut parts = rel.split('/');
@@ -91,7 +91,7 @@ pub fn in_layout(rel: &str) -> bool {
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     };
     match first {
-        "etcd" | "db" => rest.len() == 1 && rest.iter().all(plain),
+        "etcd" | "db" | "config" => rest.len() == 1 && rest.iter().all(plain),
         "ca" => !rest.is_empty() && rest.len() <= 3 && rest.iter().all(plain),
         _ => false,
     }

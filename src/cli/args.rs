@@ -326,9 +326,15 @@ pub struct BackupArgs {
     /// The replica whose metadata is backed up
     #[arg(long, env = "DTR_REPLICA_ID")]
     pub existing_replica_id: Option<String>,
-    /// Stop the replica's database during the backup (take it out of the load balancer first)
+    /// Accepted for the original's scripts: every database dump is one consistent snapshot taken while the cluster serves, so nothing is stopped
     #[arg(long, env = "DTR_OFFLINE_BACKUP", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub offline_backup: bool,
+    /// Encrypt the backup with age to this public key (age1...); repeat or comma-separate for several
+    #[arg(long, env = "DTR_BACKUP_RECIPIENTS", value_delimiter = ',')]
+    pub encrypt_to: Vec<String>,
+    /// Encrypt the backup with a passphrase, taken from DTR_BACKUP_PASSPHRASE (asked for on a terminal)
+    #[arg(long, env = "DTR_BACKUP_ENCRYPT_WITH_PASSPHRASE", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    pub encrypt_with_passphrase: bool,
     #[command(flatten)]
     pub ucp: UcpArgs,
     #[command(flatten)]
@@ -341,9 +347,17 @@ pub struct RestoreArgs {
     pub replica: ReplicaArgs,
     #[command(flatten)]
     pub service: ServiceArgs,
-    /// Use the storage configured at backup time
+    /// Use the storage configured at backup time (one of the three storage flags is required)
     #[arg(long, env = "DTR_DEFAULT_STORAGE", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub dtr_use_default_storage: bool,
+    /// Subnet of the dtr-ol overlay network
+    #[arg(long, env = "DTR_OVERLAY_SUBNET", default_value = "10.1.0.0/24")]
+    pub overlay_subnet: String,
+    /// Restore a backup of another patch release of this minor version (with a warning)
+    #[arg(long, env = "DTR_RESTORE_ALLOW_OTHER_PATCH", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_other_patch: bool,
+    #[command(flatten)]
+    pub keys: BackupKeyArgs,
     #[command(flatten)]
     pub ucp: UcpArgs,
     #[command(flatten)]
@@ -404,7 +418,19 @@ pub struct EmergencyRepairArgs {
 #[derive(Subcommand, Debug)]
 pub enum BackupAction {
     /// Check a backup read from stdin (manifest, layout, every checksum) without touching any cluster
-    Verify,
+    Verify {
+        #[command(flatten)]
+        keys: BackupKeyArgs,
+    },
+}
+
+/// How to open an encrypted backup (a passphrase comes from DTR_BACKUP_PASSPHRASE only, never
+/// from the command line).
+#[derive(Args, Debug, Clone)]
+pub struct BackupKeyArgs {
+    /// age identity file (AGE-SECRET-KEY-1... lines) that opens a backup encrypted with --encrypt-to
+    #[arg(long, env = "DTR_BACKUP_IDENTITY_FILE")]
+    pub backup_identity_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -30,7 +30,7 @@ pub fn refuse_ucp(ucp: &UcpArgs) -> Result<()> {
     }
 }
 
-fn refuse_later_features(s: &ServiceArgs) -> Result<()> {
+pub fn refuse_later_features(s: &ServiceArgs) -> Result<()> {
     let checks: [(&'static str, bool, &'static str); 9] = [
         ("--nfs-storage-url", s.nfs_storage_url.as_deref().is_some_and(|v| !v.is_empty()), "use --dtr-storage-volume with a volume of the NFS (local) driver, pre-created with `docker volume create`"),
         ("--nfs-options", s.nfs_options.is_some(), "pre-create the volume with the options and pass it as --dtr-storage-volume"),
@@ -66,17 +66,15 @@ fn pem_value(flag: &'static str, value: &str) -> Result<String> {
     })
 }
 
-fn nonempty(v: &Option<String>) -> Option<String> {
+pub fn nonempty(v: &Option<String>) -> Option<String> {
     v.as_ref()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
 }
 
-pub fn install(a: InstallArgs) -> Result<InstallOptions> {
-    refuse_ucp(&a.ucp)?;
-    refuse_later_features(&a.service)?;
-    let s = &a.service;
-    let tls = match (nonempty(&s.dtr_cert), nonempty(&s.dtr_key)) {
+/// `--dtr-cert`/`--dtr-key`/`--dtr-ca`: the user's HTTPS certificate, checked.
+pub fn tls(s: &ServiceArgs) -> Result<Option<TlsMaterial>> {
+    Ok(match (nonempty(&s.dtr_cert), nonempty(&s.dtr_key)) {
         (Some(cert), Some(key)) => {
             let ca = nonempty(&s.dtr_ca)
                 .map(|v| pem_value("--dtr-ca", &v))
@@ -109,7 +107,14 @@ pub fn install(a: InstallArgs) -> Result<InstallOptions> {
                 reason: "--dtr-key needs its certificate in --dtr-cert".into(),
             })
         }
-    };
+    })
+}
+
+pub fn install(a: InstallArgs) -> Result<InstallOptions> {
+    refuse_ucp(&a.ucp)?;
+    refuse_later_features(&a.service)?;
+    let s = &a.service;
+    let tls = tls(s)?;
     cache_mb(a.replica.replica_rethinkdb_cache_mb)?;
     Ok(InstallOptions {
         node: nonempty(&a.replica.ucp_node),

@@ -9,7 +9,7 @@ use crate::options::ReplicaId;
 use crate::report::Reporter;
 
 /// A pick-list on a terminal; without one, the flag is reported missing.
-fn chooser<'a>(
+pub(super) fn chooser<'a>(
     interactive: bool,
     label: &'a str,
     flag: &'static str,

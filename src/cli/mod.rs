@@ -3,6 +3,7 @@
 //! exit code. Nothing below this module knows about clap or terminals.
 
 pub mod args;
+mod backup;
 mod convert;
 mod ha;
 mod prompt;
@@ -175,9 +176,11 @@ fn user_command(command: Command) -> i32 {
         Command::EmergencyRepair(a) => ha::repair(a, &reporter),
         Command::Status(a) => ha::status(a),
         Command::Backup(args::BackupArgs {
-            action: Some(args::BackupAction::Verify),
+            action: Some(args::BackupAction::Verify { keys }),
             ..
-        }) => verify_backup(&reporter),
+        }) => backup::verify(keys, &reporter),
+        Command::Backup(a) => backup::backup(a, &reporter),
+        Command::Restore(a) => backup::restore(a, &reporter),
         _ => Err(Error::NotAvailableYet { command: name }),
     };
     finish(result, &reporter)
@@ -223,33 +226,6 @@ async fn destroy(a: args::DestroyArgs, reporter: &Reporter) -> Result<()> {
     reporter.info(format!(
         "replica {replica} destroyed: {} objects removed",
         report.removed.len()
-    ));
-    Ok(())
-}
-
-/// `dtr backup verify < backup.tar`: reads the whole archive from stdin and checks it.
-fn verify_backup(reporter: &Reporter) -> Result<()> {
-    use std::io::IsTerminal;
-    if std::io::stdin().is_terminal() {
-        return Err(Error::InvalidValue {
-            flag: "stdin",
-            value: "(a terminal)".into(),
-            reason: "pipe the backup in: dtr backup verify < backup.tar".into(),
-        });
-    }
-    let mut bytes = 0u64;
-    let manifest = crate::backup::archive::read(std::io::stdin().lock(), |_, b| {
-        bytes += b.len() as u64;
-        Ok(())
-    })
-    .map_err(|e| Error::Role(format!("the backup is refused: {e}")))?;
-    reporter.info(format!(
-        "the backup is intact: format {}, dtr {}, replica {}, made {}; {} entries, {bytes} bytes, every SHA-256 matches",
-        manifest.format,
-        manifest.dtr_version,
-        manifest.replica_id,
-        manifest.created_at,
-        manifest.entries.len()
     ));
     Ok(())
 }

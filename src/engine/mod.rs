@@ -453,6 +453,70 @@ impl Engine {
         })
     }
 
+    /// Runs a command in a running container and streams its stdout into `file` (memory does not
+    /// grow with the output). Returns the exit code and the last 8 KiB of stderr.
+    pub async fn exec_to_file(
+        &self,
+        name: &str,
+        cmd: &[String],
+        file: &std::path::Path,
+    ) -> Result<ExecOutput> {
+        use tokio::io::AsyncWriteExt;
+        let created = self
+            .docker
+            .create_exec(
+                name,
+                bollard::exec::CreateExecOptions::<String> {
+                    cmd: Some(cmd.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| Error::docker("run a command in", name, e))?;
+        let mut out = tokio::fs::File::create(file)
+            .await
+            .map_err(|e| Error::io(format!("create {}", file.display()), e))?;
+        let mut stderr: Vec<u8> = Vec::new();
+        if let bollard::exec::StartExecResults::Attached {
+            output: mut stream, ..
+        } = self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| Error::docker("run a command in", name, e))?
+        {
+            while let Some(chunk) = stream.next().await {
+                match chunk
+                    .map_err(|e| Error::docker("read the output of a command in", name, e))?
+                {
+                    bollard::container::LogOutput::StdOut { message } => out
+                        .write_all(&message)
+                        .await
+                        .map_err(|e| Error::io(format!("write {}", file.display()), e))?,
+                    other => {
+                        stderr.extend_from_slice(&other.into_bytes());
+                        let excess = stderr.len().saturating_sub(8192);
+                        stderr.drain(..excess);
+                    }
+                }
+            }
+        }
+        out.flush()
+            .await
+            .map_err(|e| Error::io(format!("write {}", file.display()), e))?;
+        let inspect = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| Error::docker("inspect a command in", name, e))?;
+        Ok(ExecOutput {
+            exit_code: inspect.exit_code.unwrap_or(-1),
+            output: String::from_utf8_lossy(&stderr).to_string(),
+        })
+    }
+
     /// Stops a container (a no-op when it is not running or does not exist), giving it
     /// `grace` to exit on SIGTERM. A stopped container stays stopped (restart policy
     /// `unless-stopped`).
@@ -567,6 +631,66 @@ impl Engine {
                     ..Default::default()
                 }),
                 bollard::body_full(archive.into()),
+            )
+            .await
+            .map_err(|e| Error::docker("copy files into", name, e))
+    }
+}
+
+impl Engine {
+    /// Copies one file from the local disk into a container as `dir/entry` (mode and owner
+    /// `uid`), streamed: memory does not grow with the file's size.
+    pub async fn upload_file(
+        &self,
+        name: &str,
+        dir: &str,
+        entry: &str,
+        file: &std::path::Path,
+        mode: u32,
+        uid: u64,
+    ) -> Result<()> {
+        let local = std::fs::File::open(file)
+            .map_err(|e| Error::io(format!("open {}", file.display()), e))?;
+        let size = local
+            .metadata()
+            .map_err(|e| Error::io(format!("open {}", file.display()), e))?
+            .len();
+        let mut header = tar::Header::new_gnu();
+        header.set_size(size);
+        header.set_mode(mode);
+        header.set_uid(uid);
+        header.set_gid(uid);
+        header.set_mtime(0);
+        header
+            .set_path(entry)
+            .map_err(|e| Error::io("build upload archive", e))?;
+        header.set_cksum();
+        let head = bytes::Bytes::copy_from_slice(header.as_bytes());
+        let padding = (512 - size % 512) % 512;
+        // header, the file in 64 KiB pieces, padding to a block, then two zero blocks
+        let tail = bytes::Bytes::from(vec![0u8; padding as usize + 1024]);
+        let body = futures_util::stream::iter([Ok(head)])
+            .chain(futures_util::stream::unfold(local, |mut f| async move {
+                use std::io::Read;
+                let mut buf = vec![0u8; 64 * 1024];
+                match f.read(&mut buf) {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok(bytes::Bytes::from(buf)), f))
+                    }
+                    Err(e) => Some((Err(e), f)),
+                }
+            }))
+            .chain(futures_util::stream::iter([Ok(tail)]));
+        self.docker
+            .upload_to_container(
+                name,
+                Some(UploadToContainerOptions {
+                    path: dir.to_string(),
+                    ..Default::default()
+                }),
+                bollard::body_try_stream(body),
             )
             .await
             .map_err(|e| Error::docker("copy files into", name, e))

@@ -6,7 +6,6 @@
 //! everything this run created.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use crate::components::Component;
@@ -14,12 +13,12 @@ use crate::engine::apply::Apply;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ops::cluster::{self, EtcdMember, Quorum, ReplicaView};
+use crate::ops::config::ClusterConfig;
 use crate::ops::{install, interruptible, preflight};
-use crate::options::{ExternalUrl, LogLevel, Proxies, ReplicaId, Storage};
+use crate::options::{ReplicaId, Storage};
 use crate::plan::{self, labels, InstallPlan, ReplicaSettings, OVERLAY_NETWORK};
 use crate::report::Reporter;
-use crate::roles::phase2::{Phase2Secrets, SEED_FILES};
-use crate::secret::Secret;
+use crate::roles::phase2::Phase2Secrets;
 use crate::version;
 
 pub struct JoinOptions {
@@ -520,96 +519,22 @@ async fn network_test(engine: &Engine, new_id: &ReplicaId, existing: &ReplicaId)
     result
 }
 
-fn env_map(c: &crate::engine::ContainerInspectResponse) -> BTreeMap<String, String> {
-    c.config
-        .as_ref()
-        .and_then(|c| c.env.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect()
-}
-
 /// The new replica's settings: its own flags, and everything cluster-wide from the existing
-/// replica's containers (log level, proxies, external URL, image storage) and dtr-ca volume
-/// (the shared files of `SEED_FILES`, and the HTTPS certificate when the user brought one).
+/// replica (`config::ClusterConfig`: log level, proxies, external URL, image storage, the
+/// shared files of `SEED_FILES` and the HTTPS certificate when the user brought one).
 async fn cluster_settings(
     engine: &Engine,
     existing: &ReplicaId,
     opts: &JoinOptions,
     members: &[EtcdMember],
 ) -> Result<(ReplicaSettings, Phase2Secrets)> {
-    let api_name = Component::Api.container_name(existing);
-    let api = engine
-        .inspect(&api_name)
-        .await?
-        .ok_or_else(|| Error::ReplicaNotFound {
-            replica: existing.to_string(),
-            existing: vec![],
-        })?;
-    let env = env_map(&api);
-    let log_level = LogLevel::parse(env.get("LOG_LEVEL").map(String::as_str).unwrap_or("info"))?;
-    let proxies = Proxies {
-        http: env.get("HTTP_PROXY").cloned(),
-        https: env.get("HTTPS_PROXY").cloned(),
-        no_proxy: env.get("NO_PROXY").cloned(),
-    };
-    let external_url = env
-        .get(crate::components::CLUSTER_URL_ENV)
-        .map(|u| ExternalUrl::parse(u))
-        .transpose()?;
-
-    let registry_name = Component::Registry.container_name(existing);
-    let registry = engine.inspect(&registry_name).await?;
-    let storage_mount = registry
-        .as_ref()
-        .and_then(|r| r.mounts.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .find(|m| m.destination.as_deref() == Some("/storage"));
-    let storage = match storage_mount {
-        Some(m) if m.name.is_some() => Storage::NamedVolume(m.name.unwrap_or_default()),
-        Some(m) => Storage::HostPath(m.source.unwrap_or_default().into()),
-        None => {
-            return Err(Error::Role(format!(
-            "{registry_name} has no /storage mount: cannot tell where the cluster keeps its images"
-        )))
-        }
-    };
-
-    let archive = engine.download(&api_name, plan::CA_MOUNT).await?;
-    let files = read_ca_archive(&archive)?;
-    let mut seed = Vec::new();
-    for (rel, _, _) in SEED_FILES {
-        match files.get(*rel) {
-            Some(bytes) => seed.push((rel.to_string(), Secret::new(bytes.clone()))),
-            None => {
-                return Err(Error::Role(format!(
-                    "the dtr-ca volume of replica {existing} has no {rel}"
-                )))
-            }
-        }
-    }
-    let text = |rel: &str| {
-        files
-            .get(rel)
-            .map(|b| String::from_utf8_lossy(b).to_string())
-    };
-    // the user's own HTTPS certificate (its CA is not the cluster's) serves every replica
-    let (user_cert, user_key) = match (text("external/ca.pem"), text("ca.pem")) {
-        (Some(ext), Some(ca)) if ext.trim() != ca.trim() => (
-            Some(crate::pki::UserCertPublic {
-                cert_pem: text("external/cert.pem").unwrap_or_default(),
-                ca_pem: Some(ext),
-            }),
-            text("external/key.pem").map(Secret::new),
-        ),
-        _ => (None, None),
-    };
-
+    let config = ClusterConfig::read(engine, existing).await?;
+    let seed = config.seed().map_err(|missing| {
+        Error::Role(format!(
+            "the dtr-ca volume of replica {existing} has no {missing}"
+        ))
+    })?;
+    let (user_cert, user_key) = config.user_cert();
     let mut initial: Vec<(String, String)> = members
         .iter()
         .filter_map(|m| {
@@ -621,16 +546,18 @@ async fn cluster_settings(
         opts.replica_id.to_string(),
         crate::components::etcd_peer_url(&opts.replica_id),
     ));
+    // every replica shares the existing replica's storage, by its name
+    let storage = Storage::parse(Some(&config.settings.storage))?;
     let settings = ReplicaSettings {
         replica_id: opts.replica_id.clone(),
         http_port: opts.http_port,
         https_port: opts.https_port,
-        external_url,
+        external_url: config.settings.external_url()?,
         user_cert,
         storage,
         overlay_subnet: plan::default_subnet(),
-        log_level,
-        proxies,
+        log_level: config.settings.log_level()?,
+        proxies: config.settings.proxies(),
         db_cache_mb: opts.db_cache_mb,
         etcd_initial_cluster: initial,
         etcd_cluster_state: "existing",
@@ -641,33 +568,6 @@ async fn cluster_settings(
         seed,
     };
     Ok((settings, secrets))
-}
-
-/// The files of a `GET /containers/<c>/archive?path=/ca` tar, by path inside the volume.
-fn read_ca_archive(archive: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    let mut tar = tar::Archive::new(archive);
-    let entries = tar
-        .entries()
-        .map_err(|e| Error::io("read the dtr-ca archive", e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| Error::io("read the dtr-ca archive", e))?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let path = entry
-            .path()
-            .map_err(|e| Error::io("read the dtr-ca archive", e))?
-            .to_string_lossy()
-            .to_string();
-        let rel = path.strip_prefix("ca/").unwrap_or(&path).to_string();
-        let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io("read the dtr-ca archive", e))?;
-        out.insert(rel, bytes);
-    }
-    Ok(out)
 }
 
 fn describe_storage(s: &Storage) -> String {

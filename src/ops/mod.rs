@@ -1,13 +1,16 @@
 //! The operations behind the subcommands. Each is a short composition of shared steps:
 //! connect, preflight, plan, apply, wait, report.
 
+pub mod backup;
 pub mod cluster;
+pub mod config;
 pub mod destroy;
 pub mod install;
 pub mod join;
 pub mod preflight;
 pub mod remove;
 pub mod repair;
+pub mod restore;
 
 use crate::error::{Error, Result};
 

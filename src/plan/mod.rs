@@ -269,6 +269,13 @@ pub fn join_plan(settings: &ReplicaSettings, target: &TargetFacts) -> InstallPla
     replica_plan(settings, target)
 }
 
+/// The replica `restore` makes: a new one-member cluster like install's, with settings built
+/// from the restore's flags and the backup.
+pub fn restore_plan(settings: &ReplicaSettings, target: &TargetFacts) -> InstallPlan {
+    debug_assert_eq!(settings.etcd_cluster_state, "new");
+    replica_plan(settings, target)
+}
+
 fn replica_plan(opts: &ReplicaSettings, target: &TargetFacts) -> InstallPlan {
     let rid = &opts.replica_id;
     let version = version::VERSION.to_string();

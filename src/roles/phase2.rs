@@ -30,8 +30,11 @@ pub struct Phase2Secrets {
     pub user_key: Option<Secret<String>>,
     pub admin: Option<Secret<String>>,
     /// For a join: the cluster's shared files (`SEED_FILES` paths and their contents).
-    pub seed: Vec<(String, Secret<Vec<u8>>)>,
+    pub seed: SeedFiles,
 }
+/// The cluster's shared files as `(path in the dtr-ca volume, contents)`.
+pub type SeedFiles = Vec<(String, Secret<Vec<u8>>)>;
+
 /// Where phase 1 uploads the cluster's shared files for a join (`SEED_FILES`, same layout).
 pub const SEED_DIR: &str = "/run/dtr/seed";
 /// Written into the dtr-ca volume of every replica an emergency repair left out; the
