@@ -263,8 +263,11 @@ fn backup_verify_checks_an_archive_from_stdin() {
         "{}",
         text(&out)
     );
-    let last = bytes.len() - 1024 - 512; // inside the entry's data, before its padding
-    bytes[last] ^= 1;
+    let inside = bytes
+        .windows(16)
+        .position(|w| w == b"metadatametadata")
+        .unwrap();
+    bytes[inside + 100] ^= 1;
     let out = run(&bytes);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     assert!(

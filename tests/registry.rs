@@ -4,208 +4,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-
+use common::registry::*;
 use common::*;
 use serde_json::Value;
 
-/// A replica installed for one test, and a docker client set up to use it: the daemon trusts
-/// the CA through /etc/docker/certs.d/<authority>/, the CLI (logins, trust keys) lives in a
-/// private DOCKER_CONFIG. Everything is removed on drop.
-struct Registry {
-    replica: TestReplica,
-    authority: String,
-    ca: PathBuf,
-    dir: tempfile::TempDir,
-    certs_d: PathBuf,
-    images: std::cell::RefCell<Vec<String>>,
-}
-
-impl Registry {
-    fn install() -> Registry {
-        let replica = TestReplica::new();
-        let authority = format!("127.0.0.1:{}", replica.https_port);
-        let out = replica.install(&["--dtr-external-url", &authority]);
-        assert!(out.status.success(), "install failed:\n{}", text(&out));
-        let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, replica.external_ca()).unwrap();
-        let certs_d = PathBuf::from(format!("/etc/docker/certs.d/{authority}"));
-        std::fs::create_dir_all(&certs_d).unwrap();
-        std::fs::copy(&ca, certs_d.join("ca.crt")).unwrap();
-        // the notary client of the CLI looks for the CA here
-        let tls = dir.path().join("config/tls").join(&authority);
-        std::fs::create_dir_all(&tls).unwrap();
-        std::fs::copy(&ca, tls.join("ca.crt")).unwrap();
-        Registry {
-            replica,
-            authority,
-            ca,
-            dir,
-            certs_d,
-            images: Default::default(),
-        }
-    }
-
-    /// The docker CLI with this test's own configuration directory.
-    fn docker(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new("docker");
-        cmd.args(args)
-            .env("DOCKER_CONFIG", self.dir.path().join("config"))
-            .stdin(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
-    }
-
-    fn docker_ok(&self, args: &[&str], env: &[(&str, &str)]) -> String {
-        let out = self.docker(args, env);
-        assert!(out.status.success(), "docker {args:?}:\n{}", text(&out));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn login(&self, user: &str, secret: &str) -> Output {
-        let mut cmd = Command::new("docker");
-        cmd.args(["login", &self.authority, "-u", user, "--password-stdin"])
-            .env("DOCKER_CONFIG", self.dir.path().join("config"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(secret.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    /// A small image of `size` random bytes named `<authority>/<repo>:<tag>`.
-    fn make_image(&self, repo_tag: &str, size: usize) -> String {
-        let name = format!("{}/{repo_tag}", self.authority);
-        let layer = self.dir.path().join("layer");
-        std::fs::create_dir_all(&layer).unwrap();
-        let data: Vec<u8> = (0..size).map(|_| rand_byte()).collect();
-        std::fs::write(layer.join("data"), data).unwrap();
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(&layer)
-            .args(["-c", "."])
-            .output()
-            .unwrap();
-        let mut import = Command::new("docker")
-            .args(["import", "-", &name])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        import.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
-        assert!(import.wait().unwrap().success());
-        self.images.borrow_mut().push(name.clone());
-        name
-    }
-
-    /// `curl` against the API: (status, JSON body or Null).
-    fn api(
-        &self,
-        method: &str,
-        path: &str,
-        auth: Option<(&str, &str)>,
-        body: Option<&str>,
-    ) -> (u16, Value) {
-        let mut cmd = Command::new("curl");
-        cmd.args([
-            "-sS",
-            "--noproxy",
-            "*",
-            "-m",
-            "30",
-            "-X",
-            method,
-            "--cacert",
-        ])
-        .arg(&self.ca)
-        .args(["-w", "\n%{http_code}"]);
-        if let Some((u, p)) = auth {
-            cmd.args(["-u", &format!("{u}:{p}")]);
-        }
-        if let Some(b) = body {
-            // through a file: some bodies are larger than a command line may be
-            let file = self.dir.path().join("body.json");
-            std::fs::write(&file, b).unwrap();
-            cmd.args(["-H", "Content-Type: application/json", "--data-binary"])
-                .arg(format!("@{}", file.display()));
-        }
-        cmd.arg(format!("https://{}{path}", self.authority));
-        let out = cmd.output().unwrap();
-        let t = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = t.rsplit_once('\n').unwrap_or(("", &t));
-        (
-            code.trim().parse().unwrap_or(0),
-            serde_json::from_str(body).unwrap_or(Value::Null),
-        )
-    }
-
-    fn admin(&self) -> Option<(&str, &str)> {
-        Some(("admin", admin_password()))
-    }
-
-    /// Bytes under the registry's blob store.
-    fn blob_bytes(&self) -> u64 {
-        let vol = format!("dtr-registry-{}:/s:ro", self.replica.id);
-        let image = format!("registry/dtr:{}", dtr::version::VERSION);
-        let out = docker_ok(&[
-            "run",
-            "--rm",
-            "-v",
-            &vol,
-            "--entrypoint",
-            "du",
-            &image,
-            "-sb",
-            "/s/docker/registry/v2/blobs",
-        ]);
-        out.split_whitespace().next().unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        for image in self.images.borrow().iter() {
-            docker(&["rmi", "-f", image]);
-        }
-        let _ = std::fs::remove_dir_all(&self.certs_d);
-    }
-}
-
-fn rand_byte() -> u8 {
-    rand::random()
-}
-
 fn error_code(body: &Value) -> &str {
     body["errors"][0]["code"].as_str().unwrap_or("")
-}
-
-fn wait_for_job(reg: &Registry, id: i64, seconds: u64) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    loop {
-        let (code, job) = reg.api("GET", &format!("/api/v0/jobs/{id}"), reg.admin(), None);
-        assert_eq!(code, 200, "{job}");
-        let status = job["status"].as_str().unwrap_or("").to_string();
-        if status == "done" || status == "failed" {
-            return job;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "job {id} still {status}: {job}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
 }
 
 #[test]
@@ -268,7 +72,7 @@ fn docker_cli_login_push_pull_sign_permissions_and_gc() {
     assert!(reg.login("alice", "alice-password").status.success());
     let sneaky = format!("{a}/admin/sneaky:1");
     reg.docker_ok(&["tag", &image, &sneaky], &[]);
-    reg.images.borrow_mut().push(sneaky.clone());
+    reg.images.lock().unwrap().push(sneaky.clone());
     let out = reg.docker(&["push", &sneaky], &[]);
     assert!(
         !out.status.success() && text(&out).contains("denied"),
@@ -284,7 +88,7 @@ fn docker_cli_login_push_pull_sign_permissions_and_gc() {
     // ... but her own namespace is hers
     let hers = format!("{a}/alice/mine:1");
     reg.docker_ok(&["tag", &image, &hers], &[]);
-    reg.images.borrow_mut().push(hers.clone());
+    reg.images.lock().unwrap().push(hers.clone());
     reg.docker_ok(&["push", &hers], &[]);
 
     // an access token logs in like a password
@@ -326,7 +130,7 @@ fn docker_cli_login_push_pull_sign_permissions_and_gc() {
     // a tag that shares its manifest is not deleted alone: the manifest is, with its tags
     let copy = format!("{a}/admin/app:copy");
     reg.docker_ok(&["tag", &image, &copy], &[]);
-    reg.images.borrow_mut().push(copy.clone());
+    reg.images.lock().unwrap().push(copy.clone());
     reg.docker_ok(&["push", &copy], &[]);
     let (code, body) = reg.api(
         "DELETE",

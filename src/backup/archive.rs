@@ -15,6 +15,9 @@ use sha2::{Digest, Sha256};
 /// The archive format this version writes and reads.
 pub const FORMAT: u32 = 1;
 const MANIFEST: &str = "manifest.json";
+/// The last entry: the manifest's own SHA-256 (hex and a newline), so that no byte of the
+/// archive goes unchecked.
+const SEAL: &str = "manifest.sha256";
 /// A manifest is small; anything bigger is not one.
 const MANIFEST_LIMIT: u64 = 1 << 20;
 
@@ -68,6 +71,10 @@ pub enum ArchiveError {
     Checksum { path: String },
     #[error("entries listed in the manifest are missing: {0:?} (the archive may be truncated)")]
     Missing(Vec<String>),
+    #[error("the manifest does not match its SHA-256 in {SEAL:?} (the archive is damaged or was changed)")]
+    ManifestChecksum,
+    #[error("the archive ends before {SEAL:?}, its last entry (it may be truncated)")]
+    Unsealed,
 }
 
 /// The top directory of an archive made by `version`: `dtr-backup-v<version>`.
@@ -145,6 +152,9 @@ pub fn write<W: Write>(out: W, manifest: &Manifest, files: &[(String, PathBuf)])
         let mut h = header(size, 0o600);
         tar.append_data(&mut h, format!("{top}/{rel}"), f)?;
     }
+    let seal = format!("{}\n", sha256_hex(&json));
+    let mut h = header(seal.len() as u64, 0o644);
+    tar.append_data(&mut h, format!("{top}/{SEAL}"), seal.as_bytes())?;
     tar.into_inner()
 }
 
@@ -162,9 +172,10 @@ pub fn read<R: Read>(
         Some(e) => e.map_err(unreadable)?,
         None => return Err(ArchiveError::Unreadable("it is empty".into())),
     };
-    let manifest = read_manifest(first)?;
+    let (manifest, manifest_sha256) = read_manifest(first)?;
     let top = top_dir(&manifest.dtr_version);
     let mut seen = BTreeSet::new();
+    let mut sealed = false;
     let mut buf = vec![0u8; 64 * 1024];
     for entry in entries {
         let mut entry = entry.map_err(unreadable)?;
@@ -176,6 +187,25 @@ pub fn read<R: Read>(
                 kind: format!("{kind:?}"),
             });
         }
+        if raw == format!("{top}/{SEAL}") {
+            if sealed {
+                return Err(ArchiveError::Duplicate { path: SEAL.into() });
+            }
+            missing(&manifest, &seen)?;
+            let mut got = Vec::new();
+            (&mut entry)
+                .take(128)
+                .read_to_end(&mut got)
+                .map_err(unreadable)?;
+            if (got.len() as u64) < entry.header().size().map_err(unreadable)?.min(128) {
+                return Err(cut_short(SEAL));
+            }
+            if got != format!("{manifest_sha256}\n").as_bytes() {
+                return Err(ArchiveError::ManifestChecksum);
+            }
+            sealed = true;
+            continue;
+        }
         let rel = match raw.strip_prefix(&format!("{top}/")) {
             Some(rel) if in_layout(rel) => rel.to_string(),
             _ => return Err(ArchiveError::OutsideLayout { path: raw }),
@@ -186,6 +216,7 @@ pub fn read<R: Read>(
         let Some(meta) = manifest.entries.iter().find(|m| m.path == rel) else {
             return Err(ArchiveError::Unlisted { path: rel });
         };
+        let declared = entry.header().size().map_err(unreadable)?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         loop {
@@ -204,6 +235,9 @@ pub fn read<R: Read>(
             hasher.update(&buf[..n]);
             sink(&rel, &buf[..n]).map_err(unreadable)?;
         }
+        if size < declared {
+            return Err(cut_short(&rel));
+        }
         if size != meta.size {
             return Err(ArchiveError::Size {
                 path: rel,
@@ -215,19 +249,36 @@ pub fn read<R: Read>(
             return Err(ArchiveError::Checksum { path: rel });
         }
     }
+    missing(&manifest, &seen)?;
+    if !sealed {
+        return Err(ArchiveError::Unsealed);
+    }
+    Ok(manifest)
+}
+
+fn cut_short(entry: &str) -> ArchiveError {
+    ArchiveError::Unreadable(format!("it ends inside {entry}, cut short"))
+}
+
+/// Every entry the manifest lists has been read.
+fn missing(manifest: &Manifest, seen: &BTreeSet<String>) -> Result<(), ArchiveError> {
     let missing: Vec<String> = manifest
         .entries
         .iter()
         .filter(|m| !seen.contains(&m.path))
         .map(|m| m.path.clone())
         .collect();
-    if !missing.is_empty() {
-        return Err(ArchiveError::Missing(missing));
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ArchiveError::Missing(missing))
     }
-    Ok(manifest)
 }
 
-fn read_manifest<R: Read>(mut entry: tar::Entry<'_, R>) -> Result<Manifest, ArchiveError> {
+/// The manifest and the SHA-256 of its bytes (checked against the seal at the end).
+fn read_manifest<R: Read>(
+    mut entry: tar::Entry<'_, R>,
+) -> Result<(Manifest, String), ArchiveError> {
     let raw = String::from_utf8_lossy(&entry.path_bytes()).to_string();
     let is_manifest = raw.ends_with(&format!("/{MANIFEST}"))
         && raw.starts_with("dtr-backup-v")
@@ -238,13 +289,20 @@ fn read_manifest<R: Read>(mut entry: tar::Entry<'_, R>) -> Result<Manifest, Arch
             expected: format!("dtr-backup-v<version>/{MANIFEST}"),
         });
     }
+    let declared = entry
+        .header()
+        .size()
+        .map_err(|e| ArchiveError::Unreadable(e.to_string()))?;
+    if declared > MANIFEST_LIMIT {
+        return Err(ArchiveError::BadManifest("larger than 1 MiB".into()));
+    }
     let mut json = Vec::new();
     (&mut entry)
         .take(MANIFEST_LIMIT + 1)
         .read_to_end(&mut json)
         .map_err(|e| ArchiveError::Unreadable(e.to_string()))?;
-    if json.len() as u64 > MANIFEST_LIMIT {
-        return Err(ArchiveError::BadManifest("larger than 1 MiB".into()));
+    if (json.len() as u64) < declared {
+        return Err(cut_short(MANIFEST));
     }
     // the format number first, so that a future format is named as such
     let format = serde_json::from_slice::<serde_json::Value>(&json)
@@ -296,7 +354,7 @@ fn read_manifest<R: Read>(mut entry: tar::Entry<'_, R>) -> Result<Manifest, Arch
             )));
         }
     }
-    Ok(m)
+    Ok((m, sha256_hex(&json)))
 }
 
 /// The version rule of restore: the same major.minor as this dtr; another patch only when the

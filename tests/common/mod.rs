@@ -3,6 +3,8 @@
 //! that removes what a test's replica made — and only that — even when the test fails.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};

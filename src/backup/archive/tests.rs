@@ -5,6 +5,7 @@ const V: &str = "0.1.0";
 struct Built {
     bytes: Vec<u8>,
     files: Vec<(String, Vec<u8>)>,
+    manifest: Manifest,
 }
 
 /// A valid archive of three entries.
@@ -36,6 +37,7 @@ fn build() -> Built {
     Built {
         bytes: write(Vec::new(), &m, &paths).unwrap(),
         files,
+        manifest: m,
     }
 }
 
@@ -127,9 +129,13 @@ fn a_flipped_bit_in_any_entry_is_refused() {
         let mut bad = good.bytes.clone();
         bad[offset as usize + 3] ^= 0x10;
         let err = check(&bad).unwrap_err();
-        if name.ends_with("manifest.json") {
+        if name.ends_with("manifest.json") || name.ends_with("manifest.sha256") {
+            // invalid JSON, or valid JSON whose bytes no longer match the seal
             assert!(
-                matches!(err, ArchiveError::BadManifest(_)),
+                matches!(
+                    err,
+                    ArchiveError::BadManifest(_) | ArchiveError::ManifestChecksum
+                ),
                 "{name}: {err:?}"
             );
         } else {
@@ -157,7 +163,9 @@ fn a_truncated_archive_is_refused_wherever_it_stops() {
     // inside the last entry's data (a cut in the zero blocks after it loses nothing: every
     // entry has been checked by then)
     let last = offsets.last().unwrap().1 as usize;
-    cuts.push(last + good.files[2].1.len() - 1);
+    cuts.push(last + 64); // inside the seal
+                          // the whole last listed entry, but not the seal
+    cuts.push(last - 512);
     for cut in cuts {
         assert!(
             check(&good.bytes[..cut]).is_err(),
@@ -243,6 +251,7 @@ fn layout_violations_are_refused() {
     }
 }
 
+/// An archive of only `json` as its manifest, sealed with the manifest's SHA-256.
 fn archive_with_manifest(json: &[u8], top: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     raw_entry(
@@ -250,6 +259,13 @@ fn archive_with_manifest(json: &[u8], top: &str) -> Vec<u8> {
         &format!("{top}/manifest.json"),
         tar::EntryType::Regular,
         json,
+        None,
+    );
+    raw_entry(
+        &mut b,
+        &format!("{top}/manifest.sha256"),
+        tar::EntryType::Regular,
+        format!("{}\n", sha256_of(json)).as_bytes(),
         None,
     );
     b.into_inner().unwrap()
@@ -387,10 +403,11 @@ mod fuzz {
                 got.entry(rel.into()).or_default().extend_from_slice(b);
                 Ok(())
             });
-            if result.is_ok() {
+            if let Ok(m) = result {
                 for (rel, data) in &good.files {
                     prop_assert_eq!(got.get(rel), Some(data));
                 }
+                prop_assert_eq!(m, good.manifest.clone());
             }
         }
     }

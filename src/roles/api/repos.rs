@@ -152,8 +152,11 @@ async fn create(
             account.name
         )));
     }
-    let db = api.db().await?;
-    let row = db
+    // the repository and its audit event in one transaction: a reader (or a backup) sees both
+    // or neither
+    let mut client = api.db_exclusive().await?;
+    let tx = client.transaction().await?;
+    let row = tx
         .query_opt(
             &format!(
                 "INSERT INTO repositories (namespace, name, visibility, short_description) VALUES ($1, $2, $3, $4)
@@ -164,14 +167,15 @@ async fn create(
         .await?
         .ok_or_else(|| ApiError::conflict("REPOSITORY_EXISTS", format!("{namespace}/{} exists", new.name)))?;
     let full = format!("{namespace}/{}", new.name);
-    super::events::record(
-        &db,
+    super::events::record_in(
+        &tx,
         &account.name,
         "repository.create",
         &full,
         json!({"visibility": new.visibility}),
     )
     .await?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(repo_json(&row))).into_response())
 }
 
