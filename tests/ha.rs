@@ -234,7 +234,7 @@ fn ca_file(dir: &tempfile::TempDir, r: &TestReplica) -> std::path::PathBuf {
 #[test]
 fn three_replicas_survive_the_primary_dying_and_are_repaired_after_losing_two() {
     let Some(_engine) = engine() else { return };
-    let rs: Vec<TestReplica> = (0..3).map(|_| TestReplica::new()).collect();
+    let rs = Replicas::new(3);
     install(&rs[0]);
     for r in &rs[1..] {
         let out = join(r, &rs[0]);
@@ -357,8 +357,8 @@ fn three_replicas_survive_the_primary_dying_and_are_repaired_after_losing_two() 
     assert_eq!(etcd_member_names(&rs[via]), vec![rs[via].id.clone()]);
 
     // grow back to three with fresh replicas
-    let fresh: Vec<TestReplica> = (0..2).map(|_| TestReplica::new()).collect();
-    for r in &fresh {
+    let fresh = Replicas::new(2);
+    for r in fresh.iter() {
         let out = join(r, &rs[via]);
         assert!(
             out.status.success(),
@@ -525,7 +525,7 @@ fn login(dir: &tempfile::TempDir, r: &TestReplica) {
 #[test]
 fn remove_keeps_quorum_and_an_interrupted_join_converges() {
     let Some(_engine) = engine() else { return };
-    let mut rs: Vec<TestReplica> = (0..3).map(|_| TestReplica::new()).collect();
+    let mut rs = Replicas::new(3);
     // an id of decimal digits only must work too (YAML would read it as a number)
     rs[0].id = format!(
         "{:012}",

@@ -31,7 +31,7 @@ pub enum Command {
     Upgrade(UpgradeArgs),
     /// Stream a backup of the cluster's metadata to stdout as a tar archive
     Backup(BackupArgs),
-    /// Install a new replica and load a backup read from stdin
+    /// Install a new replica and load a backup read from stdin (its replica id defaults to the backup's)
     Restore(RestoreArgs),
     /// Force-remove one replica's containers and volumes, without telling the cluster
     Destroy(DestroyArgs),

@@ -188,11 +188,15 @@ pub fn restore(a: RestoreArgs, reporter: &Reporter) -> Result<()> {
         allow_other_patch: a.allow_other_patch,
         keys: keys(&a.keys)?,
     };
-    let report = runtime().block_on(crate::ops::restore::restore(
+    let rt = runtime();
+    let result = rt.block_on(crate::ops::restore::restore(
         opts,
-        std::io::stdin().lock(),
+        std::io::stdin(),
         reporter,
-    ))?;
+    ));
+    // after Ctrl-C the thread reading stdin may still wait for input: do not wait for it
+    rt.shutdown_background();
+    let report = result?;
     reporter.info(format!(
         "Restore is complete ({:.1}s): replica {} holds the backup of replica {} made {} by dtr {}",
         reporter.elapsed().as_secs_f64(),

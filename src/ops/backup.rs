@@ -82,25 +82,44 @@ pub async fn backup<W: Write>(
         "the backup holds the cluster's private keys (CA, token signing, notary): keep it like a secret, or encrypt it (--encrypt-to / --encrypt-with-passphrase)",
     );
 
+    // the spool holds the cluster's private keys: it is removed however this ends, Ctrl-C and
+    // SIGTERM included
     let spool = tempfile::Builder::new()
         .prefix("dtr-backup-")
         .tempdir()
         .map_err(|e| Error::io("create a temporary directory for the backup", e))?;
+    crate::ops::interruptible(write_backup(
+        &engine,
+        &replica,
+        &replicas,
+        spool.path(),
+        &opts.protection,
+        out,
+        reporter,
+    ))
+    .await
+}
+
+async fn write_backup<W: Write>(
+    engine: &Engine,
+    replica: &ReplicaId,
+    replicas: &std::collections::BTreeMap<ReplicaId, cluster::ReplicaView>,
+    spool: &Path,
+    protection: &crypt::Protection,
+    out: W,
+    reporter: &Reporter,
+) -> Result<BackupReport> {
     let mut files: Vec<(String, PathBuf)> = Vec::new();
 
     let step = reporter.step("etcd: DTR's keys at one revision");
-    let raw = cluster::etcdctl(
-        &engine,
-        &replica,
-        &["get", "--prefix", "/dtr/", "-w", "json"],
-    )
-    .await?;
+    let raw =
+        cluster::etcdctl(engine, replica, &["get", "--prefix", "/dtr/", "-w", "json"]).await?;
     let keys = EtcdKeys::from_etcdctl(&raw).ok_or_else(|| Error::ClusterCommand {
         command: "etcdctl get --prefix /dtr/".into(),
-        container: Component::Etcd.container_name(&replica),
+        container: Component::Etcd.container_name(replica),
         output: "an answer that is not etcd's JSON".into(),
     })?;
-    let path = spool_json(spool.path(), backup::ETCD_KEYS, &keys)?;
+    let path = spool_json(spool, backup::ETCD_KEYS, &keys)?;
     files.push((backup::ETCD_KEYS.into(), path));
     step.done(format!(
         "{} keys at revision {}",
@@ -108,16 +127,16 @@ pub async fn backup<W: Write>(
         keys.revision
     ));
 
-    let db_from = database_source(&engine, &replica, &replicas, reporter).await;
+    let db_from = database_source(engine, replica, replicas, reporter).await;
     let container = Component::Rethinkdb.container_name(&db_from);
-    std::fs::create_dir_all(spool.path().join("db"))
+    std::fs::create_dir_all(spool.join("db"))
         .map_err(|e| Error::io("create the spool directory", e))?;
     for db in backup::DATABASES {
         let step = reporter.step(format!(
             "database {db}: one snapshot (pg_dump on {container})"
         ));
         let rel = backup::db_entry(db);
-        let path = spool.path().join(&rel);
+        let path = spool.join(&rel);
         let mut cmd: Vec<String> = [
             "pg_dump",
             "--no-password",
@@ -146,12 +165,12 @@ pub async fn backup<W: Write>(
     }
 
     let step = reporter.step("cluster settings and certificates");
-    let config = ClusterConfig::read(&engine, &replica).await?;
-    let path = spool_json(spool.path(), backup::CLUSTER_SETTINGS, &config.settings)?;
+    let config = ClusterConfig::read(engine, replica).await?;
+    let path = spool_json(spool, backup::CLUSTER_SETTINGS, &config.settings)?;
     files.push((backup::CLUSTER_SETTINGS.into(), path));
     for (rel, bytes) in &config.files {
         let entry = format!("{}{rel}", backup::CA_PREFIX);
-        let path = spool_file(spool.path(), &entry, bytes.expose())?;
+        let path = spool_file(spool, &entry, bytes.expose())?;
         files.push((entry, path));
     }
     step.done(format!("{} files of the dtr-ca volume", config.files.len()));
@@ -171,7 +190,7 @@ pub async fn backup<W: Write>(
         crate::report::timestamp(),
         entries,
     );
-    let writer = crypt::encrypt(out, &opts.protection)
+    let writer = crypt::encrypt(out, protection)
         .map_err(|e| Error::Role(format!("cannot encrypt the backup: {e}")))?;
     let encrypted = writer.is_encrypted();
     let writer = archive::write(writer, &manifest, &files)
@@ -187,7 +206,7 @@ pub async fn backup<W: Write>(
         if encrypted { ", encrypted" } else { "" }
     ));
     Ok(BackupReport {
-        replica,
+        replica: replica.clone(),
         db_from,
         entries: files.len(),
         bytes,

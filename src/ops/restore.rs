@@ -54,19 +54,21 @@ pub struct RestoreReport {
     pub counts: Vec<(String, i64)>,
 }
 
-/// A backup read and checked, its parts spooled in a private temporary directory.
+/// A backup read and checked, its parts spooled in `dir`.
 pub struct CheckedBackup {
     pub manifest: archive::Manifest,
     pub encrypted: bool,
+    /// Set when the version rule allowed another patch release.
+    pub warning: Option<String>,
     pub settings: config::Settings,
     pub etcd: EtcdKeys,
     pub config: ClusterConfig,
-    dir: tempfile::TempDir,
+    dir: PathBuf,
 }
 
 impl CheckedBackup {
     fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.dir.join(rel)
     }
 }
 
@@ -76,23 +78,19 @@ fn refused(reason: impl Into<String>) -> Error {
     }
 }
 
-/// Reads the whole archive and checks everything a restore relies on. Changes nothing outside
-/// its own temporary directory.
+/// Reads the whole archive into `dir` (an empty private directory) and checks everything a
+/// restore relies on. Changes nothing outside `dir`.
 pub fn read_backup<R: Read>(
     input: R,
     keys: &crypt::Keys,
     allow_other_patch: bool,
-    reporter: &Reporter,
+    dir: &Path,
 ) -> Result<CheckedBackup> {
-    let dir = tempfile::Builder::new()
-        .prefix("dtr-restore-")
-        .tempdir()
-        .map_err(|e| Error::io("create a temporary directory for the backup", e))?;
     let (reader, encrypted) = crypt::open(input, keys).map_err(|e| refused(e.to_string()))?;
     let mut current: Option<(String, std::fs::File)> = None;
     let manifest = archive::read(reader, |rel, bytes| {
         if current.as_ref().map(|(r, _)| r.as_str()) != Some(rel) {
-            let path = dir.path().join(rel);
+            let path = dir.join(rel);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
@@ -102,12 +100,9 @@ pub fn read_backup<R: Read>(
     })
     .map_err(|e| refused(e.to_string()))?;
     drop(current);
-    if let Some(warning) =
+    let warning =
         archive::check_version(&manifest.dtr_version, version::VERSION, allow_other_patch)
-            .map_err(refused)?
-    {
-        reporter.warn(warning);
-    }
+            .map_err(refused)?;
 
     let listed = |rel: &str| manifest.entries.iter().any(|e| e.path == rel);
     let mut missing: Vec<String> = [backup::ETCD_KEYS, backup::CLUSTER_SETTINGS]
@@ -123,7 +118,7 @@ pub fn read_backup<R: Read>(
         .chain(config::EXTERNAL_FILES.iter().copied())
     {
         let entry = format!("{}{rel}", backup::CA_PREFIX);
-        match std::fs::read(dir.path().join(&entry)) {
+        match std::fs::read(dir.join(&entry)) {
             Ok(bytes) => {
                 files.insert(rel.to_string(), Secret::new(bytes));
             }
@@ -138,7 +133,7 @@ pub fn read_backup<R: Read>(
         )));
     }
     let json = |rel: &str| -> Result<serde_json::Value> {
-        let raw = std::fs::read(dir.path().join(rel))
+        let raw = std::fs::read(dir.join(rel))
             .map_err(|e| Error::io(format!("read the spooled {rel}"), e))?;
         serde_json::from_slice(&raw).map_err(|e| refused(format!("{rel} is not valid: {e}")))
     };
@@ -175,26 +170,52 @@ pub fn read_backup<R: Read>(
     Ok(CheckedBackup {
         manifest,
         encrypted,
+        warning,
         settings,
         etcd,
         config,
-        dir,
+        dir: dir.to_path_buf(),
     })
 }
 
-pub async fn restore<R: Read>(
+pub async fn restore<R: Read + Send + 'static>(
     opts: RestoreOptions,
     input: R,
     reporter: &Reporter,
 ) -> Result<RestoreReport> {
     let step = reporter.step("read and check the backup");
-    let checked = match read_backup(input, &opts.keys, opts.allow_other_patch, reporter) {
+    // the spool holds the backup's private keys: it is removed however this function ends,
+    // Ctrl-C included (the read runs on a blocking thread, the signal is watched here)
+    let spool = tempfile::Builder::new()
+        .prefix("dtr-restore-")
+        .tempdir()
+        .map_err(|e| Error::io("create a temporary directory for the backup", e))?;
+    let (keys, allow, dir) = (
+        opts.keys.clone(),
+        opts.allow_other_patch,
+        spool.path().to_path_buf(),
+    );
+    let reading = tokio::task::spawn_blocking(move || read_backup(input, &keys, allow, &dir));
+    let checked = match interruptible(async {
+        reading
+            .await
+            .map_err(|e| Error::Role(format!("reading the backup stopped: {e}")))?
+    })
+    .await
+    {
         Ok(c) => c,
         Err(e) => {
-            step.fail("refused");
+            step.fail(if matches!(e, Error::Interrupted) {
+                "interrupted"
+            } else {
+                "refused"
+            });
             return Err(e);
         }
     };
+    if let Some(w) = &checked.warning {
+        reporter.warn(w);
+    }
     let bytes: u64 = checked.manifest.entries.iter().map(|e| e.size).sum();
     step.done(format!(
         "dtr {} backup of replica {} made {}: {} entries, {bytes} bytes, every SHA-256 matches{}",
@@ -380,7 +401,7 @@ fn describe_storage(s: &Storage, replica: &ReplicaId) -> String {
 /// never travel on a command line.
 async fn load_etcd(engine: &Engine, replica: &ReplicaId, checked: &CheckedBackup) -> Result<()> {
     let container = Component::Etcd.container_name(replica);
-    let dir = checked.dir.path().join("etcd-values");
+    let dir = checked.dir.join("etcd-values");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("spool etcd values", e))?;
     for (n, k) in checked.etcd.keys.iter().enumerate() {
         let value = data_encoding::BASE64

@@ -224,6 +224,37 @@ impl Drop for TestReplica {
     }
 }
 
+/// Replicas of one cluster, cleaned up last first: the first replica's storage volume is used
+/// by the others and can only go once their containers are gone.
+pub struct Replicas(pub Vec<TestReplica>);
+
+impl Replicas {
+    pub fn new(n: usize) -> Self {
+        Replicas((0..n).map(|_| TestReplica::new()).collect())
+    }
+}
+
+impl std::ops::Deref for Replicas {
+    type Target = Vec<TestReplica>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Replicas {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        while let Some(r) = self.0.pop() {
+            drop(r);
+        }
+    }
+}
+
 pub fn lines(s: &str) -> Vec<String> {
     s.lines()
         .map(str::trim)
