@@ -32,6 +32,9 @@ pub enum Error {
     #[error("`{command}` is not available yet in this version of dtr")]
     NotAvailableYet { command: &'static str },
 
+    #[error("{what} is not available yet in this version of dtr")]
+    NotImplemented { what: String, hint: String },
+
     #[error("{flag} is not supported yet by this version of dtr")]
     NotSupportedYet {
         flag: &'static str,
@@ -152,7 +155,9 @@ impl Error {
         match self {
             Error::InvalidValue { .. } | Error::Tls { .. } => exit::USAGE,
             Error::MissingInput { .. } => exit::MISSING_INPUT,
-            Error::NotAvailableYet { .. } | Error::NotSupportedYet { .. } => exit::NOT_AVAILABLE,
+            Error::NotAvailableYet { .. }
+            | Error::NotSupportedYet { .. }
+            | Error::NotImplemented { .. } => exit::NOT_AVAILABLE,
             Error::Preflight { .. } | Error::EngineUnreachable { .. } => exit::PREFLIGHT,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Refused { .. } => exit::REFUSED,

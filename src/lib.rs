@@ -17,5 +17,6 @@ pub mod report;
 pub mod roles;
 pub mod secret;
 pub mod version;
+pub mod version_rules;
 
 pub use error::{Error, Result};

@@ -262,6 +262,7 @@ pub fn render(err: &Error) -> String {
             "`dtr {command}` is not available yet in dtr {}. It is accepted so that scripts parse, but does nothing.\nSee docs/cli.md for what this version implements.",
             crate::version::VERSION
         ),
+        Error::NotImplemented { what, hint } => format!("{what} is not available yet in dtr {}.\nnext: {hint}", crate::version::VERSION),
         Error::NotSupportedYet { flag, hint } => format!("{flag} is not supported yet by dtr {}: {hint}", crate::version::VERSION),
         Error::EngineUnreachable { host, source } => format!(
             "cannot reach the Docker engine at {host}: {}\nnext: start the engine (e.g. `dockerd`), or set DOCKER_HOST (and DOCKER_TLS_VERIFY/DOCKER_CERT_PATH) to a reachable engine; inside `docker run` mount the socket with -v /var/run/docker.sock:/var/run/docker.sock.",

@@ -612,7 +612,19 @@ fn a_backup_under_writes_is_consistent_and_bad_archives_change_nothing() {
             attempted
         })
     };
-    std::thread::sleep(Duration::from_millis(1500));
+    // wait for a few acknowledged writes (not for a time: these machines are noisy)
+    let acked_count = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while acked.lock().unwrap().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer got only {:?}",
+                acked.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    acked_count(10);
     let acked_before: Vec<String> = acked.lock().unwrap().clone();
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("backup.tar");
@@ -624,13 +636,11 @@ fn a_backup_under_writes_is_consistent_and_bad_archives_change_nothing() {
         &["--encrypt-with-passphrase"],
         &[("DTR_BACKUP_PASSPHRASE", PASSPHRASE)],
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // and a few more after the backups
+    let so_far = acked.lock().unwrap().len();
+    acked_count(so_far + 5);
     stop.store(true, Ordering::SeqCst);
     let attempted = writer.join().unwrap();
-    assert!(
-        acked_before.len() >= 10,
-        "the writer got too little done: {acked_before:?}"
-    );
 
     // bad archives: refused, named, and the engine is as it was (the replica is still running,
     // so a restore that read nothing first would be refused by preflight with another code)

@@ -145,6 +145,15 @@ fn install_serves_ping_then_destroy_leaves_nothing() {
     assert_eq!(second.containers(), Vec::<String>::new());
     assert_eq!(second.volumes(), Vec::<String>::new());
 
+    // an upgrade to the version the cluster already runs has nothing to do
+    let out = std::process::Command::new(BIN)
+        .args(["upgrade", "--existing-replica-id", &r.id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("nothing to do"), "{}", text(&out));
+
     // destroy removes all of it
     r.destroy();
     assert_nothing_left(&r, true);

@@ -2,7 +2,7 @@
 //! `status`. Flags are validated here, pick-lists and confirmations asked here (only on a
 //! terminal); the work is in `ops::{join, remove, repair, cluster}`.
 
-use super::args::{EmergencyRepairArgs, JoinArgs, RemoveArgs, StatusArgs};
+use super::args::{EmergencyRepairArgs, JoinArgs, RemoveArgs, StatusArgs, UpgradeArgs};
 use super::{convert, prompt, runtime};
 use crate::error::{Error, Result};
 use crate::options::ReplicaId;
@@ -223,5 +223,26 @@ pub fn status(a: StatusArgs) -> Result<()> {
         ),
         None => println!("etcd: no member answered"),
     }
+    Ok(())
+}
+
+/// `dtr upgrade`: the version rules' verdict (the rolling replacement is not there yet).
+pub fn upgrade(a: UpgradeArgs, reporter: &Reporter) -> Result<()> {
+    convert::refuse_ucp(&a.ucp)?;
+    let choose = chooser(
+        prompt::interactive(),
+        "existing-replica-id (A healthy replica to drive the upgrade from)",
+        "--existing-replica-id",
+        "DTR_REPLICA_ID",
+    );
+    let report = runtime().block_on(crate::ops::upgrade::upgrade(
+        convert::replica_id_opt(&a.existing_replica_id)?,
+        &choose,
+        reporter,
+    ))?;
+    reporter.info(format!(
+        "Every replica already runs dtr {}: nothing to do (checked through replica {})",
+        report.version, report.existing
+    ));
     Ok(())
 }

@@ -181,6 +181,7 @@ fn user_command(command: Command) -> i32 {
         }) => backup::verify(keys, &reporter),
         Command::Backup(a) => backup::backup(a, &reporter),
         Command::Restore(a) => backup::restore(a, &reporter),
+        Command::Upgrade(a) => ha::upgrade(a, &reporter),
         _ => Err(Error::NotAvailableYet { command: name }),
     };
     finish(result, &reporter)

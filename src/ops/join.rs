@@ -56,7 +56,20 @@ pub async fn join(
     let replicas = cluster::replicas(&engine).await?;
     let existing = pick_existing(&replicas, opts.existing.clone(), choose)?;
     let ex = &replicas[&existing];
-    if ex.version != version::VERSION {
+    let hint = match crate::version_rules::decide_str(&ex.version, version::VERSION) {
+        crate::version_rules::Verdict::Same => None,
+        crate::version_rules::Verdict::Allowed(_) => Some(format!(
+            "join with the cluster's own version (registry/dtr:{}), or first upgrade the cluster to {} with `dtr upgrade`",
+            ex.version,
+            version::VERSION
+        )),
+        crate::version_rules::Verdict::Refused { .. } => Some(format!(
+            "join with the cluster's own version (registry/dtr:{}); this bootstrapper cannot upgrade the cluster to {}",
+            ex.version,
+            version::VERSION
+        )),
+    };
+    if let Some(hint) = hint {
         return Err(Error::Refused {
             operation: "join",
             reasons: vec![format!(
@@ -64,11 +77,7 @@ pub async fn join(
                 ex.version,
                 version::VERSION
             )],
-            hint: format!(
-                "join with the cluster's own version (registry/dtr:{}), or first upgrade the cluster to {} with `dtr upgrade`",
-                ex.version,
-                version::VERSION
-            ),
+            hint,
         });
     }
     let members = match cluster::etcd_view(&engine, &existing).await {

@@ -11,6 +11,7 @@ pub mod preflight;
 pub mod remove;
 pub mod repair;
 pub mod restore;
+pub mod upgrade;
 
 use crate::error::{Error, Result};
 

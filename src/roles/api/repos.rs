@@ -152,30 +152,28 @@ async fn create(
             account.name
         )));
     }
-    // the repository and its audit event in one transaction: a reader (or a backup) sees both
-    // or neither
-    let mut client = api.db_exclusive().await?;
-    let tx = client.transaction().await?;
-    let row = tx
+    // the repository and its audit event in one statement, so one transaction: a reader (or a
+    // backup) sees both or neither. On the shared client, which answers DATABASE_READ_ONLY
+    // when there is no primary.
+    let full = format!("{namespace}/{}", new.name);
+    let detail = json!({"visibility": new.visibility});
+    let row = api
+        .db()
+        .await?
         .query_opt(
             &format!(
-                "INSERT INTO repositories (namespace, name, visibility, short_description) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT DO NOTHING RETURNING {REPO_COLUMNS}"
+                "WITH repo AS (
+                   INSERT INTO repositories (namespace, name, visibility, short_description) VALUES ($1, $2, $3, $4)
+                   ON CONFLICT DO NOTHING RETURNING {REPO_COLUMNS}),
+                 event AS (
+                   INSERT INTO events (actor, action, object, detail)
+                   SELECT $5, 'repository.create', $6, $7 FROM repo)
+                 SELECT {REPO_COLUMNS} FROM repo"
             ),
-            &[&namespace, &new.name, &new.visibility, &new.short_description],
+            &[&namespace, &new.name, &new.visibility, &new.short_description, &account.name, &full, &detail],
         )
         .await?
         .ok_or_else(|| ApiError::conflict("REPOSITORY_EXISTS", format!("{namespace}/{} exists", new.name)))?;
-    let full = format!("{namespace}/{}", new.name);
-    super::events::record_in(
-        &tx,
-        &account.name,
-        "repository.create",
-        &full,
-        json!({"visibility": new.visibility}),
-    )
-    .await?;
-    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(repo_json(&row))).into_response())
 }
 
