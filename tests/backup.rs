@@ -75,15 +75,6 @@ fn get(reg: &Registry, path: &str) -> Value {
     body
 }
 
-fn digest_of(pushed: &str) -> String {
-    pushed
-        .split("digest: ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn backup_destroy_restore_brings_everything_back_and_signed_pulls_verify() {
     let Some(_engine) = engine() else { return };
@@ -136,18 +127,9 @@ fn backup_destroy_restore_brings_everything_back_and_signed_pulls_verify() {
 
     assert!(reg.login("admin", admin_password()).status.success());
     let image = reg.make_image("admin/app:1", 512 * 1024);
-    let digest = digest_of(&reg.docker_ok(&["push", &image], &[]));
-    let trust = [
-        ("DOCKER_CONTENT_TRUST", "1"),
-        ("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", "root-passphrase-1"),
-        (
-            "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
-            "repo-passphrase-1",
-        ),
-    ];
-    let signed = reg.make_image("admin/app:2", 1024);
-    let out = reg.docker_ok(&["push", &signed], &trust);
-    assert!(out.contains("Successfully signed"), "{out}");
+    let digest = reg.push(&image);
+    let trust = TRUST;
+    let signed = reg.push_signed("admin/app:2");
     assert!(reg.login("alice", "alice-password").status.success());
     let hers = format!("{a}/alice/mine:1");
     reg.docker_ok(&["tag", &image, &hers], &[]);
@@ -255,9 +237,7 @@ fn backup_destroy_restore_brings_everything_back_and_signed_pulls_verify() {
         text(&out)
     );
     // and the restored cluster signs new content with the restored keys
-    let signed3 = reg.make_image("admin/app:3", 1024);
-    let out = reg.docker_ok(&["push", &signed3], &trust);
-    assert!(out.contains("Successfully signed"), "{out}");
+    reg.push_signed("admin/app:3");
 
     reg.replica.destroy();
     assert!(store.exists());

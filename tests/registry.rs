@@ -34,13 +34,7 @@ fn docker_cli_login_push_pull_sign_permissions_and_gc() {
 
     // push, remove, pull: same digest
     let image = reg.make_image("admin/app:1", 3 * 1024 * 1024);
-    let pushed = reg.docker_ok(&["push", &image], &[]);
-    let digest = pushed
-        .split("digest: ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let digest = reg.push(&image);
     reg.docker_ok(&["rmi", &image], &[]);
     reg.docker_ok(&["pull", &image], &[]);
     let pulled = reg.docker_ok(
@@ -106,17 +100,8 @@ fn docker_cli_login_push_pull_sign_permissions_and_gc() {
     assert_eq!(code, 200);
 
     // content trust: signed push, verified pull; an unsigned tag is refused under trust
-    let trust = [
-        ("DOCKER_CONTENT_TRUST", "1"),
-        ("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", "root-passphrase-1"),
-        (
-            "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
-            "repo-passphrase-1",
-        ),
-    ];
-    let signed = reg.make_image("admin/app:2", 1024);
-    let out = reg.docker_ok(&["push", &signed], &trust);
-    assert!(out.contains("Successfully signed"), "{out}");
+    let trust = TRUST;
+    let signed = reg.push_signed("admin/app:2");
     reg.docker_ok(&["rmi", &signed], &[]);
     reg.docker_ok(&["pull", &signed], &trust);
     let out = reg.docker(&["pull", &image], &trust);

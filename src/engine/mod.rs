@@ -70,6 +70,15 @@ pub(crate) fn mounts(specs: &[MountSpec]) -> Vec<Mount> {
         .collect()
 }
 
+/// The output of an attached exec, as bollard streams it.
+type ExecStream = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<
+                Item = std::result::Result<bollard::container::LogOutput, bollard::errors::Error>,
+            > + Send,
+    >,
+>;
+
 /// Output of a command run in a container.
 pub struct ExecOutput {
     pub exit_code: i64,
@@ -414,8 +423,9 @@ impl Engine {
         (out, err)
     }
 
-    /// Runs a command in a running container and collects its output.
-    pub async fn exec(&self, name: &str, cmd: &[String]) -> Result<ExecOutput> {
+    /// Creates and starts a command in a running container, attached to its stdout and stderr:
+    /// the exec's id and its output.
+    async fn start_attached(&self, name: &str, cmd: &[String]) -> Result<(String, ExecStream)> {
         let created = self
             .docker
             .create_exec(
@@ -429,26 +439,37 @@ impl Engine {
             )
             .await
             .map_err(|e| Error::docker("run a command in", name, e))?;
-        let mut output = String::new();
-        if let bollard::exec::StartExecResults::Attached {
-            output: mut stream, ..
-        } = self
+        let output = match self
             .docker
             .start_exec(&created.id, None)
             .await
             .map_err(|e| Error::docker("run a command in", name, e))?
         {
-            while let Some(Ok(chunk)) = stream.next().await {
-                output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-            }
-        }
+            bollard::exec::StartExecResults::Attached { output, .. } => output,
+            bollard::exec::StartExecResults::Detached => Box::pin(futures_util::stream::empty()),
+        };
+        Ok((created.id, output))
+    }
+
+    /// The exit code of a finished exec.
+    async fn exec_exit_code(&self, name: &str, id: &str) -> Result<i64> {
         let inspect = self
             .docker
-            .inspect_exec(&created.id)
+            .inspect_exec(id)
             .await
             .map_err(|e| Error::docker("inspect a command in", name, e))?;
+        Ok(inspect.exit_code.unwrap_or(-1))
+    }
+
+    /// Runs a command in a running container and collects its output.
+    pub async fn exec(&self, name: &str, cmd: &[String]) -> Result<ExecOutput> {
+        let (id, mut stream) = self.start_attached(name, cmd).await?;
+        let mut output = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
         Ok(ExecOutput {
-            exit_code: inspect.exit_code.unwrap_or(-1),
+            exit_code: self.exec_exit_code(name, &id).await?,
             output,
         })
     }
@@ -462,57 +483,27 @@ impl Engine {
         file: &std::path::Path,
     ) -> Result<ExecOutput> {
         use tokio::io::AsyncWriteExt;
-        let created = self
-            .docker
-            .create_exec(
-                name,
-                bollard::exec::CreateExecOptions::<String> {
-                    cmd: Some(cmd.to_vec()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| Error::docker("run a command in", name, e))?;
+        let write_failed = |e| Error::io(format!("write {}", file.display()), e);
         let mut out = tokio::fs::File::create(file)
             .await
             .map_err(|e| Error::io(format!("create {}", file.display()), e))?;
+        let (id, mut stream) = self.start_attached(name, cmd).await?;
         let mut stderr: Vec<u8> = Vec::new();
-        if let bollard::exec::StartExecResults::Attached {
-            output: mut stream, ..
-        } = self
-            .docker
-            .start_exec(&created.id, None)
-            .await
-            .map_err(|e| Error::docker("run a command in", name, e))?
-        {
-            while let Some(chunk) = stream.next().await {
-                match chunk
-                    .map_err(|e| Error::docker("read the output of a command in", name, e))?
-                {
-                    bollard::container::LogOutput::StdOut { message } => out
-                        .write_all(&message)
-                        .await
-                        .map_err(|e| Error::io(format!("write {}", file.display()), e))?,
-                    other => {
-                        stderr.extend_from_slice(&other.into_bytes());
-                        let excess = stderr.len().saturating_sub(8192);
-                        stderr.drain(..excess);
-                    }
+        while let Some(chunk) = stream.next().await {
+            match chunk.map_err(|e| Error::docker("read the output of a command in", name, e))? {
+                bollard::container::LogOutput::StdOut { message } => {
+                    out.write_all(&message).await.map_err(write_failed)?
+                }
+                other => {
+                    stderr.extend_from_slice(&other.into_bytes());
+                    let excess = stderr.len().saturating_sub(8192);
+                    stderr.drain(..excess);
                 }
             }
         }
-        out.flush()
-            .await
-            .map_err(|e| Error::io(format!("write {}", file.display()), e))?;
-        let inspect = self
-            .docker
-            .inspect_exec(&created.id)
-            .await
-            .map_err(|e| Error::docker("inspect a command in", name, e))?;
+        out.flush().await.map_err(write_failed)?;
         Ok(ExecOutput {
-            exit_code: inspect.exit_code.unwrap_or(-1),
+            exit_code: self.exec_exit_code(name, &id).await?,
             output: String::from_utf8_lossy(&stderr).to_string(),
         })
     }

@@ -45,12 +45,7 @@ pub async fn backup<W: Write>(
     step.done(&engine.host);
 
     let replicas = cluster::replicas(&engine).await?;
-    if replicas.is_empty() {
-        return Err(Error::ReplicaNotFound {
-            replica: "(any)".into(),
-            existing: vec![],
-        });
-    }
+    // no replica at all: pick_replica says so, naming none
     let replica = cluster::pick_replica(
         &replicas,
         opts.existing.clone(),

@@ -30,12 +30,7 @@ pub async fn upgrade(
     step.done(&engine.host);
 
     let replicas = cluster::replicas(&engine).await?;
-    if replicas.is_empty() {
-        return Err(Error::ReplicaNotFound {
-            replica: "(any)".into(),
-            existing: vec![],
-        });
-    }
+    // no replica at all: pick_replica says so, naming none
     let existing = cluster::pick_replica(&replicas, existing, |_| true, |v| v.healthy(), choose)?;
     let versions: BTreeSet<&str> = replicas.values().map(|v| v.version.as_str()).collect();
     let lowest = versions

@@ -7,6 +7,16 @@ use std::process::{Command, Output, Stdio};
 use super::*;
 use serde_json::Value;
 
+/// The docker CLI's content-trust environment of the tests (passphrases made up for them).
+pub const TRUST: [(&str, &str); 3] = [
+    ("DOCKER_CONTENT_TRUST", "1"),
+    ("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", "root-passphrase-1"),
+    (
+        "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
+        "repo-passphrase-1",
+    ),
+];
+
 /// A replica installed for one test, and a docker client set up to use it: the daemon trusts
 /// the CA through /etc/docker/certs.d/<authority>/, the CLI (logins, trust keys) lives in a
 /// private DOCKER_CONFIG. Everything is removed on drop.
@@ -112,6 +122,25 @@ impl Registry {
         assert!(import.wait().unwrap().success());
         self.images.lock().unwrap().push(name.clone());
         name
+    }
+
+    /// Pushes `image`; the digest the registry answered.
+    pub fn push(&self, image: &str) -> String {
+        let pushed = self.docker_ok(&["push", image], &[]);
+        pushed
+            .split("digest: ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap()
+            .to_string()
+    }
+
+    /// A small image `<authority>/<repo_tag>` pushed with content trust; its name.
+    pub fn push_signed(&self, repo_tag: &str) -> String {
+        let signed = self.make_image(repo_tag, 1024);
+        let out = self.docker_ok(&["push", &signed], &TRUST);
+        assert!(out.contains("Successfully signed"), "{out}");
+        signed
     }
 
     /// `curl` against the API: (status, JSON body or Null).
