@@ -100,6 +100,26 @@ impl<'a> Apply<'a> {
         }
     }
 
+    /// After `operation` failed with `cause` (or was interrupted): says so, removes what this
+    /// run created, and returns the error that reports both.
+    pub async fn roll_back(&self, operation: &'static str, cause: Error) -> Error {
+        if matches!(cause, Error::Interrupted) {
+            self.reporter.warn(format!(
+                "interrupted: removing what this {operation} created"
+            ));
+        } else {
+            self.reporter
+                .warn(format!("{operation} failed: removing what it created"));
+        }
+        let (removed, left_behind) = self.ledger.rollback(self.engine).await;
+        Error::RolledBack {
+            operation,
+            cause: Box::new(cause),
+            removed,
+            left_behind,
+        }
+    }
+
     /// Creates the networks that do not exist; existing ones (ours, checked by preflight) are reused.
     pub async fn networks(&self, specs: &[NetworkSpec]) -> Result<Vec<String>> {
         let mut made = Vec::new();

@@ -104,20 +104,7 @@ pub async fn install(opts: InstallOptions, reporter: &Reporter) -> Result<Instal
 
     match result {
         Ok(certs) => Ok(InstallReport { plan, certs }),
-        Err(cause) => {
-            if matches!(cause, Error::Interrupted) {
-                reporter.warn("interrupted: removing what this install created");
-            } else {
-                reporter.warn("install failed: removing what it created");
-            }
-            let (removed, left_behind) = apply.ledger.rollback(&engine).await;
-            Err(Error::RolledBack {
-                operation: "install",
-                cause: Box::new(cause),
-                removed,
-                left_behind,
-            })
-        }
+        Err(cause) => Err(apply.roll_back("install", cause).await),
     }
 }
 

@@ -372,20 +372,7 @@ pub async fn restore<R: Read + Send + 'static>(
             manifest: checked.manifest,
             counts,
         }),
-        Err(cause) => {
-            if matches!(cause, Error::Interrupted) {
-                reporter.warn("interrupted: removing what this restore created");
-            } else {
-                reporter.warn("restore failed: removing what it created");
-            }
-            let (removed, left_behind) = apply.ledger.rollback(&engine).await;
-            Err(Error::RolledBack {
-                operation: "restore",
-                cause: Box::new(cause),
-                removed,
-                left_behind,
-            })
-        }
+        Err(cause) => Err(apply.roll_back("restore", cause).await),
     }
 }
 
