@@ -6,6 +6,8 @@
 # Packages come from Debian bookworm only.
 
 ARG DTR_VERSION=dev
+# the binary every stage below copies: build/dtr, or a test build's (build-images.sh --test-version)
+ARG DTR_BINARY=build/dtr
 
 # ---------------------------------------------------------------------------------------
 # base: shared by every image. Users first (fixed uids of the contract), so that the
@@ -124,7 +126,8 @@ FROM notary AS notary-server
 RUN chown notary-server:notary-server /run/dtr
 COPY docker/notary-server/entrypoint.sh /usr/local/bin/dtr-entrypoint
 # dtr db-proxy: notary reaches the database primary through it (src/roles/dbproxy.rs)
-COPY build/dtr /usr/local/bin/dtr
+ARG DTR_BINARY=build/dtr
+COPY ${DTR_BINARY} /usr/local/bin/dtr
 COPY docker/notary-server/dtr-health /usr/local/bin/dtr-health
 USER 10003:10003
 EXPOSE 4443
@@ -137,7 +140,8 @@ FROM notary AS notary-signer
 RUN chown notary-signer:notary-signer /run/dtr
 COPY docker/notary-signer/entrypoint.sh /usr/local/bin/dtr-entrypoint
 # dtr db-proxy: notary reaches the database primary through it (src/roles/dbproxy.rs)
-COPY build/dtr /usr/local/bin/dtr
+ARG DTR_BINARY=build/dtr
+COPY ${DTR_BINARY} /usr/local/bin/dtr
 COPY docker/notary-signer/dtr-health /usr/local/bin/dtr-health
 USER 10004:10004
 EXPOSE 7899
@@ -151,7 +155,8 @@ LABEL org.opencontainers.image.title="dtr-notary-signer" org.opencontainers.imag
 # below needs it; above, only the notary images do (as their database proxy), in their
 # last layer so that the package layers stay cached.
 FROM base AS dtr-binary
-COPY build/dtr /usr/local/bin/dtr
+ARG DTR_BINARY=build/dtr
+COPY ${DTR_BINARY} /usr/local/bin/dtr
 
 FROM dtr-binary AS api
 COPY docker/api/dtr-health /usr/local/bin/dtr-health
@@ -177,7 +182,8 @@ RUN apt-get update; \
     chown docker-registry:docker-registry /usr/bin/docker-registry; \
     chmod 4750 /usr/bin/docker-registry; \
     mkdir -p /storage; chown docker-registry:docker-registry /storage
-COPY build/dtr /usr/local/bin/dtr
+ARG DTR_BINARY=build/dtr
+COPY ${DTR_BINARY} /usr/local/bin/dtr
 COPY docker/jobrunner/dtr-health /usr/local/bin/dtr-health
 USER 10008:10005
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD ["dtr-health"]

@@ -2,11 +2,14 @@
 # Builds the nine images of this version from this repository:
 #   registry/dtr-<component>:<version> for the eight components, and registry/dtr:<version>.
 #
-#   scripts/build-images.sh [--if-missing] [--skip-binary] [TARGET...]
+#   scripts/build-images.sh [--if-missing] [--skip-binary] [--test-version V] [TARGET...]
 #
-#   --if-missing   build only the images the engine does not have yet
-#   --skip-binary  reuse build/dtr instead of running `cargo build --release`
-#   TARGET...      only these Dockerfile targets (default: all nine)
+#   --if-missing      build only the images the engine does not have yet
+#   --skip-binary     reuse build/dtr instead of running `cargo build --release`
+#   --test-version V  the upgrade tests' second version: the binary compiled with
+#                     DTR_TEST_VERSION=V (V must be X.Y.Z-test[.N], build.rs checks), into
+#                     build/dtr-V, and the nine images tagged V (docs/operations/upgrade.md)
+#   TARGET...         only these Dockerfile targets (default: all nine)
 #
 # Makes the debian:bookworm-slim base image first when it is absent (scripts/base-image.sh).
 # Prints the time each target took.
@@ -17,11 +20,13 @@ VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
 ALL=(etcd rethinkdb nginx registry notary-server notary-signer api jobrunner dtr)
 IF_MISSING=0
 SKIP_BINARY=0
+TEST_VERSION=
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --if-missing) IF_MISSING=1 ;;
     --skip-binary) SKIP_BINARY=1 ;;
+    --test-version) TEST_VERSION=${2:?--test-version needs a version}; shift ;;
     -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
     -*) echo "unknown option: $1" >&2; exit 2 ;;
     *) targets+=("$1") ;;
@@ -29,6 +34,11 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ ${#targets[@]} -gt 0 ] || targets=("${ALL[@]}")
+BINARY=build/dtr
+if [ -n "$TEST_VERSION" ]; then
+  VERSION=$TEST_VERSION
+  BINARY=build/dtr-$TEST_VERSION
+fi
 
 tag_of() { if [ "$1" = dtr ]; then echo "registry/dtr:$VERSION"; else echo "registry/dtr-$1:$VERSION"; fi; }
 needs_binary() { case "$1" in api | jobrunner | dtr | notary-server | notary-signer) return 0 ;; *) return 1 ;; esac; }
@@ -50,21 +60,26 @@ binary=0
 for t in "${todo[@]}"; do needs_binary "$t" && binary=1; done
 mkdir -p build
 if [ "$binary" = 1 ]; then
-  if [ "$SKIP_BINARY" = 0 ] || [ ! -x build/dtr ]; then
-    echo "building the dtr binary (cargo build --release --locked)"
-    cargo build --release --locked --bin dtr
-    install -m 0755 target/release/dtr build/dtr
+  if [ "$SKIP_BINARY" = 0 ] || [ ! -x "$BINARY" ]; then
+    if [ -n "$TEST_VERSION" ]; then
+      echo "building the dtr binary as test version $TEST_VERSION (DTR_TEST_VERSION, cargo build --release --locked)"
+      DTR_TEST_VERSION=$TEST_VERSION cargo build --release --locked --bin dtr
+    else
+      echo "building the dtr binary (cargo build --release --locked)"
+      cargo build --release --locked --bin dtr
+    fi
+    install -m 0755 target/release/dtr "$BINARY"
   fi
 else
   # the classic builder reads the context even for targets that do not copy the binary
-  [ -e build/dtr ] || : > build/dtr
+  [ -e "$BINARY" ] || : > "$BINARY"
 fi
 
 total_start=$(date +%s.%N)
 for t in "${todo[@]}"; do
   start=$(date +%s.%N)
   log=$(mktemp /tmp/dtr-build-"$t".XXXXXX)
-  if ! DOCKER_BUILDKIT=0 docker build --target "$t" --build-arg DTR_VERSION="$VERSION" \
+  if ! DOCKER_BUILDKIT=0 docker build --target "$t" --build-arg DTR_VERSION="$VERSION" --build-arg DTR_BINARY="$BINARY" \
       -t "$(tag_of "$t")" . >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "building $(tag_of "$t") failed (full log: $log)" >&2

@@ -127,6 +127,10 @@ pub enum Error {
     #[error("the backup is refused: {reason}")]
     BadBackup { reason: String },
 
+    /// The schema migration of an upgrade failed or did not finish in time.
+    #[error("the metadatastoremigration job {job} did not complete: {reason}")]
+    MigrationFailed { job: i64, reason: String },
+
     /// The cluster's state does not allow the operation (health, quorum, versions); nothing
     /// was changed.
     #[error("{operation} refused")]

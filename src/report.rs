@@ -310,6 +310,11 @@ pub fn render(err: &Error) -> String {
         Error::BadBackup { reason } => format!(
             "the backup is refused; nothing was changed: {reason}\nnext: check the file with `dtr backup verify < backup.tar`, use the bootstrapper version that made it, or take a new backup."
         ),
+        Error::MigrationFailed { job, reason } => format!(
+            "the upgrade stopped: the schema migration (metadatastoremigration job {job}) did not complete: {reason}\n\
+             the replicas upgraded so far keep serving on the old schema's data; the upgrade is recorded in etcd\n\
+             next: read the job's log (GET /api/v0/jobs/{job}/logs), fix the cause, then run the same `upgrade` again: it continues where it stopped and queues the migration again"
+        ),
         Error::Refused { operation, reasons, hint } => format!(
             "{operation} refused; nothing was changed:\n{}\nnext: {hint}",
             reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n")

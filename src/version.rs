@@ -3,8 +3,26 @@
 
 use crate::components::Component;
 
-/// The version of this bootstrapper, and of every image it installs.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The version of this bootstrapper, and of every image it installs: the crate's version, or,
+/// in a test build, `DTR_TEST_VERSION` as it was at compile time (see [`TEST_BUILD`]).
+pub const VERSION: &str = match option_env!("DTR_TEST_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
+/// A build made with `DTR_TEST_VERSION` (`scripts/build-images.sh --test-version`), so that the
+/// upgrade tests have a second version to move to. `build.rs` accepts only a pre-release whose
+/// first identifier is `test` (`0.2.0-test.1`): by semver precedence it is older than the
+/// release of the same number, so no cluster is ever kept on it, and the bootstrapper warns
+/// at every start. The variable is read by the compiler, never at run time.
+pub const TEST_BUILD: bool = option_env!("DTR_TEST_VERSION").is_some();
+
+/// `major.minor.patch` of [`VERSION`], pre-release and build metadata left out: the releases
+/// whose data migrations this version carries (`roles::db`).
+pub fn release() -> (u64, u64, u64) {
+    let v = semver::Version::parse(VERSION).expect("build.rs checked the version");
+    (v.major, v.minor, v.patch)
+}
 
 /// Repository prefix of all images (`registry/dtr`, `registry/dtr-api`, ...).
 pub const IMAGE_REPOSITORY: &str = "registry/dtr";
@@ -29,6 +47,13 @@ pub fn all_images() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_version_is_semver_and_a_test_build_says_so() {
+        let v = semver::Version::parse(VERSION).unwrap();
+        assert_eq!(TEST_BUILD, v.pre.as_str().starts_with("test"));
+        assert_eq!(release(), (v.major, v.minor, v.patch));
+    }
 
     #[test]
     fn nine_images_all_tagged_with_the_version() {

@@ -99,10 +99,29 @@ pub fn decide_str(from: &str, to: &str) -> Verdict {
     }
 }
 
+/// Whether `a` comes before `b` by semver precedence (an unparsable version sorts first, by
+/// its text among its kind).
+pub fn older(a: &str, b: &str) -> bool {
+    match (Version::parse(a), Version::parse(b)) {
+        (Ok(a), Ok(b)) => a.cmp_precedence(&b).is_lt(),
+        (Err(_), Ok(_)) => true,
+        (Ok(_), Err(_)) => false,
+        (Err(_), Err(_)) => a < b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn older_is_precedence() {
+        assert!(older("0.1.0", "0.2.0-test.1"));
+        assert!(older("0.2.0-test.1", "0.2.0"));
+        assert!(!older("0.2.0+b.1", "0.2.0"));
+        assert!(older("garbage", "0.1.0"));
+    }
 
     fn v(s: &str) -> Version {
         Version::parse(s).unwrap()

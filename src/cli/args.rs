@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(
     name = "dtr",
-    version,
+    version = crate::version::VERSION,
     about = "Install and operate a Docker Trusted Registry cluster (open drop-in replacement of docker/dtr)",
     long_about = "Run it the way the original is run:\n  docker run -it --rm -v /var/run/docker.sock:/var/run/docker.sock registry/dtr <command> [options]\nEvery flag can also be given as an environment variable (shown in each command's --help).",
     disable_help_subcommand = true

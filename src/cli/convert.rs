@@ -174,6 +174,47 @@ pub fn replica_id_opt(v: &Option<String>) -> Result<Option<ReplicaId>> {
     nonempty(v).map(|id| ReplicaId::parse(&id)).transpose()
 }
 
+/// A Go duration, as the original's `--max-wait` takes it: `90s`, `10m`, `1h30m`, `1.5h`,
+/// `500ms` (units ns, us/µs, ms, s, m, h; no sign).
+pub fn go_duration(flag: &'static str, v: &Option<String>) -> Result<Option<std::time::Duration>> {
+    let Some(text) = nonempty(v) else {
+        return Ok(None);
+    };
+    let invalid = || Error::InvalidValue {
+        flag,
+        value: text.clone(),
+        reason: "a duration like 90s, 10m or 1h30m".into(),
+    };
+    let mut rest = text.as_str();
+    let mut secs = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(invalid)?;
+        let (num, tail) = rest.split_at(num_len);
+        let n: f64 = num.parse().map_err(|_| invalid())?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(invalid()),
+        };
+        secs += n * scale;
+        rest = tail;
+    }
+    if secs <= 0.0 || !secs.is_finite() {
+        return Err(invalid());
+    }
+    Ok(Some(std::time::Duration::from_secs_f64(secs)))
+}
+
 /// `--replica-ids a,b` (and the deprecated `--replica-id`).
 pub fn replica_ids(list: &Option<String>, single: &Option<String>) -> Result<Vec<ReplicaId>> {
     let mut out = Vec::new();
@@ -226,4 +267,26 @@ fn admin_account(username: &str, password: Option<String>) -> Result<AdminAccoun
         username: username.to_string(),
         password_hash: Secret::new(crate::secret::hash_password(password.expose())?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_wait_is_a_go_duration() {
+        let d = |s: &str| go_duration("--max-wait", &Some(s.to_string()));
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(d("90s").unwrap(), Some(secs(90)));
+        assert_eq!(d("1h30m").unwrap(), Some(secs(5400)));
+        assert_eq!(d("1.5m").unwrap(), Some(secs(90)));
+        assert_eq!(
+            d("500ms").unwrap(),
+            Some(std::time::Duration::from_millis(500))
+        );
+        assert_eq!(go_duration("--max-wait", &None).unwrap(), None);
+        for bad in ["10", "m", "5x", "-5s", "0s", "1h-2m"] {
+            assert!(d(bad).is_err(), "{bad}");
+        }
+    }
 }

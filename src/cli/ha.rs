@@ -228,6 +228,7 @@ pub fn status(a: StatusArgs) -> Result<()> {
 
 /// `dtr upgrade`: the version rules' verdict (the rolling replacement is not there yet).
 pub fn upgrade(a: UpgradeArgs, reporter: &Reporter) -> Result<()> {
+    use crate::ops::upgrade::UpgradeReport;
     convert::refuse_ucp(&a.ucp)?;
     let choose = chooser(
         prompt::interactive(),
@@ -235,14 +236,38 @@ pub fn upgrade(a: UpgradeArgs, reporter: &Reporter) -> Result<()> {
         "--existing-replica-id",
         "DTR_REPLICA_ID",
     );
-    let report = runtime().block_on(crate::ops::upgrade::upgrade(
-        convert::replica_id_opt(&a.existing_replica_id)?,
-        &choose,
-        reporter,
-    ))?;
-    reporter.info(format!(
-        "Every replica already runs dtr {}: nothing to do (checked through replica {})",
-        report.version, report.existing
-    ));
+    let opts = crate::ops::upgrade::UpgradeOptions {
+        existing: convert::replica_id_opt(&a.existing_replica_id)?,
+        max_wait: convert::go_duration("--max-wait", &a.max_wait)?,
+    };
+    if a.no_image_check {
+        reporter.info("--no-image-check is accepted for the original's scripts: this upgrade runs no schema-v1 manifest scan");
+    }
+    match runtime().block_on(crate::ops::upgrade::upgrade(opts, &choose, reporter))? {
+        UpgradeReport::NothingToDo { existing, version } => reporter.info(format!(
+            "Every replica already runs dtr {version}: nothing to do (checked through replica {existing})"
+        )),
+        UpgradeReport::Upgraded {
+            from,
+            to,
+            resumed,
+            replicas,
+            migration,
+        } => {
+            for (r, took) in &replicas {
+                reporter.info(format!("  replica {r}: {:.1}s", took.as_secs_f64()));
+            }
+            if let Some((job, before, after)) = migration {
+                reporter.info(format!(
+                    "  schema migrated from version {before} to {after} by metadatastoremigration job {job}"
+                ));
+            }
+            reporter.info(format!(
+                "Upgrade from {from} to {to} is complete{} ({} replica(s))",
+                if resumed { ", continued from an interrupted run" } else { "" },
+                replicas.len()
+            ));
+        }
+    }
     Ok(())
 }

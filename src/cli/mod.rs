@@ -158,6 +158,12 @@ fn user_command(command: Command) -> i32 {
         return exit::OK;
     }
     let reporter = Reporter::new(common.debug, common.nocolor);
+    if crate::version::TEST_BUILD {
+        reporter.warn(format!(
+            "this is a test build (version {}, made with DTR_TEST_VERSION for the upgrade tests): do not run it on a registry you keep",
+            crate::version::VERSION
+        ));
+    }
     let result = match command {
         Command::Images(_) => {
             for image in crate::version::all_images() {

@@ -16,7 +16,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptions, DownloadFromContainerOptions, ListContainersOptions,
     ListNetworksOptions, ListNodesOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
-    RemoveVolumeOptions, StopContainerOptions, UploadToContainerOptions,
+    RemoveVolumeOptions, RenameContainerOptions, StopContainerOptions, UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -246,6 +246,11 @@ impl Engine {
 
     /// Creates a component container (not started) on its first network, then connects the others.
     pub async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
+        self.create_container_as(spec, &spec.name).await
+    }
+
+    /// The same, under another name (a replacement is made beside the container it replaces).
+    pub async fn create_container_as(&self, spec: &ContainerSpec, name: &str) -> Result<()> {
         let ports = spec.ports.iter().map(|p| {
             (
                 format!("{}/tcp", p.container),
@@ -266,7 +271,13 @@ impl Engine {
             hostname: Some(spec.hostname.clone()),
             user: Some(spec.user.clone()),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            labels: Some(spec.labels.clone().into_iter().collect()),
+            labels: Some(
+                spec.labels
+                    .clone()
+                    .into_iter()
+                    .chain([(crate::plan::labels::SPEC.to_string(), spec.fingerprint())])
+                    .collect(),
+            ),
             exposed_ports: if exposed.is_empty() {
                 None
             } else {
@@ -301,20 +312,18 @@ impl Engine {
             }),
             ..Default::default()
         };
-        self.create_raw(&spec.name, body).await?;
+        self.create_raw(name, body).await?;
         for net in spec.networks.iter().skip(1) {
             self.docker
                 .connect_network(
                     net,
                     NetworkConnectRequest {
-                        container: spec.name.clone(),
+                        container: name.to_string(),
                         ..Default::default()
                     },
                 )
                 .await
-                .map_err(|e| {
-                    Error::docker("connect to network", format!("{} ({net})", spec.name), e)
-                })?;
+                .map_err(|e| Error::docker("connect to network", format!("{name} ({net})"), e))?;
         }
         Ok(())
     }
@@ -531,6 +540,18 @@ impl Engine {
             }) => Ok(()),
             Err(e) => Err(Error::docker("stop container", name, e)),
         }
+    }
+
+    pub async fn rename(&self, name: &str, to: &str) -> Result<()> {
+        self.docker
+            .rename_container(
+                name,
+                RenameContainerOptions {
+                    name: to.to_string(),
+                },
+            )
+            .await
+            .map_err(|e| Error::docker("rename container", format!("{name} (to {to})"), e))
     }
 
     pub async fn restart(&self, name: &str) -> Result<()> {

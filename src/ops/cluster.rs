@@ -28,11 +28,14 @@ pub enum Health {
 pub struct ContainerView {
     pub name: String,
     pub health: Health,
+    /// Its `com.docker.dtr.version` label.
+    pub version: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ReplicaView {
     pub id: ReplicaId,
+    /// The oldest version among its containers (they differ while an upgrade replaces them).
     pub version: String,
     pub containers: BTreeMap<Component, ContainerView>,
     pub https_port: Option<u16>,
@@ -92,13 +95,23 @@ pub async fn replicas(engine: &Engine) -> Result<BTreeMap<ReplicaId, ReplicaView
         ) else {
             continue;
         };
+        let name = component.container_name(&rid);
+        // `-next` and `-previous` containers of a replacement under way are not the replica's
+        let names = c.names.clone().unwrap_or_default();
+        if !names.iter().any(|n| n.trim_start_matches('/') == name) {
+            continue;
+        }
+        let version = l.get(labels::VERSION).cloned().unwrap_or_default();
         let view = out.entry(rid.clone()).or_insert_with(|| ReplicaView {
             id: rid.clone(),
-            version: l.get(labels::VERSION).cloned().unwrap_or_default(),
+            version: version.clone(),
             containers: BTreeMap::new(),
             https_port: None,
             http_port: None,
         });
+        if crate::version_rules::older(&version, &view.version) {
+            view.version = version.clone();
+        }
         if component == Component::Nginx {
             for p in c.ports.iter().flatten() {
                 match p.private_port {
@@ -108,7 +121,6 @@ pub async fn replicas(engine: &Engine) -> Result<BTreeMap<ReplicaId, ReplicaView
                 }
             }
         }
-        let name = component.container_name(&rid);
         let mut health = health_of(&c);
         if health == Health::Starting {
             // Docker's own check runs every 10 s: right after a start, ask the probe itself
@@ -118,8 +130,14 @@ pub async fn replicas(engine: &Engine) -> Result<BTreeMap<ReplicaId, ReplicaView
                 _ => Health::Starting,
             };
         }
-        view.containers
-            .insert(component, ContainerView { name, health });
+        view.containers.insert(
+            component,
+            ContainerView {
+                name,
+                health,
+                version: version.clone(),
+            },
+        );
     }
     Ok(out)
 }
@@ -367,6 +385,24 @@ pub async fn patronictl(engine: &Engine, via: &ReplicaId, args: &[&str]) -> Resu
         });
     }
     Ok(out.output)
+}
+
+/// `psql -c sql` on database `db` inside `dtr-rethinkdb-<via>` (peer authentication as the
+/// container's postgres user): unaligned rows, fields separated by a space.
+pub async fn psql(engine: &Engine, via: &ReplicaId, db: &str, sql: &str) -> Result<String> {
+    let container = Component::Rethinkdb.container_name(via);
+    let cmd: Vec<String> = ["psql", "-XqAt", "-F", " ", "--dbname", db, "-c", sql]
+        .map(str::to_string)
+        .to_vec();
+    let result = engine.exec(&container, &cmd).await?;
+    if result.exit_code != 0 {
+        return Err(Error::ClusterCommand {
+            command: format!("psql -c \"{sql}\""),
+            container,
+            output: result.output.trim().to_string(),
+        });
+    }
+    Ok(result.output)
 }
 
 /// The whole picture `dtr status` prints and the operations check.

@@ -10,6 +10,7 @@ pub mod join;
 pub mod preflight;
 pub mod remove;
 pub mod repair;
+pub mod replace;
 pub mod restore;
 pub mod upgrade;
 

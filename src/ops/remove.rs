@@ -295,6 +295,7 @@ mod tests {
                             } else {
                                 Health::Stopped
                             },
+                            version: "0".into(),
                         },
                     )
                 })

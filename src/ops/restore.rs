@@ -490,7 +490,6 @@ async fn counts(engine: &Engine, replica: &ReplicaId) -> Result<Vec<(String, i64
         ("notaryserver", &["tuf_files"]),
         ("notarysigner", &["private_keys"]),
     ];
-    let container = Component::Rethinkdb.container_name(replica);
     let mut out = Vec::new();
     for (db, tables) in QUERIES {
         let sql = tables
@@ -498,18 +497,8 @@ async fn counts(engine: &Engine, replica: &ReplicaId) -> Result<Vec<(String, i64
             .map(|t| format!("SELECT '{t}', count(*) FROM {t}"))
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
-        let cmd: Vec<String> = ["psql", "-XqAt", "-F", " ", "--dbname", db, "-c", &sql]
-            .map(str::to_string)
-            .to_vec();
-        let result = engine.exec(&container, &cmd).await?;
-        if result.exit_code != 0 {
-            return Err(Error::ClusterCommand {
-                command: format!("psql -c \"{sql}\""),
-                container,
-                output: result.output.trim().to_string(),
-            });
-        }
-        for line in result.output.lines() {
+        let result = crate::ops::cluster::psql(engine, replica, db, &sql).await?;
+        for line in result.lines() {
             if let Some((name, n)) = line.trim().split_once(' ') {
                 if let Ok(n) = n.parse() {
                     out.push((name.to_string(), n));

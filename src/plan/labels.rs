@@ -14,6 +14,8 @@ pub const VERSION: &str = "com.docker.dtr.version";
 pub const COMPONENT: &str = "com.docker.dtr.component";
 pub const VOLUME_KIND: &str = "com.docker.dtr.volume";
 pub const NETWORK_KIND: &str = "com.docker.dtr.network";
+/// On component containers: `ContainerSpec::fingerprint` of the spec it was made from.
+pub const SPEC: &str = "com.docker.dtr.spec";
 /// On the short-lived phase-2 container.
 pub const PHASE2: &str = "com.docker.dtr.phase2";
 

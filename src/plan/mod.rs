@@ -3,6 +3,7 @@
 //! Pure functions, no I/O: `install_plan` is where a reader learns what an install makes.
 
 pub mod labels;
+pub mod running;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -91,6 +92,22 @@ pub struct ContainerSpec {
     pub restart_policy: &'static str,
     pub depends_on: Vec<Component>,
     pub readiness_timeout: Duration,
+}
+
+impl ContainerSpec {
+    /// A digest of everything the container is made of. The engine layer stores it in the
+    /// container's `com.docker.dtr.spec` label, so that `upgrade` and `reconfigure` replace
+    /// exactly the containers the new plan would make differently.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        // not the name: `ops::replace` creates the new container under a temporary one
+        let json = serde_json::to_vec(&ContainerSpec {
+            name: String::new(),
+            ..self.clone()
+        })
+        .expect("serializable");
+        hex::encode(&sha2::Sha256::digest(&json)[..12])
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -25,6 +25,14 @@ fn options() -> InstallOptions {
     }
 }
 
+/// The test options with another replica id (for the other plan tests).
+pub(super) fn install_options(id: &str) -> InstallOptions {
+    InstallOptions {
+        replica_id: ReplicaId::parse(id).unwrap(),
+        ..options()
+    }
+}
+
 fn facts() -> TargetFacts {
     TargetFacts {
         node: "node1".into(),

@@ -114,11 +114,24 @@ async fn attempt(cfg: &RoleConfig, hosts: &[String], attrs: TargetSessionAttrs) 
     Ok(client)
 }
 
+/// One schema change: its number, the release that brings it, and its SQL.
+pub struct Migration {
+    pub version: i32,
+    /// `major.minor.patch` of the first release that carries it. A bootstrapper of an older
+    /// release (and its images) leaves it out: that is how the test build of the next version
+    /// (`DTR_TEST_VERSION`, src/version.rs) has a real migration the current one does not.
+    pub since: (u64, u64, u64),
+    pub sql: &'static str,
+}
+
 /// Schema versions, applied in order, each once, under an advisory lock so that several api
-/// replicas starting together do not race.
-const MIGRATIONS: &[(i32, &str)] = &[
+/// replicas starting together do not race. A migration of a minor release must keep the
+/// previous minor's code working (add, never rename or drop): during a rolling upgrade the
+/// replicas not yet replaced run on the migrated schema.
+const MIGRATIONS: &[(i32, (u64, u64, u64), &str)] = &[
     (
         1,
+        (0, 1, 0),
         "CREATE TABLE heartbeats (
             replica_id text NOT NULL,
             component text NOT NULL,
@@ -129,6 +142,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (
         2,
+        (0, 1, 0),
         "CREATE TABLE accounts (
             id bigserial PRIMARY KEY,
             name text NOT NULL UNIQUE,
@@ -182,6 +196,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (
         3,
+        (0, 1, 0),
         "-- background jobs (src/roles/jobs.rs, docs/jobs.md): the api queues them, jobrunners
         -- claim one at a time (FOR UPDATE SKIP LOCKED), heart-beat while they run, and retry
         -- a failure until max_attempts
@@ -215,7 +230,52 @@ const MIGRATIONS: &[(i32, &str)] = &[
             PRIMARY KEY (job_id, seq)
         )",
     ),
+    (
+        4,
+        (0, 2, 0),
+        "-- 0.2.0: the audit events are read newest first and by time range (the api's event
+        -- list, retention); without this index both scan the whole table
+        CREATE INDEX events_at ON events (at DESC, id DESC)",
+    ),
 ];
+
+/// The migrations this version carries, in order.
+pub fn migrations() -> impl Iterator<Item = Migration> {
+    let release = crate::version::release();
+    MIGRATIONS
+        .iter()
+        .filter(move |(_, since, _)| *since <= release)
+        .map(|&(version, since, sql)| Migration {
+            version,
+            since,
+            sql,
+        })
+}
+
+/// The schema version this version's code is written for: its last migration.
+pub fn schema_target() -> i32 {
+    migrations().last().map(|m| m.version).unwrap_or(0)
+}
+
+/// The schema version of the database: 0 when it has none yet (a new install).
+pub async fn schema_version(client: &Client) -> Result<i32> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await
+        .map_err(|e| db_err("look for the schema table", e))?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(|e| db_err("read the schema version", e))?;
+    Ok(row.get(0))
+}
 
 pub async fn migrate(client: &mut Client) -> Result<i32> {
     let tx = client
@@ -236,13 +296,13 @@ pub async fn migrate(client: &mut Client) -> Result<i32> {
         .await
         .map_err(|e| db_err("read schema version", e))?
         .get(0);
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-        tx.batch_execute(sql)
+    for m in migrations().filter(|m| m.version > current) {
+        tx.batch_execute(m.sql)
             .await
-            .map_err(|e| db_err(&format!("migration {version}"), e))?;
+            .map_err(|e| db_err(&format!("migration {}", m.version), e))?;
         tx.execute(
             "INSERT INTO schema_migrations(version) VALUES ($1)",
-            &[version],
+            &[&m.version],
         )
         .await
         .map_err(|e| db_err("record migration", e))?;
@@ -250,7 +310,7 @@ pub async fn migrate(client: &mut Client) -> Result<i32> {
     tx.commit()
         .await
         .map_err(|e| db_err("commit migration", e))?;
-    Ok(MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0).max(current))
+    Ok(schema_target().max(current))
 }
 
 pub async fn heartbeat(client: &Client, cfg: &RoleConfig) -> Result<()> {

@@ -20,7 +20,7 @@ use crate::components::Component;
 use crate::error::Result;
 use crate::options::LogLevel;
 use crate::roles::db;
-use crate::roles::jobs::{self, Action, Claimed, GcParameters, Outcome};
+use crate::roles::jobs::{self, Action, Claimed, GcParameters, MigrationParameters, Outcome};
 use crate::roles::runtime::{log, RoleConfig};
 
 /// Touched after every successful heartbeat; `dtr health jobrunner` checks its age.
@@ -327,7 +327,11 @@ async fn run_action(
     job: &Claimed,
 ) -> std::result::Result<Value, String> {
     match Action::parse(&job.action) {
-        Some(Action::MetadataStoreMigration) => metadata_store_migration(runner, log).await,
+        Some(Action::MetadataStoreMigration) => {
+            let params: MigrationParameters = serde_json::from_value(job.parameters.clone())
+                .map_err(|e| format!("parameters: {e}"))?;
+            metadata_store_migration(runner, log, params.schema_version).await
+        }
         Some(Action::Gc) => {
             let params: GcParameters = serde_json::from_value(job.parameters.clone())
                 .map_err(|e| format!("parameters: {e}"))?;
@@ -356,12 +360,19 @@ async fn schema_version(db: &tokio_postgres::Client) -> std::result::Result<(i32
 async fn metadata_store_migration(
     runner: &Runner,
     log: &JobLog<'_>,
+    wanted: Option<i32>,
 ) -> std::result::Result<Value, String> {
     let mut client = db::connect(&runner.cfg).await.map_err(|e| e.to_string())?;
     let (before, _) = schema_version(&client).await?;
     log.line(format!("schema version before: {before}")).await;
     let version = db::migrate(&mut client).await.map_err(|e| e.to_string())?;
     let (after, count) = schema_version(&client).await?;
+    if let Some(wanted) = wanted.filter(|w| after < *w) {
+        return Err(format!(
+            "this jobrunner ({}) reached schema version {after}, the job asks for {wanted}",
+            runner.cfg.version
+        ));
+    }
     if after != version || i64::from(after) != count {
         return Err(format!(
             "schema check failed: version {after} with {count} migrations recorded (expected {version})"

@@ -64,11 +64,9 @@ impl Action {
                 Ok(serde_json::to_value(gc).expect("serializable"))
             }
             Action::MetadataStoreMigration => {
-                if p.as_object().is_some_and(|o| o.is_empty()) {
-                    Ok(p)
-                } else {
-                    Err("metadatastoremigration takes no parameters".into())
-                }
+                let m: MigrationParameters = serde_json::from_value(p)
+                    .map_err(|e| format!("parameters of metadatastoremigration: {e}"))?;
+                Ok(serde_json::to_value(m).expect("serializable"))
             }
         }
     }
@@ -78,6 +76,17 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Parameters of `metadatastoremigration`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MigrationParameters {
+    /// The schema version the job must reach (`dtr upgrade` sets the new version's). Only a
+    /// jobrunner whose code knows that version claims the job: during a rolling upgrade the
+    /// replicas not yet replaced leave it to the new ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<i32>,
 }
 
 /// Parameters of `gc`.
@@ -330,11 +339,13 @@ pub async fn claim(db: &mut tokio_postgres::Client, runner: &str) -> DbResult<Op
                  WHERE status = 'waiting' AND not_before <= now()
                    AND NOT (action = 'gc' AND EXISTS
                             (SELECT 1 FROM jobs r WHERE r.action = 'gc' AND r.status = 'running'))
+                   AND NOT (action = 'metadatastoremigration'
+                            AND coalesce((parameters->>'schemaVersion')::int, 0) > $2)
                  ORDER BY id
                  FOR UPDATE SKIP LOCKED
                  LIMIT 1)
              RETURNING id, action, parameters, attempts, max_attempts",
-            &[&runner],
+            &[&runner, &crate::roles::db::schema_target()],
         )
         .await?;
     tx.commit().await?;

@@ -42,6 +42,13 @@ impl Registry {
         flags.extend_from_slice(extra);
         let out = replica.install(&flags);
         assert!(out.status.success(), "install failed:\n{}", text(&out));
+        Registry::attach(replica, &authority)
+    }
+
+    /// A client for the cluster of `replica` (installed), reached at `authority` (its
+    /// external URL: the replica itself or a load balancer in front of the cluster).
+    pub fn attach(replica: TestReplica, authority: &str) -> Registry {
+        let authority = authority.to_string();
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, replica.external_ca()).unwrap();

@@ -404,7 +404,21 @@ async fn prepare_database(api: &Api) {
         attempt += 1;
         let result = async {
             let mut client = db::connect(&api.cfg).await?;
-            let version = db::migrate(&mut client).await?;
+            let version = match (db::schema_version(&client).await?, db::schema_target()) {
+                // a new install: the first api creates the schema
+                (0, _) => db::migrate(&mut client).await?,
+                // an upgrade: the migration runs once, as the job `dtr upgrade` queues
+                (current, target) if current < target => {
+                    return Err(Error::Database {
+                        context: "schema".into(),
+                        message: format!(
+                            "the schema is at version {current} and this api ({}) needs {target}: waiting for the metadatastoremigration job (`dtr upgrade` queues it)",
+                            api.cfg.version
+                        ),
+                    })
+                }
+                (current, _) => current,
+            };
             db::heartbeat(&client, &api.cfg).await?;
             let handover = format!("{}/api/admin.json", api.cfg.ca_dir);
             if let Ok(doc) = std::fs::read_to_string(&handover) {

@@ -1,0 +1,163 @@
+//! A client that pulls one image over and over (token, manifest, first layer) while an
+//! operation runs, and reports what failed and the longest stretch without a successful pull:
+//! the upgrade tests and scripts/bench-upgrade.sh measure availability with it.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// One pull: when it started, how long it took, and what failed.
+struct Probe {
+    at: Instant,
+    took: Duration,
+    error: Option<String>,
+}
+
+pub struct Puller {
+    stop: Arc<AtomicBool>,
+    started: Instant,
+    handle: JoinHandle<Vec<Probe>>,
+}
+
+#[derive(Debug)]
+pub struct PullStats {
+    pub pulls: usize,
+    /// Seconds after the start, and what failed.
+    pub failed: Vec<(f64, String)>,
+    /// The longest time between the start of a failed pull and the end of the next good one.
+    pub longest_outage: Duration,
+}
+
+impl Puller {
+    /// Pulls `https://<authority>/v2/<repo>/manifests/<tag>` as `user` until `finish`.
+    pub fn start(
+        authority: &str,
+        ca: PathBuf,
+        repo: &str,
+        tag: &str,
+        user: (&str, &str),
+    ) -> Puller {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (authority, repo, tag) = (authority.to_string(), repo.to_string(), tag.to_string());
+        let creds = format!("{}:{}", user.0, user.1);
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut probes = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                let at = Instant::now();
+                let error = pull_once(&authority, &ca, &repo, &tag, &creds).err();
+                probes.push(Probe {
+                    at,
+                    took: at.elapsed(),
+                    error,
+                });
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            probes
+        });
+        Puller {
+            stop,
+            started: Instant::now(),
+            handle,
+        }
+    }
+
+    pub fn finish(self) -> PullStats {
+        self.stop.store(true, Ordering::Relaxed);
+        let probes = self.handle.join().expect("the puller thread");
+        let mut longest = Duration::ZERO;
+        let mut outage_start: Option<Instant> = None;
+        for p in &probes {
+            match (&p.error, outage_start) {
+                (Some(_), None) => outage_start = Some(p.at),
+                (None, Some(s)) => {
+                    longest = longest.max(p.at + p.took - s);
+                    outage_start = None;
+                }
+                _ => {}
+            }
+        }
+        if let (Some(s), Some(last)) = (outage_start, probes.last()) {
+            longest = longest.max(last.at + last.took - s);
+        }
+        PullStats {
+            pulls: probes.len(),
+            failed: probes
+                .iter()
+                .filter_map(|p| {
+                    p.error
+                        .clone()
+                        .map(|e| ((p.at - self.started).as_secs_f64(), e))
+                })
+                .collect(),
+            longest_outage: longest,
+        }
+    }
+}
+
+fn curl(ca: &PathBuf, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("curl")
+        .args(["-sS", "--noproxy", "*", "-m", "10", "--cacert"])
+        .arg(ca)
+        .args(["-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    if out.status.success() && code.trim() == "200" {
+        Ok(body.to_string())
+    } else {
+        Err(format!(
+            "{} {}: HTTP {} {}",
+            args.last().unwrap_or(&""),
+            String::from_utf8_lossy(&out.stderr).trim(),
+            code.trim(),
+            body.chars().take(200).collect::<String>()
+        ))
+    }
+}
+
+fn pull_once(
+    authority: &str,
+    ca: &PathBuf,
+    repo: &str,
+    tag: &str,
+    creds: &str,
+) -> Result<(), String> {
+    let token_url =
+        format!("https://{authority}/auth/token?service={authority}&scope=repository:{repo}:pull");
+    let token: serde_json::Value =
+        serde_json::from_str(&curl(ca, &["-u", creds, &token_url])?).map_err(|e| e.to_string())?;
+    let token = token["token"].as_str().ok_or("no token in the answer")?;
+    let bearer = format!("Authorization: Bearer {token}");
+    let manifest = curl(
+        ca,
+        &[
+            "-H",
+            &bearer,
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            &format!("https://{authority}/v2/{repo}/manifests/{tag}"),
+        ],
+    )?;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).map_err(|e| e.to_string())?;
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .ok_or("no layer in the manifest")?;
+    curl(
+        ca,
+        &[
+            "-L",
+            "-o",
+            "/dev/null",
+            "-H",
+            &bearer,
+            &format!("https://{authority}/v2/{repo}/blobs/{layer}"),
+        ],
+    )?;
+    Ok(())
+}
