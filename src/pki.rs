@@ -148,6 +148,34 @@ fn parse_certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
+/// The DNS names and IP addresses the first certificate of a PEM is made for.
+pub fn subject_names(cert_pem: &str) -> Result<Vec<String>> {
+    use x509_parser::extensions::GeneralName;
+    let certs = parse_certs(cert_pem, "certificate")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(certs[0].as_ref())
+        .map_err(|e| tls_err("certificate", format!("not a valid X.509 certificate: {e}")))?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                GeneralName::DNSName(d) => names.push(d.to_string()),
+                GeneralName::IPAddress(ip) => match ip.len() {
+                    4 => {
+                        names.push(std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]).to_string())
+                    }
+                    16 => {
+                        let b: [u8; 16] = (*ip).try_into().expect("16 bytes");
+                        names.push(std::net::Ipv6Addr::from(b).to_string())
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    Ok(names)
+}
+
 /// SHA-256 fingerprint of the first certificate in a PEM, as `AA:BB:...`.
 pub fn fingerprint(cert_pem: &str) -> Result<String> {
     let certs = parse_certs(cert_pem, "certificate")?;

@@ -54,11 +54,32 @@ fn help_lists_the_ten_subcommands_of_the_original() {
 }
 
 #[test]
-fn later_subcommands_answer_not_available_yet() {
-    let out = dtr(&["reconfigure"], &[]);
-    let log = text(&out);
-    assert_eq!(out.status.code(), Some(4), "{log}");
-    assert!(log.contains("not available yet"), "{log}");
+fn reconfigure_checks_its_flags_before_touching_the_engine() {
+    // nothing to change
+    let out = dtr(
+        &["reconfigure", "--existing-replica-id", "0123456789ab"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("at least one setting"),
+        "{}",
+        text(&out)
+    );
+    // a feature of a later version, by flag and by env var
+    let out = dtr(&["reconfigure", "--enable-pprof"], &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("--enable-pprof"), "{}", text(&out));
+    let out = dtr(&["reconfigure"], &[("NFS_STORAGE_URL", "nfs://nas/export")]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    // a certificate without its key, a bad level, a bad port
+    let out = dtr(&["reconfigure", "--dtr-cert", "/nonexistent.pem"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--dtr-key"), "{}", text(&out));
+    let out = dtr(&["reconfigure", "--log-level", "loud"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = dtr(&["reconfigure", "--replica-https-port", "0"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
 #[test]

@@ -366,3 +366,93 @@ fn three_replicas_upgrade_behind_a_balancer_without_a_failed_pull_and_a_killed_u
     let pulled = reg.docker_ok(&["pull", &image], &[]);
     assert!(pulled.contains(&digest), "{pulled}");
 }
+
+#[test]
+fn reconfigure_moves_the_https_port_and_certificate_of_a_running_replica_and_keeps_the_data() {
+    let Some(_engine) = engine() else { return };
+    let reg = Registry::install();
+    let id = reg.replica.id.clone();
+    assert!(reg.login("admin", admin_password()).status.success());
+    let image = reg.make_image("admin/app:1", 64 * 1024);
+    let digest = reg.push(&image);
+
+    // a certificate of the user's own CA, for the new address
+    let port = free_port();
+    let authority = format!("127.0.0.1:{port}");
+    let ca = dtr::pki::generate_ca("test user CA").unwrap();
+    let leaf = dtr::pki::issue(
+        &ca.cert_pem,
+        &ca.key_pem,
+        "127.0.0.1",
+        &["127.0.0.1".to_string(), "localhost".to_string()],
+        dtr::pki::Usage::Server,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    };
+    let (cert, key, ca_file) = (
+        write("cert.pem", &leaf.cert_pem),
+        write("key.pem", leaf.key_pem.expose()),
+        write("ca.pem", &ca.cert_pem),
+    );
+    let before = reg.api("GET", "/api/v0/repositories", reg.admin(), None);
+
+    let out = dtr(&[
+        "reconfigure",
+        "--existing-replica-id",
+        &id,
+        "--replica-https-port",
+        &port.to_string(),
+        "--dtr-external-url",
+        &authority,
+        "--dtr-cert",
+        &cert,
+        "--dtr-key",
+        &key,
+        "--dtr-ca",
+        &ca_file,
+        "--log-level",
+        "debug",
+    ]);
+    let log = text(&out);
+    assert!(out.status.success(), "reconfigure failed:\n{log}");
+    assert!(log.contains("Reconfiguration is complete"), "{log}");
+    assert!(!log.contains("BEGIN"), "a PEM in the output:\n{log}");
+
+    // the new port serves the new certificate; the old port is closed
+    let (code, _) = curl(
+        std::path::Path::new(&ca_file),
+        &format!("https://{authority}/_ping"),
+    );
+    assert_eq!(code, 200);
+    let (code, _) = curl(&reg.ca, &format!("https://{authority}/_ping"));
+    assert_ne!(code, 200, "the old CA must not verify the new certificate");
+    let (code, _) = curl(
+        std::path::Path::new(&ca_file),
+        &format!("https://127.0.0.1:{}/_ping", reg.replica.https_port),
+    );
+    assert_ne!(code, 200, "the old port still answers");
+
+    // the settings say so, the data is intact, and the registry serves it at the new address
+    let moved = Registry::attach_client(&authority, &ca.cert_pem);
+    let (code, settings) = moved.api("GET", "/api/v0/meta/settings", moved.admin(), None);
+    assert_eq!(code, 200, "{settings}");
+    assert_eq!(settings["dtrHost"], authority.as_str(), "{settings}");
+    assert_eq!(settings["replicaHttpsPort"], port, "{settings}");
+    assert_eq!(settings["logLevel"], "debug", "{settings}");
+    assert_eq!(
+        moved.api("GET", "/api/v0/repositories", moved.admin(), None),
+        before
+    );
+    assert!(moved.login("admin", admin_password()).status.success());
+    let name = format!("{authority}/admin/app:1");
+    let pulled = moved.docker_ok(&["pull", &name], &[]);
+    assert!(pulled.contains(&digest), "{pulled}");
+    docker(&["rmi", &name]);
+    let running = containers_of(&id);
+    assert_eq!(running.len(), 8, "{running:?}");
+}

@@ -74,9 +74,19 @@ pub fn nonempty(v: &Option<String>) -> Option<String> {
 
 /// `--dtr-cert`/`--dtr-key`/`--dtr-ca`: the user's HTTPS certificate, checked.
 pub fn tls(s: &ServiceArgs) -> Result<Option<TlsMaterial>> {
-    Ok(match (nonempty(&s.dtr_cert), nonempty(&s.dtr_key)) {
+    tls_parts(&s.dtr_cert, &s.dtr_key, &s.dtr_ca)
+}
+
+/// `--dtr-cert`, `--dtr-key` and `--dtr-ca`: all or none (the CA may be left out).
+fn tls_parts(
+    cert: &Option<String>,
+    key: &Option<String>,
+    ca: &Option<String>,
+) -> Result<Option<TlsMaterial>> {
+    let dtr_ca = ca;
+    Ok(match (nonempty(cert), nonempty(key)) {
         (Some(cert), Some(key)) => {
-            let ca = nonempty(&s.dtr_ca)
+            let ca = nonempty(dtr_ca)
                 .map(|v| pem_value("--dtr-ca", &v))
                 .transpose()?;
             Some(TlsMaterial::new(
@@ -85,7 +95,7 @@ pub fn tls(s: &ServiceArgs) -> Result<Option<TlsMaterial>> {
                 ca,
             )?)
         }
-        (None, None) if s.dtr_ca.is_some() => {
+        (None, None) if dtr_ca.is_some() => {
             return Err(Error::InvalidValue {
                 flag: "--dtr-ca",
                 value: "(given)".into(),
@@ -108,6 +118,57 @@ pub fn tls(s: &ServiceArgs) -> Result<Option<TlsMaterial>> {
             })
         }
     })
+}
+
+/// `reconfigure`'s flags: only those given become changes; the features install refuses are
+/// refused here too.
+pub fn reconfigure(
+    a: &crate::cli::args::ReconfigureArgs,
+) -> Result<crate::ops::reconfigure::Changes> {
+    refuse_ucp(&a.ucp)?;
+    let later: [(&'static str, bool, &'static str); 9] = [
+        ("--nfs-storage-url", a.nfs_storage_url.is_some(), "use --dtr-storage-volume with a volume of the NFS (local) driver, pre-created with `docker volume create`"),
+        ("--nfs-options", a.nfs_options.is_some(), "pre-create the volume with the options and pass it as --dtr-storage-volume"),
+        ("--async-nfs", a.async_nfs.is_some(), "pre-create the volume with the options and pass it as --dtr-storage-volume"),
+        ("--enable-client-cert-auth", a.enable_client_cert_auth == Some(true), "client-certificate authentication comes with a later version"),
+        ("--client-cert-auth-ca", a.client_cert_auth_ca.is_some(), "client-certificate authentication comes with a later version"),
+        ("--log-host", a.log_host.is_some(), "the services log through the node's Docker log driver (--log-protocol internal)"),
+        ("--log-protocol", a.log_protocol.as_deref().is_some_and(|p| !p.eq_ignore_ascii_case("internal")), "the services log through the node's Docker log driver (--log-protocol internal)"),
+        ("--enable-pprof", a.enable_pprof == Some(true), "profiling endpoints come with a later version"),
+        ("--custom-ca-cert-bundle", a.custom_ca_cert_bundle.is_some(), "extra CAs for the services come with a later version"),
+    ];
+    if let Some((flag, _, hint)) = later.iter().find(|(_, on, _)| *on) {
+        return Err(Error::NotSupportedYet { flag, hint });
+    }
+    let port_of = |flag, v: Option<u16>| v.map(|p| port(flag, p)).transpose();
+    cache_mb(a.replica_rethinkdb_cache_mb)?;
+    let changes = crate::ops::reconfigure::Changes {
+        http_port: port_of("--replica-http-port", a.replica_http_port)?,
+        https_port: port_of("--replica-https-port", a.replica_https_port)?,
+        db_cache_mb: a.replica_rethinkdb_cache_mb,
+        external_url: nonempty(&a.dtr_external_url)
+            .map(|u| ExternalUrl::parse(&u))
+            .transpose()?,
+        tls: tls_parts(&a.dtr_cert, &a.dtr_key, &a.dtr_ca)?,
+        storage: nonempty(&a.dtr_storage_volume)
+            .map(|v| Storage::parse(Some(&v)))
+            .transpose()?,
+        storage_migrated: a.storage_migrated,
+        log_level: nonempty(&a.log_level)
+            .map(|l| LogLevel::parse(&l))
+            .transpose()?,
+        http_proxy: a.http_proxy.clone(),
+        https_proxy: a.https_proxy.clone(),
+        no_proxy: a.no_proxy.clone(),
+    };
+    if changes.is_empty() {
+        return Err(Error::InvalidValue {
+            flag: "reconfigure",
+            value: "(no change)".into(),
+            reason: "give at least one setting to change (see `dtr reconfigure --help`)".into(),
+        });
+    }
+    Ok(changes)
 }
 
 pub fn install(a: InstallArgs) -> Result<InstallOptions> {

@@ -2,7 +2,9 @@
 //! `status`. Flags are validated here, pick-lists and confirmations asked here (only on a
 //! terminal); the work is in `ops::{join, remove, repair, cluster}`.
 
-use super::args::{EmergencyRepairArgs, JoinArgs, RemoveArgs, StatusArgs, UpgradeArgs};
+use super::args::{
+    EmergencyRepairArgs, JoinArgs, ReconfigureArgs, RemoveArgs, StatusArgs, UpgradeArgs,
+};
 use super::{convert, prompt, runtime};
 use crate::error::{Error, Result};
 use crate::options::ReplicaId;
@@ -269,5 +271,36 @@ pub fn upgrade(a: UpgradeArgs, reporter: &Reporter) -> Result<()> {
             ));
         }
     }
+    Ok(())
+}
+
+pub fn reconfigure(a: ReconfigureArgs, reporter: &Reporter) -> Result<()> {
+    let changes = convert::reconfigure(&a)?;
+    let choose = chooser(
+        prompt::interactive(),
+        "existing-replica-id (A healthy replica to reconfigure through; its ports and cache are the ones changed)",
+        "--existing-replica-id",
+        "DTR_REPLICA_ID",
+    );
+    let report = runtime().block_on(crate::ops::reconfigure::reconfigure(
+        convert::replica_id_opt(&a.existing_replica_id)?,
+        changes,
+        &choose,
+        reporter,
+    ))?;
+    for (r, names) in &report.changed {
+        reporter.info(format!(
+            "  replica {r}: {}",
+            if names.is_empty() {
+                "unchanged".to_string()
+            } else {
+                names.join(", ")
+            }
+        ));
+    }
+    reporter.info(format!(
+        "Reconfiguration is complete (through replica {})",
+        report.existing
+    ));
     Ok(())
 }

@@ -188,6 +188,7 @@ fn user_command(command: Command) -> i32 {
         Command::Backup(a) => backup::backup(a, &reporter),
         Command::Restore(a) => backup::restore(a, &reporter),
         Command::Upgrade(a) => ha::upgrade(a, &reporter),
+        Command::Reconfigure(a) => ha::reconfigure(a, &reporter),
         _ => Err(Error::NotAvailableYet { command: name }),
     };
     finish(result, &reporter)

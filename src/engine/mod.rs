@@ -594,6 +594,7 @@ impl Engine {
         volume: &str,
         helper: &str,
         files: &[(&str, &[u8], u32)],
+        owner: u64,
         labels: HashMap<String, String>,
     ) -> Result<()> {
         let _ = self.remove_container(helper).await;
@@ -614,18 +615,32 @@ impl Engine {
             ..Default::default()
         };
         self.create_raw(helper, body).await?;
-        let result = self.upload(helper, "/volume", files).await;
+        let result = self.upload_owned(helper, "/volume", files, owner).await;
         self.remove_container(helper).await?;
         result
     }
 
-    /// Copies files into a (created or running) container: `(path inside dir, contents, mode)`.
+    /// Copies files into a (created or running) container: `(path inside dir, contents, mode)`,
+    /// owned by root.
     pub async fn upload(&self, name: &str, dir: &str, files: &[(&str, &[u8], u32)]) -> Result<()> {
+        self.upload_owned(name, dir, files, 0).await
+    }
+
+    /// The same, every file owned by `uid` (and the group of that number).
+    pub async fn upload_owned(
+        &self,
+        name: &str,
+        dir: &str,
+        files: &[(&str, &[u8], u32)],
+        uid: u64,
+    ) -> Result<()> {
         let mut builder = tar::Builder::new(Vec::new());
         for (path, contents, mode) in files {
             let mut header = tar::Header::new_gnu();
             header.set_size(contents.len() as u64);
             header.set_mode(*mode);
+            header.set_uid(uid);
+            header.set_gid(uid);
             header.set_mtime(0);
             header.set_cksum();
             builder

@@ -8,6 +8,7 @@ pub mod destroy;
 pub mod install;
 pub mod join;
 pub mod preflight;
+pub mod reconfigure;
 pub mod remove;
 pub mod repair;
 pub mod replace;

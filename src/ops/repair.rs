@@ -211,6 +211,7 @@ async fn retire(engine: &Engine, r: &ReplicaId, view: &ReplicaView) -> Result<()
             &volume_name("ca", r),
             &format!("dtr-repair-{r}"),
             &[(TOMBSTONE, why.as_bytes(), 0o644)],
+            0,
             l,
         )
         .await

@@ -113,7 +113,7 @@ pub async fn upgrade(
         });
     }
     let view = ClusterView::read(&engine).await?;
-    check_health(&view)?;
+    check_health(&view, progress.is_some())?;
     let resumed = progress.is_some();
     step.done(format!(
         "{} replica(s), {from} → {}{}",
@@ -290,9 +290,10 @@ fn decide(
     }
 }
 
-/// The quorum must hold and a database primary exist; a replica still on the old version must
-/// be healthy (one the upgrade has touched may be half replaced: that is what it finishes).
-fn check_health(view: &ClusterView) -> Result<()> {
+/// The quorum must hold and a database primary exist; before an upgrade starts every replica
+/// must be healthy. An upgrade under way (`resuming`) may have left a replica half replaced,
+/// with a container stopped or missing: that is what the run finishes.
+fn check_health(view: &ClusterView, resuming: bool) -> Result<()> {
     let mut problems = Vec::new();
     match view.quorum() {
         Some(q) if q.holds() => {}
@@ -306,9 +307,7 @@ fn check_health(view: &ClusterView) -> Result<()> {
         problems.push("the metadata database has no primary".into());
     }
     for r in view.replicas.values() {
-        let untouched = r.containers.len() == Component::ALL.len()
-            && r.containers.values().all(|c| c.version != version::VERSION);
-        if untouched {
+        if !resuming {
             problems.extend(
                 r.problems()
                     .into_iter()

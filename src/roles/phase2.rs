@@ -340,7 +340,7 @@ fn write_notify_token(ca_dir: &Path, req: &CertRequest) -> Result<()> {
     write_file(&api_path, token.as_bytes(), 0o600, api_uid)
 }
 
-fn last_pem_block(pem: &str) -> String {
+pub(crate) fn last_pem_block(pem: &str) -> String {
     match pem.rfind("-----BEGIN CERTIFICATE-----") {
         Some(i) => pem[i..].to_string(),
         None => pem.to_string(),

@@ -48,10 +48,21 @@ impl Registry {
     /// A client for the cluster of `replica` (installed), reached at `authority` (its
     /// external URL: the replica itself or a load balancer in front of the cluster).
     pub fn attach(replica: TestReplica, authority: &str) -> Registry {
+        let ca = replica.external_ca();
+        Registry::attach_with_ca(replica, authority, &ca)
+    }
+
+    /// A client of a cluster the test already has a `Registry` for, at another address or
+    /// with another CA (after `reconfigure`); it owns no replica of its own.
+    pub fn attach_client(authority: &str, ca_pem: &str) -> Registry {
+        Registry::attach_with_ca(TestReplica::new(), authority, ca_pem)
+    }
+
+    fn attach_with_ca(replica: TestReplica, authority: &str, ca_pem: &str) -> Registry {
         let authority = authority.to_string();
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, replica.external_ca()).unwrap();
+        std::fs::write(&ca, ca_pem).unwrap();
         let certs_d = PathBuf::from(format!("/etc/docker/certs.d/{authority}"));
         std::fs::create_dir_all(&certs_d).unwrap();
         std::fs::copy(&ca, certs_d.join("ca.crt")).unwrap();

@@ -86,16 +86,41 @@ pub async fn load(api: &Api) -> ApiResult<Settings> {
         .map_err(|e| ApiError::unavailable(format!("settings in etcd: {e}")))
 }
 
-async fn get_settings(State(api): State<Arc<Api>>, caller: Caller) -> ApiResult<Json<Settings>> {
+async fn get_settings(State(api): State<Arc<Api>>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
-    Ok(Json(load(&api).await?))
+    Ok(Json(view(&load(&api).await?)))
+}
+
+/// The settings, and beside them (read-only: `dtr reconfigure` changes them) the deployment's
+/// as this api was started with: the name clients use, this replica's HTTPS port, the log
+/// level and the proxies.
+fn view(settings: &Settings) -> Value {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut doc = serde_json::to_value(settings).expect("serializable");
+    let host = env("DTR_EXTERNAL_URL").map(|u| u.trim_start_matches("https://").to_string());
+    for (key, value) in [
+        ("dtrHost", host.map(Value::from)),
+        (
+            "replicaHttpsPort",
+            env("DTR_HTTPS_PORT")
+                .and_then(|p| p.parse::<u16>().ok())
+                .map(Value::from),
+        ),
+        ("logLevel", env("LOG_LEVEL").map(Value::from)),
+        ("httpProxy", env("HTTP_PROXY").map(Value::from)),
+        ("httpsProxy", env("HTTPS_PROXY").map(Value::from)),
+        ("noProxy", env("NO_PROXY").map(Value::from)),
+    ] {
+        doc[key] = value.unwrap_or(Value::Null);
+    }
+    doc
 }
 
 async fn post_settings(
     State(api): State<Arc<Api>>,
     Admin(admin): Admin,
     ApiJson(update): ApiJson<SettingsUpdate>,
-) -> ApiResult<Json<Settings>> {
+) -> ApiResult<Json<Value>> {
     let mut settings = load(&api).await?;
     if let Some(v) = update.create_repository_on_push {
         settings.create_repository_on_push = v;
@@ -128,7 +153,7 @@ async fn post_settings(
         serde_json::to_value(&settings).unwrap_or_default(),
     )
     .await?;
-    Ok(Json(settings))
+    Ok(Json(view(&settings)))
 }
 
 pub fn routes() -> Router<Arc<Api>> {
