@@ -129,6 +129,19 @@ fn upgrade_record(via: &str) -> String {
     ])
 }
 
+/// The upgrade's own figures (`replica <id>: <s>`), for scripts/bench-upgrade.sh.
+fn print_replica_times(log: &str) {
+    for line in log
+        .lines()
+        .filter(|l| l.contains("  replica ") && l.ends_with('s'))
+    {
+        eprintln!(
+            "upgrade figure:{}",
+            line.split("INFO").last().unwrap_or(line)
+        );
+    }
+}
+
 fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
@@ -180,6 +193,7 @@ fn one_replica_upgrades_to_the_next_minor_migrating_once_and_a_downgrade_is_refu
         stats.failed
     );
     assert!(stats.pulls > 10, "{stats:?}");
+    print_replica_times(&log);
 
     assert!(on_version(&id, next()), "{:?}", containers_of(&id));
     assert_migrated_once(&id);
@@ -351,6 +365,7 @@ fn three_replicas_upgrade_behind_a_balancer_without_a_failed_pull_and_a_killed_u
         stats.pulls,
         stats.longest_outage.as_secs_f64()
     );
+    print_replica_times(&log);
     assert!(stats.failed.is_empty(), "pulls failed: {:?}", stats.failed);
     assert!(stats.pulls > 30, "{stats:?}");
 
