@@ -13,28 +13,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-fn dtr(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dtr")
-}
-
-fn join(new: &TestReplica, existing: &TestReplica) -> Output {
-    dtr(&[
-        "join",
-        "--existing-replica-id",
-        &existing.id,
-        "--replica-id",
-        &new.id,
-        "--replica-https-port",
-        &new.https_port.to_string(),
-        "--replica-http-port",
-        &new.http_port.to_string(),
-    ])
-}
-
 /// `dtr remove` of `gone` through `existing`, with the flag spelling given.
 fn remove(existing: &TestReplica, flag: &str, gone: &TestReplica) -> Output {
     dtr(&[
@@ -209,14 +187,6 @@ impl Writer {
             h.join().unwrap();
         }
         self.log.lock().unwrap().clone()
-    }
-}
-
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
@@ -432,29 +402,15 @@ fn registry_round_trip(
         std::fs::copy(ca, format!("{certs}/ca.crt")).unwrap();
         login(dir, r);
     }
-    let layer = dir.path().join("layer");
-    std::fs::create_dir_all(&layer).unwrap();
-    std::fs::write(
-        layer.join("data"),
-        dtr::options::ReplicaId::random().to_string().repeat(5000),
-    )
-    .unwrap();
-    let tar = Command::new("tar")
-        .arg("-C")
-        .arg(&layer)
-        .args(["-c", "."])
-        .output()
-        .unwrap();
     let name_a = format!("vm:{}/admin/ha:1", a.https_port);
-    let mut import = Command::new("docker")
-        .args(["import", "-", &name_a])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    import.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
-    assert!(import.wait().unwrap().success());
+    common::registry::import_image(
+        dir.path(),
+        &name_a,
+        dtr::options::ReplicaId::random()
+            .to_string()
+            .repeat(5000)
+            .as_bytes(),
+    );
     let push = cli(dir, &["push", &name_a]);
     assert!(
         push.status.success(),

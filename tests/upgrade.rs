@@ -37,14 +37,6 @@ fn upgrade_to_next(existing: &str) -> Output {
     out
 }
 
-fn dtr(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 /// `name version` of every container of `replica` (all states).
 fn containers_of(replica: &str) -> Vec<(String, String)> {
     lines(&docker_ok(&[
@@ -142,14 +134,6 @@ fn print_replica_times(log: &str) {
     }
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 #[test]
 fn one_replica_upgrades_to_the_next_minor_migrating_once_and_a_downgrade_is_refused() {
     let Some(_engine) = engine() else { return };
@@ -231,19 +215,8 @@ struct Balancer {
 impl Balancer {
     fn start(port: u16, first: &TestReplica, upstream_ports: &[u16]) -> Balancer {
         let dir = tempfile::tempdir().unwrap();
-        let vol = format!("dtr-ca-{}:/ca:ro", first.id);
-        let image = format!("registry/dtr:{}", dtr::version::VERSION);
         for f in ["cert.pem", "key.pem"] {
-            let pem = docker_ok(&[
-                "run",
-                "--rm",
-                "-v",
-                &vol,
-                "--entrypoint",
-                "cat",
-                &image,
-                &format!("/ca/external/{f}"),
-            ]);
+            let pem = first.ca_volume_file(&format!("external/{f}"));
             std::fs::write(dir.path().join(f), pem + "\n").unwrap();
         }
         let servers: String = upstream_ports
@@ -300,17 +273,7 @@ fn three_replicas_upgrade_behind_a_balancer_without_a_failed_pull_and_a_killed_u
     let reg = Registry::attach(first, &direct);
     let others = Replicas::new(2);
     for r in others.iter() {
-        let out = dtr(&[
-            "join",
-            "--existing-replica-id",
-            &reg.replica.id,
-            "--replica-id",
-            &r.id,
-            "--replica-https-port",
-            &r.https_port.to_string(),
-            "--replica-http-port",
-            &r.http_port.to_string(),
-        ]);
+        let out = join(r, &reg.replica);
         assert!(out.status.success(), "join failed:\n{}", text(&out));
     }
     let ids: Vec<String> = std::iter::once(reg.replica.id.clone())

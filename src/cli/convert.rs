@@ -31,19 +31,36 @@ pub fn refuse_ucp(ucp: &UcpArgs) -> Result<()> {
 }
 
 pub fn refuse_later_features(s: &ServiceArgs) -> Result<()> {
-    let checks: [(&'static str, bool, &'static str); 9] = [
-        ("--nfs-storage-url", s.nfs_storage_url.as_deref().is_some_and(|v| !v.is_empty()), "use --dtr-storage-volume with a volume of the NFS (local) driver, pre-created with `docker volume create`"),
-        ("--nfs-options", s.nfs_options.is_some(), "pre-create the volume with the options and pass it as --dtr-storage-volume"),
-        ("--async-nfs", s.async_nfs, "pre-create the volume with the options and pass it as --dtr-storage-volume"),
-        ("--enable-client-cert-auth", s.enable_client_cert_auth, "client-certificate authentication comes with a later version"),
-        ("--client-cert-auth-ca", s.client_cert_auth_ca.is_some(), "client-certificate authentication comes with a later version"),
-        ("--log-host", s.log_host.is_some(), "the services log through the node's Docker log driver (--log-protocol internal)"),
-        ("--log-protocol", !s.log_protocol.eq_ignore_ascii_case("internal"), "the services log through the node's Docker log driver (--log-protocol internal)"),
-        ("--enable-pprof", s.enable_pprof, "profiling endpoints come with a later version"),
-        ("--custom-ca-cert-bundle", s.custom_ca_cert_bundle.is_some(), "extra CAs for the services come with a later version"),
-    ];
-    match checks.iter().find(|(_, on, _)| *on) {
-        Some((flag, _, hint)) => Err(Error::NotSupportedYet { flag, hint }),
+    refuse_later([
+        s.nfs_storage_url.as_deref().is_some_and(|v| !v.is_empty()),
+        s.nfs_options.is_some(),
+        s.async_nfs,
+        s.enable_client_cert_auth,
+        s.client_cert_auth_ca.is_some(),
+        s.log_host.is_some(),
+        !s.log_protocol.eq_ignore_ascii_case("internal"),
+        s.enable_pprof,
+        s.custom_ca_cert_bundle.is_some(),
+    ])
+}
+
+/// The flags of features a later version brings, with what to do instead; install and
+/// reconfigure refuse them alike (`given` in this order).
+const LATER_FEATURES: [(&str, &str); 9] = [
+    ("--nfs-storage-url", "use --dtr-storage-volume with a volume of the NFS (local) driver, pre-created with `docker volume create`"),
+    ("--nfs-options", "pre-create the volume with the options and pass it as --dtr-storage-volume"),
+    ("--async-nfs", "pre-create the volume with the options and pass it as --dtr-storage-volume"),
+    ("--enable-client-cert-auth", "client-certificate authentication comes with a later version"),
+    ("--client-cert-auth-ca", "client-certificate authentication comes with a later version"),
+    ("--log-host", "the services log through the node's Docker log driver (--log-protocol internal)"),
+    ("--log-protocol", "the services log through the node's Docker log driver (--log-protocol internal)"),
+    ("--enable-pprof", "profiling endpoints come with a later version"),
+    ("--custom-ca-cert-bundle", "extra CAs for the services come with a later version"),
+];
+
+fn refuse_later(given: [bool; 9]) -> Result<()> {
+    match LATER_FEATURES.iter().zip(given).find(|(_, on)| *on) {
+        Some(((flag, hint), _)) => Err(Error::NotSupportedYet { flag, hint }),
         None => Ok(()),
     }
 }
@@ -126,20 +143,19 @@ pub fn reconfigure(
     a: &crate::cli::args::ReconfigureArgs,
 ) -> Result<crate::ops::reconfigure::Changes> {
     refuse_ucp(&a.ucp)?;
-    let later: [(&'static str, bool, &'static str); 9] = [
-        ("--nfs-storage-url", a.nfs_storage_url.is_some(), "use --dtr-storage-volume with a volume of the NFS (local) driver, pre-created with `docker volume create`"),
-        ("--nfs-options", a.nfs_options.is_some(), "pre-create the volume with the options and pass it as --dtr-storage-volume"),
-        ("--async-nfs", a.async_nfs.is_some(), "pre-create the volume with the options and pass it as --dtr-storage-volume"),
-        ("--enable-client-cert-auth", a.enable_client_cert_auth == Some(true), "client-certificate authentication comes with a later version"),
-        ("--client-cert-auth-ca", a.client_cert_auth_ca.is_some(), "client-certificate authentication comes with a later version"),
-        ("--log-host", a.log_host.is_some(), "the services log through the node's Docker log driver (--log-protocol internal)"),
-        ("--log-protocol", a.log_protocol.as_deref().is_some_and(|p| !p.eq_ignore_ascii_case("internal")), "the services log through the node's Docker log driver (--log-protocol internal)"),
-        ("--enable-pprof", a.enable_pprof == Some(true), "profiling endpoints come with a later version"),
-        ("--custom-ca-cert-bundle", a.custom_ca_cert_bundle.is_some(), "extra CAs for the services come with a later version"),
-    ];
-    if let Some((flag, _, hint)) = later.iter().find(|(_, on, _)| *on) {
-        return Err(Error::NotSupportedYet { flag, hint });
-    }
+    refuse_later([
+        a.nfs_storage_url.is_some(),
+        a.nfs_options.is_some(),
+        a.async_nfs.is_some(),
+        a.enable_client_cert_auth == Some(true),
+        a.client_cert_auth_ca.is_some(),
+        a.log_host.is_some(),
+        a.log_protocol
+            .as_deref()
+            .is_some_and(|p| !p.eq_ignore_ascii_case("internal")),
+        a.enable_pprof == Some(true),
+        a.custom_ca_cert_bundle.is_some(),
+    ])?;
     let port_of = |flag, v: Option<u16>| v.map(|p| port(flag, p)).transpose();
     cache_mb(a.replica_rethinkdb_cache_mb)?;
     let changes = crate::ops::reconfigure::Changes {

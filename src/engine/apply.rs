@@ -293,19 +293,12 @@ impl<'a> Apply<'a> {
         let step = self.reporter.step(format!("start {}", spec.name));
         let result = async {
             self.engine.start(&spec.name).await?;
-            probe::wait_healthy(
+            probe::wait_healthy_step(
                 self.engine,
                 &spec.name,
                 &spec.health.command,
                 spec.readiness_timeout,
-                |elapsed, last| {
-                    let what = if last.is_empty() {
-                        "waiting for its health check".to_string()
-                    } else {
-                        format!("waiting for its health check (last: {})", first_line(last))
-                    };
-                    step.waiting(elapsed, &what);
-                },
+                &step,
             )
             .await
         }
@@ -320,13 +313,5 @@ impl<'a> Apply<'a> {
                 Err(e)
             }
         }
-    }
-}
-
-fn first_line(s: &str) -> &str {
-    let line = s.lines().next().unwrap_or("");
-    match line.char_indices().nth(100) {
-        Some((i, _)) => &line[..i],
-        None => line,
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::report::Step;
 
 const POLL: Duration = Duration::from_millis(200);
 
@@ -65,5 +66,36 @@ pub async fn wait_healthy(
             last_report = Instant::now();
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `wait_healthy`, telling `step` what it waits for and what the probe last answered.
+pub async fn wait_healthy_step(
+    engine: &Engine,
+    container: &str,
+    command: &[String],
+    timeout: Duration,
+    step: &Step<'_>,
+) -> Result<Duration> {
+    wait_healthy(engine, container, command, timeout, |elapsed, last| {
+        let what = if last.is_empty() {
+            format!("waiting for {container} to be healthy")
+        } else {
+            format!(
+                "waiting for {container} to be healthy (last: {})",
+                first_line(last)
+            )
+        };
+        step.waiting(elapsed, &what);
+    })
+    .await
+}
+
+/// The first line of a probe's output, at most 100 characters.
+fn first_line(s: &str) -> &str {
+    let line = s.lines().next().unwrap_or("");
+    match line.char_indices().nth(100) {
+        Some((i, _)) => &line[..i],
+        None => line,
     }
 }

@@ -5,6 +5,7 @@
 //! and `dtr status` decide from this view; the quorum rules themselves are pure functions here.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -387,6 +388,23 @@ pub async fn patronictl(engine: &Engine, via: &ReplicaId, args: &[&str]) -> Resu
     Ok(out.output)
 }
 
+/// Waits until `member`'s database is the running primary, as it says itself; false after
+/// `timeout`.
+pub async fn wait_primary(engine: &Engine, member: &ReplicaId, timeout: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if let Ok(m) = db_members(engine, member).await {
+            if m.iter()
+                .any(|m| m.name == member.as_str() && m.role == "leader" && m.state == "running")
+            {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    false
+}
+
 /// `psql -c sql` on database `db` inside `dtr-rethinkdb-<via>` (peer authentication as the
 /// container's postgres user): unaligned rows, fields separated by a space.
 pub async fn psql(engine: &Engine, via: &ReplicaId, db: &str, sql: &str) -> Result<String> {
@@ -435,6 +453,33 @@ impl ClusterView {
 
     pub fn quorum(&self) -> Option<Quorum> {
         self.etcd.as_deref().map(Quorum::of)
+    }
+
+    /// What keeps the cluster from taking a change: a lost etcd quorum, no database primary
+    /// and, with `per_replica`, each replica's own problems. Empty when it is healthy.
+    pub fn problems(&self, per_replica: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        match self.quorum() {
+            Some(q) if q.holds() => {}
+            Some(q) => problems.push(format!(
+                "etcd has {} healthy voting member(s) of {}: the quorum is lost",
+                q.healthy, q.voting
+            )),
+            None => problems.push("no etcd member answers".into()),
+        }
+        if self.db_leader().is_none() {
+            problems.push("the metadata database has no primary".into());
+        }
+        if per_replica {
+            for r in self.replicas.values() {
+                problems.extend(
+                    r.problems()
+                        .into_iter()
+                        .map(|p| format!("replica {}: {p}", r.id)),
+                );
+            }
+        }
+        problems
     }
 
     pub fn etcd_role(&self, r: &ReplicaId) -> &'static str {

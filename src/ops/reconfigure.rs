@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::components::Component;
+use crate::components::{NGINX_HTTPS_PORT, NGINX_HTTP_PORT};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ops::cluster::{self, Chooser, ClusterView};
@@ -18,8 +19,8 @@ use crate::ops::config::ClusterConfig;
 use crate::ops::replace::{self, Outcome, Replacer};
 use crate::options::{ExternalUrl, LogLevel, ReplicaId, Storage};
 use crate::pki::TlsMaterial;
-use crate::plan::running::replica_containers;
-use crate::plan::{labels, volume_name, MountSpec, ReplicaContext};
+use crate::plan::running::{replica_containers, RunningReplica};
+use crate::plan::{labels, volume_name, ContainerSpec, ReplicaContext};
 use crate::report::Reporter;
 use crate::version;
 
@@ -82,7 +83,7 @@ impl Changes {
             ctx.cluster_url = Some(format!("https://{}", url.authority()));
         }
         if let Some(storage) = &self.storage {
-            ctx.storage = storage_mount(storage, &ctx.replica_id);
+            ctx.storage = crate::plan::storage_mount(storage, &ctx.replica_id);
         }
         if let Some(level) = self.log_level {
             ctx.log_level = level;
@@ -111,18 +112,12 @@ fn authority_host(authority: &str) -> String {
     }
 }
 
-fn storage_mount(storage: &Storage, rid: &ReplicaId) -> MountSpec {
-    let (source, bind) = match storage {
-        Storage::DefaultVolume => (volume_name("registry", rid), false),
-        Storage::NamedVolume(v) => (v.clone(), false),
-        Storage::HostPath(p) => (p.display().to_string(), true),
-    };
-    MountSpec {
-        source,
-        target: "/storage".into(),
-        read_only: false,
-        bind,
-    }
+/// One replica: what runs, and the containers and values the changes make of it.
+struct ReplicaPlan {
+    id: ReplicaId,
+    running: RunningReplica,
+    ctx: ReplicaContext,
+    specs: Vec<ContainerSpec>,
 }
 
 pub struct ReconfigureReport {
@@ -156,17 +151,7 @@ pub async fn reconfigure(
             )
         })
         .collect();
-    let view = ClusterView::read(&engine).await?;
-    if !view.quorum().is_some_and(|q| q.holds()) {
-        problems.push("etcd has lost its quorum".into());
-    }
-    for r in view.replicas.values() {
-        problems.extend(
-            r.problems()
-                .into_iter()
-                .map(|p| format!("replica {}: {p}", r.id)),
-        );
-    }
+    problems.extend(ClusterView::read(&engine).await?.problems(true));
     if !problems.is_empty() {
         return Err(Error::Refused {
             operation: "reconfigure",
@@ -184,7 +169,12 @@ pub async fn reconfigure(
             .context()
             .map_err(|e| Error::Role(format!("cannot tell how replica {rid} was made: {e}")))?;
         changes.apply(&mut ctx, *rid == existing);
-        plans.push((rid.clone(), running, replica_containers(&ctx), ctx));
+        plans.push(ReplicaPlan {
+            id: rid.clone(),
+            running,
+            specs: replica_containers(&ctx),
+            ctx,
+        });
     }
     validate(&engine, &changes, &existing, &plans, reporter).await?;
     step.done("valid");
@@ -195,25 +185,25 @@ pub async fn reconfigure(
         max_wait: None,
     };
     let mut changed = BTreeMap::new();
-    for (rid, running, specs, _) in &plans {
+    for plan in &plans {
         let mut done = Vec::new();
         if let Some(tls) = &changes.tls {
-            write_certificate(&engine, rid, tls).await?;
+            write_certificate(&engine, &plan.id, tls).await?;
         }
-        for spec in specs {
+        for spec in &plan.specs {
             let outcome = replacer.replace(spec).await?;
             let restart_for_cert = changes.tls.is_some() && spec.component == Component::Nginx;
             match outcome {
-                Outcome::Replaced(_) => done.push(spec.name.clone()),
+                Outcome::Replaced => done.push(spec.name.clone()),
                 Outcome::Kept if restart_for_cert => {
                     let step = reporter.step(format!("restart {} (new certificate)", spec.name));
                     engine.restart(&spec.name).await?;
-                    crate::engine::probe::wait_healthy(
+                    crate::engine::probe::wait_healthy_step(
                         &engine,
                         &spec.name,
                         &spec.health.command,
                         spec.readiness_timeout,
-                        |e, _| step.waiting(e, "waiting for nginx to be healthy"),
+                        &step,
                     )
                     .await?;
                     step.done("healthy");
@@ -222,8 +212,7 @@ pub async fn reconfigure(
                 Outcome::Kept => {}
             }
         }
-        let _ = running;
-        changed.insert(rid.clone(), done);
+        changed.insert(plan.id.clone(), done);
     }
     Ok(ReconfigureReport { existing, changed })
 }
@@ -233,48 +222,20 @@ async fn validate(
     engine: &Engine,
     changes: &Changes,
     existing: &ReplicaId,
-    plans: &[(
-        ReplicaId,
-        crate::plan::running::RunningReplica,
-        Vec<crate::plan::ContainerSpec>,
-        ReplicaContext,
-    )],
+    plans: &[ReplicaPlan],
     reporter: &Reporter,
 ) -> Result<()> {
-    let own = plans
+    let own = &plans
         .iter()
-        .find(|(r, ..)| r == existing)
-        .expect("the existing replica is planned");
+        .find(|p| p.id == *existing)
+        .expect("the existing replica is planned")
+        .running;
     // a new host port must be free (or already ours)
-    for (flag, port, current) in [
-        (
-            "--replica-http-port",
-            changes.http_port,
-            own.1
-                .containers
-                .get(&Component::Nginx)
-                .and_then(|n| {
-                    n.ports
-                        .iter()
-                        .find(|p| p.container == crate::components::NGINX_HTTP_PORT)
-                })
-                .map(|p| p.host),
-        ),
-        (
-            "--replica-https-port",
-            changes.https_port,
-            own.1
-                .containers
-                .get(&Component::Nginx)
-                .and_then(|n| {
-                    n.ports
-                        .iter()
-                        .find(|p| p.container == crate::components::NGINX_HTTPS_PORT)
-                })
-                .map(|p| p.host),
-        ),
+    for (flag, port, container_port) in [
+        ("--replica-http-port", changes.http_port, NGINX_HTTP_PORT),
+        ("--replica-https-port", changes.https_port, NGINX_HTTPS_PORT),
     ] {
-        if let Some(port) = port.filter(|p| Some(*p) != current) {
+        if let Some(port) = port.filter(|p| Some(*p) != own.published_port(container_port)) {
             if std::net::TcpListener::bind(("0.0.0.0", port)).is_err() {
                 return Err(Error::InvalidValue {
                     flag,
@@ -302,7 +263,7 @@ async fn validate(
             }
         }
     };
-    for (rid, _, _, ctx) in plans {
+    for ReplicaPlan { id: rid, ctx, .. } in plans {
         let host = authority_host(&ctx.external_authority)
             .trim_start_matches('[')
             .trim_end_matches(']')

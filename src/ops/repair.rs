@@ -12,7 +12,7 @@
 //! 4. The survivor's unhealthy components are restarted and `/_ping` is checked.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::components::Component;
 use crate::engine::{probe, Engine};
@@ -157,7 +157,7 @@ pub async fn repair(
     }
     let db = Component::Rethinkdb.container_name(&survivor);
     engine.start(&db).await?;
-    if !wait_primary(&engine, &survivor, Duration::from_secs(20)).await {
+    if !cluster::wait_primary(&engine, &survivor, Duration::from_secs(20)).await {
         reporter.info("Patroni did not promote the survivor by itself: forcing a failover to it");
         cluster::patronictl(
             &engine,
@@ -165,7 +165,7 @@ pub async fn repair(
             &["failover", "--candidate", survivor.as_str(), "--force"],
         )
         .await?;
-        if !wait_primary(&engine, &survivor, Duration::from_secs(60)).await {
+        if !cluster::wait_primary(&engine, &survivor, Duration::from_secs(60)).await {
             return Err(Error::Unhealthy {
                 container: db.clone(),
                 waited: Duration::from_secs(60),
@@ -226,21 +226,6 @@ async fn wait_component(engine: &Engine, name: &str) -> Result<Duration> {
         |_, _| {},
     )
     .await
-}
-
-async fn wait_primary(engine: &Engine, survivor: &ReplicaId, timeout: Duration) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if let Ok(m) = cluster::db_members(engine, survivor).await {
-            if m.iter()
-                .any(|m| m.name == survivor.as_str() && m.role == "leader" && m.state == "running")
-            {
-                return true;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    false
 }
 
 async fn restart_unhealthy(engine: &Engine, v: &ReplicaView) -> Result<()> {

@@ -104,8 +104,8 @@ fn running_of(c: &ContainerInspectResponse) -> RunningContainer {
 pub enum Outcome {
     /// The container was already made from the spec (and is healthy).
     Kept,
-    /// A new container took over, after this long.
-    Replaced(Duration),
+    /// A new container took over (or was made where one was missing).
+    Replaced,
 }
 
 pub struct Replacer<'a> {
@@ -148,7 +148,7 @@ impl Replacer<'_> {
                     .step(format!("create {name} (it was missing)"));
                 engine.create_container(spec).await?;
                 self.start_healthy(spec, name, &step).await?;
-                return Ok(Outcome::Replaced(start.elapsed()));
+                return Ok(Outcome::Replaced);
             }
             Some(c) => c,
         };
@@ -178,7 +178,7 @@ impl Replacer<'_> {
         engine.remove_container(&previous).await?;
         let took = start.elapsed();
         step.done(format!("{:.1}s", took.as_secs_f64()));
-        Ok(Outcome::Replaced(took))
+        Ok(Outcome::Replaced)
     }
 
     /// Starts `container` (made from `spec`) unless it runs, and waits for it to be healthy.
@@ -192,24 +192,8 @@ impl Replacer<'_> {
             self.engine.start(container).await?;
         }
         let timeout = self.max_wait.unwrap_or(spec.readiness_timeout);
-        probe::wait_healthy(
-            self.engine,
-            container,
-            &spec.health.command,
-            timeout,
-            |elapsed, last| {
-                let what = if last.is_empty() {
-                    format!("waiting for {container} to be healthy")
-                } else {
-                    format!(
-                        "waiting for {container} to be healthy (last: {})",
-                        last.lines().next().unwrap_or("")
-                    )
-                };
-                step.waiting(elapsed, &what);
-            },
-        )
-        .await
-        .map(|_| ())
+        probe::wait_healthy_step(self.engine, container, &spec.health.command, timeout, step)
+            .await
+            .map(|_| ())
     }
 }

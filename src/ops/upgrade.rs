@@ -97,7 +97,7 @@ pub async fn upgrade(
     // no replica at all: pick_replica says so, naming none
     let existing =
         cluster::pick_replica(&replicas, opts.existing, |_| true, |v| v.healthy(), choose)?;
-    let via = etcd_via(&replicas, None).unwrap_or_else(|| existing.clone());
+    let via = etcd_via(&replicas).unwrap_or_else(|| existing.clone());
     let progress = read_progress(&engine, &via).await?;
     let from = progress
         .as_ref()
@@ -210,7 +210,7 @@ pub async fn upgrade(
                 .iter()
                 .find(|s| s.component == component)
                 .expect("a spec per component");
-            if let Outcome::Replaced(_) = replacer.replace(spec).await? {
+            if replacer.replace(spec).await? == Outcome::Replaced {
                 changed += 1;
             }
         }
@@ -225,7 +225,7 @@ pub async fn upgrade(
     if let (false, Some((job, _, _))) = (migrated, migration) {
         wait_migration(&engine, &replicas, job, opts.max_wait, reporter).await?;
     }
-    let via = etcd_via(&replicas, None).unwrap_or(existing);
+    let via = etcd_via(&replicas).unwrap_or(existing);
     cluster::etcdctl(&engine, &via, &["del", PROGRESS_KEY]).await?;
     Ok(UpgradeReport::Upgraded {
         from,
@@ -294,27 +294,7 @@ fn decide(
 /// must be healthy. An upgrade under way (`resuming`) may have left a replica half replaced,
 /// with a container stopped or missing: that is what the run finishes.
 fn check_health(view: &ClusterView, resuming: bool) -> Result<()> {
-    let mut problems = Vec::new();
-    match view.quorum() {
-        Some(q) if q.holds() => {}
-        Some(q) => problems.push(format!(
-            "etcd has {} healthy voting member(s) of {}: the quorum is lost",
-            q.healthy, q.voting
-        )),
-        None => problems.push("no etcd member answers".into()),
-    }
-    if view.db_leader().is_none() {
-        problems.push("the metadata database has no primary".into());
-    }
-    for r in view.replicas.values() {
-        if !resuming {
-            problems.extend(
-                r.problems()
-                    .into_iter()
-                    .map(|p| format!("replica {}: {p}", r.id)),
-            );
-        }
-    }
+    let problems = view.problems(!resuming);
     if problems.is_empty() {
         return Ok(());
     }
@@ -325,14 +305,11 @@ fn check_health(view: &ClusterView, resuming: bool) -> Result<()> {
     })
 }
 
-/// A replica whose etcd runs, other than `avoid`, to run `etcdctl` in.
-fn etcd_via(
-    replicas: &BTreeMap<ReplicaId, ReplicaView>,
-    avoid: Option<&ReplicaId>,
-) -> Option<ReplicaId> {
+/// A replica whose etcd runs, to run `etcdctl` in.
+fn etcd_via(replicas: &BTreeMap<ReplicaId, ReplicaView>) -> Option<ReplicaId> {
     replicas
         .values()
-        .filter(|r| Some(&r.id) != avoid && r.running(Component::Etcd))
+        .filter(|r| r.running(Component::Etcd))
         .map(|r| r.id.clone())
         .next()
 }
@@ -545,22 +522,17 @@ async fn switch_over(
     .await?;
     let limit = max_wait.unwrap_or(Duration::from_secs(60));
     let start = Instant::now();
-    loop {
-        if db_leader(engine, replicas).await.ok().as_ref() == Some(&candidate) {
-            step.done(format!("{:.1}s", start.elapsed().as_secs_f64()));
-            return Ok(());
-        }
-        if start.elapsed() >= limit {
-            step.fail("timed out");
-            return Err(Error::Unhealthy {
-                container: Component::Rethinkdb.container_name(&candidate),
-                waited: limit,
-                last_output: "the member did not become the primary".into(),
-                logs: String::new(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    if !cluster::wait_primary(engine, &candidate, limit).await {
+        step.fail("timed out");
+        return Err(Error::Unhealthy {
+            container: Component::Rethinkdb.container_name(&candidate),
+            waited: limit,
+            last_output: "the member did not become the primary".into(),
+            logs: String::new(),
+        });
     }
+    step.done(format!("{:.1}s", start.elapsed().as_secs_f64()));
+    Ok(())
 }
 
 #[cfg(test)]

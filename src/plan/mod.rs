@@ -214,6 +214,21 @@ impl ReplicaContext {
     }
 }
 
+/// The registry's and jobrunner's `/storage` mount for `storage` on replica `rid`.
+pub fn storage_mount(storage: &Storage, rid: &ReplicaId) -> MountSpec {
+    let (source, bind) = match storage {
+        Storage::DefaultVolume => (volume_name("registry", rid), false),
+        Storage::NamedVolume(v) => (v.clone(), false),
+        Storage::HostPath(p) => (p.display().to_string(), true),
+    };
+    MountSpec {
+        source,
+        target: "/storage".into(),
+        read_only: false,
+        bind,
+    }
+}
+
 /// `dtr-<kind>-<replica id>`.
 pub fn volume_name(kind: &str, replica: &ReplicaId) -> String {
     format!("dtr-{kind}-{replica}")
@@ -302,26 +317,7 @@ fn replica_plan(opts: &ReplicaSettings, target: &TargetFacts) -> InstallPlan {
         None => format!("{}:{}", target.node, opts.https_port),
     };
 
-    let storage = match &opts.storage {
-        Storage::DefaultVolume => MountSpec {
-            source: volume_name("registry", rid),
-            target: "/storage".into(),
-            read_only: false,
-            bind: false,
-        },
-        Storage::NamedVolume(v) => MountSpec {
-            source: v.clone(),
-            target: "/storage".into(),
-            read_only: false,
-            bind: false,
-        },
-        Storage::HostPath(p) => MountSpec {
-            source: p.display().to_string(),
-            target: "/storage".into(),
-            read_only: false,
-            bind: true,
-        },
-    };
+    let storage = storage_mount(&opts.storage, rid);
 
     let (shared_buffers, effective_cache) = db_memory(opts.db_cache_mb, target.mem_total_bytes);
     let ctx = ReplicaContext {

@@ -70,6 +70,16 @@ impl RunningReplica {
         self.env(c, key).ok().map(str::to_string)
     }
 
+    /// The host port its nginx publishes for `container_port`.
+    pub fn published_port(&self, container_port: u16) -> Option<u16> {
+        self.containers
+            .get(&Component::Nginx)?
+            .ports
+            .iter()
+            .find(|p| p.container == container_port)
+            .map(|p| p.host)
+    }
+
     /// The values its containers were made from, for this bootstrapper's version: what
     /// `upgrade` makes its new containers of, and `reconfigure` changes.
     pub fn context(&self) -> Result<ReplicaContext, String> {
@@ -80,17 +90,12 @@ impl RunningReplica {
                 .map_err(|_| format!("{} has {key}={v:?}", c.container_name(rid)))
         };
         let https_port = number(Component::Api, "DTR_HTTPS_PORT")?;
-        let http_port = self
-            .containers
-            .get(&Component::Nginx)
-            .and_then(|n| n.ports.iter().find(|p| p.container == NGINX_HTTP_PORT))
-            .map(|p| p.host)
-            .ok_or_else(|| {
-                format!(
-                    "{} publishes no HTTP port",
-                    Component::Nginx.container_name(rid)
-                )
-            })?;
+        let http_port = self.published_port(NGINX_HTTP_PORT).ok_or_else(|| {
+            format!(
+                "{} publishes no HTTP port",
+                Component::Nginx.container_name(rid)
+            )
+        })?;
         let external_url = self.env(Component::Api, "DTR_EXTERNAL_URL")?;
         let external_authority = external_url
             .strip_prefix("https://")

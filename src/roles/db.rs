@@ -128,22 +128,22 @@ pub struct Migration {
 /// replicas starting together do not race. A migration of a minor release must keep the
 /// previous minor's code working (add, never rename or drop): during a rolling upgrade the
 /// replicas not yet replaced run on the migrated schema.
-const MIGRATIONS: &[(i32, (u64, u64, u64), &str)] = &[
-    (
-        1,
-        (0, 1, 0),
-        "CREATE TABLE heartbeats (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        since: (0, 1, 0),
+        sql: "CREATE TABLE heartbeats (
             replica_id text NOT NULL,
             component text NOT NULL,
             version text NOT NULL,
             beat_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (replica_id, component)
         )",
-    ),
-    (
-        2,
-        (0, 1, 0),
-        "CREATE TABLE accounts (
+    },
+    Migration {
+        version: 2,
+        since: (0, 1, 0),
+        sql: "CREATE TABLE accounts (
             id bigserial PRIMARY KEY,
             name text NOT NULL UNIQUE,
             password_hash text NOT NULL,
@@ -193,11 +193,11 @@ const MIGRATIONS: &[(i32, (u64, u64, u64), &str)] = &[
             expires_at timestamptz NOT NULL
         );
         INSERT INTO write_token_horizon VALUES (1, now())",
-    ),
-    (
-        3,
-        (0, 1, 0),
-        "-- background jobs (src/roles/jobs.rs, docs/jobs.md): the api queues them, jobrunners
+    },
+    Migration {
+        version: 3,
+        since: (0, 1, 0),
+        sql: "-- background jobs (src/roles/jobs.rs, docs/jobs.md): the api queues them, jobrunners
         -- claim one at a time (FOR UPDATE SKIP LOCKED), heart-beat while they run, and retry
         -- a failure until max_attempts
         CREATE TABLE jobs (
@@ -229,27 +229,20 @@ const MIGRATIONS: &[(i32, (u64, u64, u64), &str)] = &[
             line text NOT NULL,
             PRIMARY KEY (job_id, seq)
         )",
-    ),
-    (
-        4,
-        (0, 2, 0),
-        "-- 0.2.0: the audit events are read newest first and by time range (the api's event
+    },
+    Migration {
+        version: 4,
+        since: (0, 2, 0),
+        sql: "-- 0.2.0: the audit events are read newest first and by time range (the api's event
         -- list, retention); without this index both scan the whole table
         CREATE INDEX events_at ON events (at DESC, id DESC)",
-    ),
+    },
 ];
 
 /// The migrations this version carries, in order.
-pub fn migrations() -> impl Iterator<Item = Migration> {
+pub fn migrations() -> impl Iterator<Item = &'static Migration> {
     let release = crate::version::release();
-    MIGRATIONS
-        .iter()
-        .filter(move |(_, since, _)| *since <= release)
-        .map(|&(version, since, sql)| Migration {
-            version,
-            since,
-            sql,
-        })
+    MIGRATIONS.iter().filter(move |m| m.since <= release)
 }
 
 /// The schema version this version's code is written for: its last migration.

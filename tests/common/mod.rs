@@ -150,6 +150,11 @@ impl TestReplica {
 
     /// The cluster CA as served to clients, read from the replica's CA volume.
     pub fn external_ca(&self) -> String {
+        self.ca_volume_file("external/ca.pem")
+    }
+
+    /// A file of the replica's dtr-ca volume (`rel` inside it).
+    pub fn ca_volume_file(&self, rel: &str) -> String {
         let vol = format!("dtr-ca-{}:/ca:ro", self.id);
         let image = format!("registry/dtr:{}", dtr::version::VERSION);
         docker_ok(&[
@@ -160,7 +165,7 @@ impl TestReplica {
             "--entrypoint",
             "cat",
             &image,
-            "/ca/external/ca.pem",
+            &format!("/ca/{rel}"),
         ])
     }
 
@@ -222,6 +227,39 @@ impl TestReplica {
 impl Drop for TestReplica {
     fn drop(&mut self) {
         self.cleanup();
+    }
+}
+
+/// `dtr <args>` (the test build of this version), no terminal; the output, whatever the exit.
+pub fn dtr(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dtr")
+}
+
+/// `dtr join` of `new` (its id and ports) through `existing`.
+pub fn join(new: &TestReplica, existing: &TestReplica) -> Output {
+    dtr(&[
+        "join",
+        "--existing-replica-id",
+        &existing.id,
+        "--replica-id",
+        &new.id,
+        "--replica-https-port",
+        &new.https_port.to_string(),
+        "--replica-http-port",
+        &new.http_port.to_string(),
+    ])
+}
+
+/// Polls `ok` every 500 ms; fails the test after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut ok: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
 

@@ -119,25 +119,8 @@ impl Registry {
     /// A small image of `size` random bytes named `<authority>/<repo>:<tag>`.
     pub fn make_image(&self, repo_tag: &str, size: usize) -> String {
         let name = format!("{}/{repo_tag}", self.authority);
-        let layer = self.dir.path().join("layer");
-        std::fs::create_dir_all(&layer).unwrap();
         let data: Vec<u8> = (0..size).map(|_| rand_byte()).collect();
-        std::fs::write(layer.join("data"), data).unwrap();
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(&layer)
-            .args(["-c", "."])
-            .output()
-            .unwrap();
-        let mut import = Command::new("docker")
-            .args(["import", "-", &name])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        import.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
-        assert!(import.wait().unwrap().success());
+        import_image(self.dir.path(), &name, &data);
         self.images.lock().unwrap().push(name.clone());
         name
     }
@@ -232,6 +215,29 @@ impl Drop for Registry {
         }
         let _ = std::fs::remove_dir_all(&self.certs_d);
     }
+}
+
+/// `docker import` of one layer holding a file `data`, as image `name`; `work` is a scratch
+/// directory.
+pub fn import_image(work: &std::path::Path, name: &str, data: &[u8]) {
+    let layer = work.join("layer");
+    std::fs::create_dir_all(&layer).unwrap();
+    std::fs::write(layer.join("data"), data).unwrap();
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&layer)
+        .args(["-c", "."])
+        .output()
+        .unwrap();
+    let mut import = Command::new("docker")
+        .args(["import", "-", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    import.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
+    assert!(import.wait().unwrap().success());
 }
 
 pub fn rand_byte() -> u8 {
