@@ -9,7 +9,7 @@
 set -euo pipefail
 
 missing=()
-command -v docker >/dev/null 2>&1 || missing+=(docker.io)
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)  # a docker client alone is not enough
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
