@@ -127,6 +127,11 @@ pub enum Error {
     #[error("the backup is refused: {reason}")]
     BadBackup { reason: String },
 
+    /// An offline image bundle (`dtr images load`) that cannot be used: damaged, truncated,
+    /// tampered with, incomplete or of another version. Nothing was loaded.
+    #[error("the image bundle is refused: {reason}")]
+    BadBundle { reason: String },
+
     /// The schema migration of an upgrade failed or did not finish in time.
     #[error("the metadatastoremigration job {job} did not complete: {reason}")]
     MigrationFailed { job: i64, reason: String },
@@ -165,7 +170,7 @@ impl Error {
             Error::Preflight { .. } | Error::EngineUnreachable { .. } => exit::PREFLIGHT,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Refused { .. } => exit::REFUSED,
-            Error::BadBackup { .. } => exit::BAD_BACKUP,
+            Error::BadBackup { .. } | Error::BadBundle { .. } => exit::BAD_BACKUP,
             Error::RolledBack { cause, .. } => cause.exit_code(),
             _ => exit::FAILED,
         }

@@ -5,6 +5,7 @@
 //! `roles` hold the long-running and in-cluster sides of the same binary (api, jobrunner, phase2).
 
 pub mod backup;
+pub mod bundle;
 pub mod cli;
 pub mod components;
 pub mod engine;

@@ -319,5 +319,9 @@ pub fn render(err: &Error) -> String {
             "{operation} refused; nothing was changed:\n{}\nnext: {hint}",
             reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n")
         ),
+        Error::BadBundle { reason } => format!(
+            "the image bundle is refused; nothing was loaded: {reason}\nnext: check the copy (compare `sha256sum` of the file on both machines), or save it again with `dtr images save` on a connected machine with the bootstrapper of the same version ({})",
+            crate::version::VERSION
+        ),
     }
 }

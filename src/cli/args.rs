@@ -39,7 +39,23 @@ pub enum Command {
     Remove(RemoveArgs),
     /// Turn one replica into a single-replica cluster after a majority was lost
     EmergencyRepair(EmergencyRepairArgs),
-    /// Print the images this version installs, one per line
+    /// Print the images this version installs, one per line; `save` and `load` move them to nodes without network
+    ///
+    /// Without an action: print the images this version installs, one per line.
+    ///
+    /// For nodes without network (air-gapped), the images travel as one checked archive.
+    /// On a connected machine, with the binary or the image:
+    ///   dtr images save > dtr-offline-<version>.tar
+    ///   docker run -i --rm --log-driver none -v /var/run/docker.sock:/var/run/docker.sock \
+    ///     registry/dtr:<version> images save > dtr-offline-<version>.tar
+    /// On the node:
+    ///   dtr images load --input dtr-offline-<version>.tar
+    ///
+    /// The archive is a `docker save` archive of the nine images (`docker load -i` reads it too)
+    /// with `dtr-bundle.json` first: the version, each image's ID, every entry's size and SHA-256.
+    /// `load` checks all of it, and that every config and layer matches its digest, before the
+    /// engine loads anything; a refused archive is exit 7.
+    #[command(verbatim_doc_comment)]
     Images(ImagesArgs),
     /// Show every replica's health and roles (etcd member, database primary/standby); not in the original
     Status(StatusArgs),
@@ -444,6 +460,24 @@ pub struct StatusArgs {
 
 #[derive(Args, Debug)]
 pub struct ImagesArgs {
+    #[command(subcommand)]
+    pub action: Option<ImagesAction>,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImagesAction {
+    /// Write every image of this version as one checked archive (a `docker save` archive plus dtr-bundle.json), to stdout or --output
+    Save {
+        /// Write the archive to this file (made complete or not at all) instead of stdout
+        #[arg(long, env = "DTR_IMAGES_OUTPUT")]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Check an archive made by `images save` (version, every checksum, every image ID), then load it into the engine
+    Load {
+        /// Read the archive from this file instead of stdin
+        #[arg(long, env = "DTR_IMAGES_INPUT")]
+        input: Option<std::path::PathBuf>,
+    },
 }

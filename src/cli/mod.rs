@@ -6,6 +6,7 @@ pub mod args;
 mod backup;
 mod convert;
 mod ha;
+mod images;
 mod prompt;
 pub mod reference;
 
@@ -165,12 +166,7 @@ fn user_command(command: Command) -> i32 {
         ));
     }
     let result = match command {
-        Command::Images(_) => {
-            for image in crate::version::all_images() {
-                println!("{image}");
-            }
-            Ok(())
-        }
+        Command::Images(a) => images::run(a, &reporter),
         Command::Install(a) => convert::install(a).and_then(|opts| {
             let report = runtime().block_on(crate::ops::install::install(opts, &reporter))?;
             summary(&reporter, &report);

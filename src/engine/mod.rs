@@ -3,6 +3,7 @@
 //! the object involved. `apply` walks a plan; `probe` waits for health.
 
 pub mod apply;
+mod images;
 pub mod probe;
 
 use std::collections::HashMap;

@@ -7,6 +7,7 @@ pub mod config;
 pub mod destroy;
 pub mod install;
 pub mod join;
+pub mod offline;
 pub mod preflight;
 pub mod reconfigure;
 pub mod remove;

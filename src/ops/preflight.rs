@@ -226,7 +226,7 @@ pub async fn replica(
         f.fail(
             "images",
             format!("missing images: {}", missing.join(", ")),
-            "build them with `scripts/build-images.sh` in the dtr source tree, or `docker load` them on this node",
+            "on a node without network, load the offline bundle of this version: `dtr images load --input <bundle>` (made with `dtr images save` on a connected machine); or build them with `scripts/build-images.sh` in the dtr source tree",
         );
     }
 
