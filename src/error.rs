@@ -127,6 +127,15 @@ pub enum Error {
     #[error("the backup is refused: {reason}")]
     BadBackup { reason: String },
 
+    /// MKE/UCP could not be used: not reachable, its certificate not trusted, or the login
+    /// refused. Nothing was changed.
+    #[error("MKE/UCP at {url}: {reason}")]
+    Mke {
+        url: String,
+        reason: String,
+        hint: String,
+    },
+
     /// An offline image bundle (`dtr images load`) that cannot be used: damaged, truncated,
     /// tampered with, incomplete or of another version. Nothing was loaded.
     #[error("the image bundle is refused: {reason}")]
@@ -167,7 +176,9 @@ impl Error {
             Error::NotAvailableYet { .. }
             | Error::NotSupportedYet { .. }
             | Error::NotImplemented { .. } => exit::NOT_AVAILABLE,
-            Error::Preflight { .. } | Error::EngineUnreachable { .. } => exit::PREFLIGHT,
+            Error::Preflight { .. } | Error::EngineUnreachable { .. } | Error::Mke { .. } => {
+                exit::PREFLIGHT
+            }
             Error::Interrupted => exit::INTERRUPTED,
             Error::Refused { .. } => exit::REFUSED,
             Error::BadBackup { .. } | Error::BadBundle { .. } => exit::BAD_BACKUP,

@@ -275,6 +275,8 @@ pub struct InstallOptions {
     pub db_cache_mb: Option<u32>,
     /// The first administrator of a plain-engine install (`--admin-username/--admin-password`).
     pub admin: AdminAccount,
+    /// `--ignore-preflight-errors`.
+    pub ignore_checks: Vec<&'static str>,
 }
 
 /// One component of an account, namespace or repository name (the registry's grammar):

@@ -269,7 +269,15 @@ pub fn render(err: &Error) -> String {
             source_text(source)
         ),
         Error::Preflight { failures } => format!("preflight checks failed; nothing was created:\n{}", preflight_lines(failures)),
-        Error::Docker { action, object, source } => format!("the Docker engine refused to {action} {object}: {}", source_text(source)),
+        Error::Docker { action, object, source } => {
+            let text = source_text(source);
+            let mut s = format!("the Docker engine refused to {action} {object}: {text}");
+            if text.contains(crate::engine::mke::SCHEDULING_REFUSAL) {
+                s.push_str(&format!("\nMKE's scheduler may not place DTR's containers on that node.\nnext: {}", crate::engine::mke::SCHEDULING_FIX));
+            }
+            s
+        }
+        Error::Mke { url, reason, hint } => format!("MKE/UCP at {url}: {reason}\nnothing was changed.\nnext: {hint}"),
         Error::Unhealthy { container, waited, last_output, logs } => format!(
             "{container} did not become healthy within {}s.\n  last health check output: {}\n  last log lines:\n{}\nnext: inspect it with `docker logs {container}`.",
             waited.as_secs(),
@@ -310,6 +318,10 @@ pub fn render(err: &Error) -> String {
         Error::BadBackup { reason } => format!(
             "the backup is refused; nothing was changed: {reason}\nnext: check the file with `dtr backup verify < backup.tar`, use the bootstrapper version that made it, or take a new backup."
         ),
+        Error::BadBundle { reason } => format!(
+            "the image bundle is refused; nothing was loaded: {reason}\nnext: check the copy (compare `sha256sum` of the file on both machines), or save it again with `dtr images save` on a connected machine with the bootstrapper of the same version ({})",
+            crate::version::VERSION
+        ),
         Error::MigrationFailed { job, reason } => format!(
             "the upgrade stopped: the schema migration (metadatastoremigration job {job}) did not complete: {reason}\n\
              the replicas upgraded so far keep serving on the old schema's data; the upgrade is recorded in etcd\n\
@@ -318,10 +330,6 @@ pub fn render(err: &Error) -> String {
         Error::Refused { operation, reasons, hint } => format!(
             "{operation} refused; nothing was changed:\n{}\nnext: {hint}",
             reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n")
-        ),
-        Error::BadBundle { reason } => format!(
-            "the image bundle is refused; nothing was loaded: {reason}\nnext: check the copy (compare `sha256sum` of the file on both machines), or save it again with `dtr images save` on a connected machine with the bootstrapper of the same version ({})",
-            crate::version::VERSION
         ),
     }
 }

@@ -17,6 +17,10 @@ fn dtr(args: &[&str], env: &[(&str, &str)]) -> Output {
         "MSR_REPLICA_ID",
         "MSR_INSTALL_REPLICA_ID",
         "UCP_URL",
+        "UCP_USERNAME",
+        "UCP_PASSWORD",
+        "UCP_CA",
+        "UCP_INSECURE_TLS",
     ] {
         cmd.env_remove(var);
     }
@@ -140,14 +144,48 @@ fn msr_spellings_of_env_vars_are_accepted() {
 }
 
 #[test]
-fn flags_of_later_issues_are_refused_clearly() {
+fn without_a_terminal_one_error_lists_every_missing_value() {
+    // an MKE target needs username and password (install's administrator is then MKE's)
     let out = dtr(&["install", "--ucp-url", "https://ucp.example"], &[]);
     let log = text(&out);
-    assert_eq!(out.status.code(), Some(4), "{log}");
-    assert!(
-        log.contains("--ucp-url") && log.contains("not supported yet"),
-        "{log}"
+    assert_eq!(out.status.code(), Some(5), "{log}");
+    assert!(!log.contains("--admin-password"), "{log}");
+    for (flag, env) in [
+        ("--ucp-username", "UCP_USERNAME"),
+        ("--ucp-password", "UCP_PASSWORD"),
+    ] {
+        assert!(
+            log.contains(&format!("{flag} (or environment variable {env})")),
+            "{flag} missing from:\n{log}"
+        );
+    }
+    assert!(!log.contains("--ucp-url (or"), "the URL was given:\n{log}");
+    assert_eq!(log.matches("missing required values").count(), 1, "{log}");
+    // MKE chosen through an env var alone
+    let out = dtr(&["destroy"], &[("UCP_USERNAME", "admin")]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{log}");
+    for flag in ["--ucp-url", "--ucp-password", "--replica-id"] {
+        assert!(log.contains(flag), "{flag} missing from:\n{log}");
+    }
+    // a bad MKE URL is named
+    let out = dtr(
+        &[
+            "destroy",
+            "--replica-id",
+            "0123456789ab",
+            "--ucp-url",
+            "http://ucp.example",
+        ],
+        &[("UCP_USERNAME", "admin"), ("UCP_PASSWORD", "pw")],
     );
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(log.contains("--ucp-url") && log.contains("https"), "{log}");
+}
+
+#[test]
+fn flags_of_later_issues_are_refused_clearly() {
     let out = dtr(&["install", "--nfs-storage-url", "nfs://server/dir"], &[]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
 }
@@ -326,4 +364,65 @@ fn restore_takes_exactly_one_storage_choice() {
     // NFS is one of the three choices, and not supported yet: said so
     let out = dtr(&["restore", "--nfs-storage-url", "nfs://h/e"], &[]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_parser() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = dtr(&["completion", shell], &[]);
+        let script = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{shell}: {}", text(&out));
+        for word in [
+            "install",
+            "emergency-repair",
+            "ucp-url",
+            "replica-https-port",
+        ] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+        assert!(
+            !script.contains("jobrunner"),
+            "{shell}: internal command listed"
+        );
+    }
+    let out = dtr(&["man"], &[("UCP_PASSWORD", "secret-in-env-123")]);
+    let page = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH dtr"),
+        "not roff"
+    );
+    for section in [
+        "DTR INSTALL",
+        "DTR BACKUP",
+        "DTR IMAGES",
+        "DTR EMERGENCY-REPAIR",
+    ] {
+        assert!(
+            page.contains(section),
+            "{section} missing from the man page"
+        );
+    }
+    assert!(page.contains("ucp\\-password"), "flags are listed");
+    assert!(!page.contains("secret-in-env-123"), "an env value leaked");
+    assert!(!page.contains("DTR PHASE2"), "internal command listed");
+}
+
+#[test]
+fn only_documented_preflight_checks_can_be_ignored() {
+    let out = dtr(
+        &[
+            "install",
+            "--ignore-preflight-errors",
+            "ports,existing-install",
+        ],
+        &[("DTR_ADMIN_PASSWORD", "a-long-password")],
+    );
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(
+        log.contains("--ignore-preflight-errors")
+            && log.contains("existing-install check cannot be ignored"),
+        "{log}"
+    );
 }

@@ -60,6 +60,20 @@ pub enum Command {
     /// Show every replica's health and roles (etcd member, database primary/standby); not in the original
     Status(StatusArgs),
 
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell; not in the original
+    #[command(
+        long_about = "Print a completion script for the shell on stdout; not in the original.\n  bash: dtr completion bash > /etc/bash_completion.d/dtr\n  zsh:  dtr completion zsh > \"${fpath[1]}/_dtr\"\n  fish: dtr completion fish > ~/.config/fish/completions/dtr.fish"
+    )]
+    Completion {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of dtr and its commands; not in the original
+    #[command(
+        long_about = "Print the man page of dtr and every command (roff) on stdout; not in the original.\n  dtr man > /usr/local/share/man/man1/dtr.1 && man dtr"
+    )]
+    Man,
+
     /// Run the API server (inside the dtr-api container)
     #[command(hide = true)]
     Api,
@@ -151,6 +165,9 @@ pub struct ReplicaArgs {
     /// The node to place the replica on (`docker node ls`); default: this engine's node
     #[arg(long, env = "UCP_NODE")]
     pub ucp_node: Option<String>,
+    /// Preflight checks whose failure only warns, comma-separated: engine-version, ports (not in the original)
+    #[arg(long, env = "DTR_IGNORE_PREFLIGHT_ERRORS", value_name = "CHECKS")]
+    pub ignore_preflight_errors: Option<String>,
 }
 
 /// Service configuration of install and restore.

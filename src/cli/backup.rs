@@ -44,7 +44,6 @@ fn crypt_refused(e: crypt::CryptError) -> Error {
 }
 
 pub fn backup(a: BackupArgs, reporter: &Reporter) -> Result<()> {
-    convert::refuse_ucp(&a.ucp)?;
     if std::io::stdout().is_terminal() {
         return Err(Error::InvalidValue {
             flag: "stdout",
@@ -144,7 +143,6 @@ pub fn verify(a: BackupKeyArgs, reporter: &Reporter) -> Result<()> {
 }
 
 pub fn restore(a: RestoreArgs, reporter: &Reporter) -> Result<()> {
-    convert::refuse_ucp(&a.ucp)?;
     let s = &a.service;
     let volume = convert::nonempty(&s.dtr_storage_volume);
     let nfs = convert::nonempty(&s.nfs_storage_url);
@@ -187,6 +185,9 @@ pub fn restore(a: RestoreArgs, reporter: &Reporter) -> Result<()> {
         proxies: any_proxy.then_some(proxies),
         allow_other_patch: a.allow_other_patch,
         keys: keys(&a.keys)?,
+        ignore_checks: crate::ops::preflight::ignorable(
+            a.replica.ignore_preflight_errors.as_deref(),
+        )?,
     };
     let rt = runtime();
     let result = rt.block_on(crate::ops::restore::restore(

@@ -3,6 +3,7 @@
 
 use super::args::{InstallArgs, ServiceArgs, UcpArgs};
 use super::prompt;
+use crate::engine::mke::MkeTarget;
 use crate::error::{Error, Result};
 use crate::options::{
     AdminAccount, ExternalUrl, InstallOptions, LogLevel, Proxies, ReplicaId, Storage, Subnet,
@@ -10,24 +11,89 @@ use crate::options::{
 use crate::pki::TlsMaterial;
 use crate::secret::Secret;
 
-const MKE_HINT: &str = "this version drives the local Docker engine (DOCKER_HOST or the default socket) only; drop the --ucp-* flags and UCP_* variables";
-
-/// The MKE/UCP target arrives in a later version: say so rather than ignore the flags.
-pub fn refuse_ucp(ucp: &UcpArgs) -> Result<()> {
-    let set = [
-        ("--ucp-url", ucp.ucp_url.is_some()),
-        ("--ucp-username", ucp.ucp_username.is_some()),
-        ("--ucp-password", ucp.ucp_password.is_some()),
-        ("--ucp-ca", ucp.ucp_ca.is_some()),
-        ("--ucp-insecure-tls", ucp.ucp_insecure_tls),
-    ];
-    match set.iter().find(|(_, on)| *on) {
-        Some((flag, _)) => Err(Error::NotSupportedYet {
-            flag,
-            hint: MKE_HINT,
-        }),
-        None => Ok(()),
+/// `--ucp-*`: the MKE/UCP target, or `None` for the local engine when no `--ucp-*` flag (or
+/// `UCP_*` variable) is given at all. With any of them, URL, username and password are required:
+/// asked for on a terminal, else noted in `ask` (the caller ends with `ask.finish()`).
+pub fn mke_target(
+    ucp: &UcpArgs,
+    ask: &mut prompt::Asker,
+    reporter: &crate::report::Reporter,
+) -> Result<Option<MkeTarget>> {
+    let any = [
+        &ucp.ucp_url,
+        &ucp.ucp_username,
+        &ucp.ucp_password,
+        &ucp.ucp_ca,
+    ]
+    .iter()
+    .any(|v| v.is_some())
+        || ucp.ucp_insecure_tls;
+    if !any {
+        return Ok(None);
     }
+    let url = ask.value(
+        nonempty(&ucp.ucp_url),
+        "ucp-url",
+        "The UCP URL including domain and port",
+        "--ucp-url",
+        "UCP_URL",
+    )?;
+    let username = ask.value(
+        nonempty(&ucp.ucp_username),
+        "ucp-username",
+        "The UCP administrator username",
+        "--ucp-username",
+        "UCP_USERNAME",
+    )?;
+    let password = ask.secret(
+        ucp.ucp_password.clone().filter(|p| !p.is_empty()),
+        "ucp-password",
+        "--ucp-password",
+        "UCP_PASSWORD",
+    )?;
+    let (Some(url), Some(username), Some(password)) = (url, username, password) else {
+        return Ok(None);
+    };
+    let ca_pem = nonempty(&ucp.ucp_ca)
+        .map(|v| pem_value("--ucp-ca", &v))
+        .transpose()?;
+    if ucp.ucp_insecure_tls {
+        reporter.warn(
+            "--ucp-insecure-tls: MKE's certificate is not verified, so whoever sits between this machine and MKE can read the password and the session; give --ucp-ca instead outside a lab",
+        );
+        if ca_pem.is_some() {
+            reporter.warn("--ucp-ca is not used because --ucp-insecure-tls was given");
+        }
+    }
+    Ok(Some(MkeTarget {
+        url: mke_url(&url)?,
+        username,
+        password,
+        ca_pem,
+        insecure: ucp.ucp_insecure_tls,
+    }))
+}
+
+/// `--ucp-url`: `https://host[:port]`; a bare `host[:port]` means https.
+fn mke_url(v: &str) -> Result<url::Url> {
+    let with_scheme = if v.contains("://") {
+        v.to_string()
+    } else {
+        format!("https://{v}")
+    };
+    let invalid = |reason: &str| Error::InvalidValue {
+        flag: "--ucp-url",
+        value: v.to_string(),
+        reason: reason.into(),
+    };
+    let url = url::Url::parse(&with_scheme).map_err(|e| invalid(&e.to_string()))?;
+    if url.scheme() != "https" {
+        return Err(invalid("MKE/UCP is reached over https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("no host in it"));
+    }
+    Ok(url)
 }
 
 pub fn refuse_later_features(s: &ServiceArgs) -> Result<()> {
@@ -142,7 +208,6 @@ fn tls_parts(
 pub fn reconfigure(
     a: &crate::cli::args::ReconfigureArgs,
 ) -> Result<crate::ops::reconfigure::Changes> {
-    refuse_ucp(&a.ucp)?;
     refuse_later([
         a.nfs_storage_url.is_some(),
         a.nfs_options.is_some(),
@@ -188,7 +253,6 @@ pub fn reconfigure(
 }
 
 pub fn install(a: InstallArgs) -> Result<InstallOptions> {
-    refuse_ucp(&a.ucp)?;
     refuse_later_features(&a.service)?;
     let s = &a.service;
     let tls = tls(s)?;
@@ -211,7 +275,14 @@ pub fn install(a: InstallArgs) -> Result<InstallOptions> {
             no_proxy: nonempty(&s.no_proxy),
         },
         db_cache_mb: a.replica.replica_rethinkdb_cache_mb,
-        admin: admin_account(&a.admin_username, a.admin_password)?,
+        admin: match (crate::engine::mke::target(), nonempty(&a.admin_password)) {
+            // through MKE, DTR's first administrator is MKE's, as the original's users were MKE's
+            (Some(mke), None) => admin_account(&mke.username, Some(mke.password.expose().clone()))?,
+            _ => admin_account(&a.admin_username, a.admin_password)?,
+        },
+        ignore_checks: crate::ops::preflight::ignorable(
+            a.replica.ignore_preflight_errors.as_deref(),
+        )?,
     })
 }
 

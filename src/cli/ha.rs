@@ -28,7 +28,6 @@ pub(super) fn chooser<'a>(
 }
 
 pub fn join(a: JoinArgs, reporter: &Reporter) -> Result<()> {
-    convert::refuse_ucp(&a.ucp)?;
     let opts = crate::ops::join::JoinOptions {
         existing: convert::replica_id_opt(&a.existing_replica_id)?,
         replica_id: convert::new_replica_id(&a.replica.replica_id)?,
@@ -38,6 +37,9 @@ pub fn join(a: JoinArgs, reporter: &Reporter) -> Result<()> {
         db_cache_mb: convert::cache_mb(a.replica.replica_rethinkdb_cache_mb)?,
         skip_network_test: a.skip_network_test,
         unsafe_join: a.unsafe_join,
+        ignore_checks: crate::ops::preflight::ignorable(
+            a.replica.ignore_preflight_errors.as_deref(),
+        )?,
     };
     let choose = chooser(
         prompt::interactive(),
@@ -61,7 +63,6 @@ pub fn join(a: JoinArgs, reporter: &Reporter) -> Result<()> {
 }
 
 pub fn remove(a: RemoveArgs, reporter: &Reporter) -> Result<()> {
-    convert::refuse_ucp(&a.ucp)?;
     let interactive = prompt::interactive();
     let mut ids = convert::replica_ids(&a.replica_ids, &a.replica_id)?;
     if ids.is_empty() {
@@ -118,7 +119,6 @@ pub fn remove(a: RemoveArgs, reporter: &Reporter) -> Result<()> {
 }
 
 pub fn repair(a: EmergencyRepairArgs, reporter: &Reporter) -> Result<()> {
-    convert::refuse_ucp(&a.ucp)?;
     crate::options::Subnet::parse(&a.overlay_subnet)?;
     let interactive = prompt::interactive();
     let yes = a.yes;
@@ -231,7 +231,6 @@ pub fn status(a: StatusArgs) -> Result<()> {
 /// `dtr upgrade`: the version rules' verdict (the rolling replacement is not there yet).
 pub fn upgrade(a: UpgradeArgs, reporter: &Reporter) -> Result<()> {
     use crate::ops::upgrade::UpgradeReport;
-    convert::refuse_ucp(&a.ucp)?;
     let choose = chooser(
         prompt::interactive(),
         "existing-replica-id (A healthy replica to drive the upgrade from)",

@@ -85,6 +85,16 @@ pub fn main() -> i32 {
                 Err(e) => finish(Err(e), &Reporter::quiet()),
             }
         }
+        Command::Completion { shell } => {
+            reference::completion(shell, &mut std::io::stdout());
+            exit::OK
+        }
+        Command::Man => match reference::man(&mut std::io::stdout()) {
+            Ok(()) => exit::OK,
+            // `dtr man | head`
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+            Err(e) => finish(Err(Error::io("write the man page", e)), &Reporter::quiet()),
+        },
         command => user_command(command),
     }
 }
@@ -125,6 +135,49 @@ fn common_of(command: &Command) -> Option<&CommonArgs> {
     })
 }
 
+fn ucp_of(command: &Command) -> Option<&args::UcpArgs> {
+    Some(match command {
+        Command::Install(a) => &a.ucp,
+        Command::Join(a) => &a.ucp,
+        Command::Reconfigure(a) => &a.ucp,
+        Command::Upgrade(a) => &a.ucp,
+        Command::Backup(a) => &a.ucp,
+        Command::Restore(a) => &a.ucp,
+        Command::Destroy(a) => &a.ucp,
+        Command::Remove(a) => &a.ucp,
+        Command::EmergencyRepair(a) => &a.ucp,
+        _ => return None,
+    })
+}
+
+/// Before a command runs: the target (MKE when `--ucp-*` is given: its URL, username and
+/// password asked for on a terminal); without a terminal, when MKE's values are missing, one
+/// error listing every required value that is missing — MKE's and the command's own.
+fn prepare(command: &Command, reporter: &Reporter) -> Result<()> {
+    let mut ask = prompt::Asker::new(prompt::interactive());
+    if let Some(ucp) = ucp_of(command) {
+        if let Some(target) = convert::mke_target(ucp, &mut ask, reporter)? {
+            crate::engine::mke::use_target(target);
+        }
+    }
+    // MKE's values are missing: name the command's own missing values in the same error
+    // (otherwise each command checks its values first and names what is missing itself)
+    if !ask.is_interactive() && !ask.is_complete() {
+        let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
+        match command {
+            Command::Destroy(a) if blank(&a.replica_id) => {
+                ask.note_missing("--replica-id", "DTR_DESTROY_REPLICA_ID")
+            }
+            Command::Remove(a) if blank(&a.replica_ids) && blank(&a.replica_id) => {
+                ask.note_missing("--replica-ids", "DTR_REMOVE_REPLICA_IDS")
+            }
+            Command::EmergencyRepair(a) if !a.yes => ask.note_missing("--yes", "YES"),
+            _ => {}
+        }
+    }
+    ask.finish()
+}
+
 fn subcommand_name(command: &Command) -> &'static str {
     match command {
         Command::Install(_) => "install",
@@ -143,6 +196,8 @@ fn subcommand_name(command: &Command) -> &'static str {
         Command::Phase2 { .. } => "phase2",
         Command::Health { .. } => "health",
         Command::DbProxy { .. } => "db-proxy",
+        Command::Completion { .. } => "completion",
+        Command::Man => "man",
     }
 }
 
@@ -165,7 +220,7 @@ fn user_command(command: Command) -> i32 {
             crate::version::VERSION
         ));
     }
-    let result = match command {
+    let result = prepare(&command, &reporter).and_then(|()| match command {
         Command::Images(a) => images::run(a, &reporter),
         Command::Install(a) => convert::install(a).and_then(|opts| {
             let report = runtime().block_on(crate::ops::install::install(opts, &reporter))?;
@@ -186,12 +241,11 @@ fn user_command(command: Command) -> i32 {
         Command::Upgrade(a) => ha::upgrade(a, &reporter),
         Command::Reconfigure(a) => ha::reconfigure(a, &reporter),
         _ => Err(Error::NotAvailableYet { command: name }),
-    };
+    });
     finish(result, &reporter)
 }
 
 async fn destroy(a: args::DestroyArgs, reporter: &Reporter) -> Result<()> {
-    convert::refuse_ucp(&a.ucp)?;
     let interactive = prompt::interactive();
     if a.replica_id.is_none() && !interactive {
         return Err(Error::MissingInput {

@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
@@ -50,4 +51,95 @@ pub fn new_password(label: &str) -> Result<String> {
         .with_confirmation("Repeat it", "The two entries differ")
         .interact()
         .map_err(prompt_err)
+}
+
+/// Collects the required values of a command: each one given (flag or env) is used, each one
+/// missing is asked for on a terminal in the original's shape (`name (usage): `, passwords
+/// hidden) or, without a terminal, noted so that one error can list them all.
+pub struct Asker {
+    interactive: bool,
+    missing: Vec<(&'static str, &'static str)>,
+}
+
+impl Asker {
+    pub fn new(interactive: bool) -> Asker {
+        Asker {
+            interactive,
+            missing: Vec::new(),
+        }
+    }
+
+    /// A required value: `given`, else the answer to `name (usage): `, else `None` (noted).
+    pub fn value(
+        &mut self,
+        given: Option<String>,
+        name: &str,
+        usage: &str,
+        flag: &'static str,
+        env: &'static str,
+    ) -> Result<Option<String>> {
+        if given.is_some() {
+            return Ok(given);
+        }
+        if !self.interactive {
+            self.note_missing(flag, env);
+            return Ok(None);
+        }
+        let theme = dialoguer::theme::SimpleTheme;
+        let answer: String = dialoguer::Input::with_theme(&theme)
+            .with_prompt(format!("{name} ({usage})"))
+            .interact_text()
+            .map_err(prompt_err)?;
+        Ok(Some(answer.trim().to_string()))
+    }
+
+    /// A required secret: `given`, else asked without echo (`name: `), else `None` (noted).
+    pub fn secret(
+        &mut self,
+        given: Option<String>,
+        name: &str,
+        flag: &'static str,
+        env: &'static str,
+    ) -> Result<Option<Secret<String>>> {
+        if let Some(v) = given {
+            return Ok(Some(Secret::new(v)));
+        }
+        if !self.interactive {
+            self.note_missing(flag, env);
+            return Ok(None);
+        }
+        let theme = dialoguer::theme::SimpleTheme;
+        let answer = dialoguer::Password::with_theme(&theme)
+            .with_prompt(name)
+            .interact()
+            .map_err(prompt_err)?;
+        Ok(Some(Secret::new(answer)))
+    }
+
+    /// A value the command needs that no terminal can provide now (listed in the error).
+    pub fn note_missing(&mut self, flag: &'static str, env: &'static str) {
+        if !self.missing.contains(&(flag, env)) {
+            self.missing.push((flag, env));
+        }
+    }
+
+    /// Nothing noted missing so far.
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty()
+    }
+
+    pub fn is_interactive(&self) -> bool {
+        self.interactive
+    }
+
+    /// `Err(MissingInput)` listing every value noted missing.
+    pub fn finish(self) -> Result<()> {
+        if self.missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::MissingInput {
+                missing: self.missing,
+            })
+        }
+    }
 }

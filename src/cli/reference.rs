@@ -26,6 +26,13 @@ pub fn markdown() -> String {
         out.push_str(&format!("\n## dtr {name}\n\n```text\n"));
         out.push_str(&sub.render_long_help().to_string());
         out.push_str("```\n");
+        // actions such as `images save` and `backup verify`
+        for action in sub.get_subcommands_mut().filter(|s| !s.is_hide_set()) {
+            let action_name = action.get_name().to_string();
+            out.push_str(&format!("\n### dtr {name} {action_name}\n\n```text\n"));
+            out.push_str(&action.render_long_help().to_string());
+            out.push_str("```\n");
+        }
     }
     // trailing spaces from clap's layout are noise in a diff
     out.lines()
@@ -33,4 +40,64 @@ pub fn markdown() -> String {
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
+}
+
+/// The parser without its internal commands (those the images run), env values hidden.
+fn public_command() -> clap::Command {
+    let full = Cli::command();
+    let public: Vec<clap::Command> = full
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .map(|s| s.clone().mut_args(|a| a.hide_env_values(true)))
+        .collect();
+    let mut cmd = full;
+    for sub in &public {
+        cmd = cmd.mut_subcommand(sub.get_name(), |_| sub.clone());
+    }
+    let hidden: Vec<String> = cmd
+        .get_subcommands()
+        .filter(|s| s.is_hide_set())
+        .map(|s| s.get_name().to_string())
+        .collect();
+    // clap cannot drop a subcommand: start again from the top-level settings
+    let mut top = clap::Command::new("dtr")
+        .version(crate::version::VERSION)
+        .about(cmd.get_about().cloned().unwrap_or_default())
+        .long_about(cmd.get_long_about().cloned().unwrap_or_default())
+        .subcommand_required(true);
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !hidden.iter().any(|h| h == s.get_name()))
+    {
+        top = top.subcommand(sub.clone());
+    }
+    top
+}
+
+/// `dtr completion <shell>`: the completion script of the parser.
+pub fn completion(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    clap_complete::generate(shell, &mut public_command(), "dtr", out);
+}
+
+/// `dtr man`: one roff page for dtr with a section per user-facing command (hidden internal
+/// commands left out).
+pub fn man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut cmd = public_command();
+    cmd.build();
+    let page = clap_mangen::Man::new(cmd.clone());
+    page.render_title(out)?;
+    page.render_name_section(out)?;
+    page.render_synopsis_section(out)?;
+    page.render_description_section(out)?;
+    page.render_subcommands_section(out)?;
+    for sub in cmd.get_subcommands() {
+        let name = sub.get_name();
+        writeln!(out, ".SH \"DTR {}\"", name.to_uppercase())?;
+        let sub_page = clap_mangen::Man::new(sub.clone().bin_name(format!("dtr {name}")));
+        sub_page.render_synopsis_section(out)?;
+        sub_page.render_description_section(out)?;
+        sub_page.render_options_section(out)?;
+    }
+    page.render_version_section(out)?;
+    Ok(())
 }

@@ -4,6 +4,7 @@
 
 pub mod apply;
 mod images;
+pub mod mke;
 pub mod probe;
 
 use std::collections::HashMap;
@@ -34,6 +35,10 @@ pub use bollard::models::{
 pub struct Engine {
     docker: Docker,
     pub host: String,
+    /// Reached through MKE/UCP (`--ucp-url`): containers are placed with a node constraint.
+    via_mke: bool,
+    /// The node new containers go to (MKE only; a plain engine is its own node).
+    node: Option<String>,
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
@@ -88,6 +93,30 @@ pub struct ExecOutput {
 
 impl Engine {
     pub async fn connect() -> Result<Engine> {
+        if let Some(target) = mke::target() {
+            let host = target.shown();
+            let docker = target.connect().await?;
+            let docker = docker.negotiate_version().await.map_err(|source| match source {
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 401 | 403,
+                    message,
+                } => Error::Mke {
+                    url: host.clone(),
+                    reason: format!("the login worked, but the Docker API refused the session token: {message}"),
+                    hint: "the account must be an MKE administrator; if it is, MKE ended the session at once: check MKE's session lifetime (Admin Settings → Authentication) and run again".into(),
+                },
+                source => Error::EngineUnreachable {
+                    host: format!("{host} (through MKE)"),
+                    source,
+                },
+            })?;
+            return Ok(Engine {
+                docker,
+                host,
+                via_mke: true,
+                node: None,
+            });
+        }
         let host =
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
         let unreachable = |source| Error::EngineUnreachable {
@@ -98,7 +127,12 @@ impl Engine {
         // The engine may be older than bollard's default API version (Debian's 20.10 speaks 1.41).
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
-        Ok(Engine { docker, host })
+        Ok(Engine {
+            docker,
+            host,
+            via_mke: false,
+            node: None,
+        })
     }
 
     pub async fn info(&self) -> Result<SystemInfo> {
@@ -329,8 +363,54 @@ impl Engine {
         Ok(())
     }
 
-    /// Creates a container from a raw body (phase 2, preflight probes).
-    pub async fn create_raw(&self, name: &str, body: ContainerCreateBody) -> Result<()> {
+    pub fn via_mke(&self) -> bool {
+        self.via_mke
+    }
+
+    /// The same engine, placing the containers it creates on `node` (through MKE).
+    pub fn placed_on(&self, node: &str) -> Engine {
+        Engine {
+            node: Some(node.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// The node a new container goes to through MKE: the one chosen for this engine, else the
+    /// node its replica's other containers were placed on (upgrade, reconfigure, phase 2).
+    async fn placement(&self, body: &ContainerCreateBody) -> Result<Option<String>> {
+        if !self.via_mke {
+            return Ok(None);
+        }
+        if let Some(node) = &self.node {
+            return Ok(Some(node.clone()));
+        }
+        let replica = body
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::plan::labels::REPLICA));
+        let Some(replica) = replica else {
+            return Ok(None);
+        };
+        let filter = format!("{}={replica}", crate::plan::labels::REPLICA);
+        let siblings = self.containers_labelled(&[&filter]).await?;
+        Ok(siblings.iter().find_map(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get(crate::plan::labels::NODE).cloned())
+        }))
+    }
+
+    /// Creates a container from a raw body (phase 2, preflight probes). Through MKE the body
+    /// gets the node constraint and a label naming the node.
+    pub async fn create_raw(&self, name: &str, mut body: ContainerCreateBody) -> Result<()> {
+        if let Some(node) = self.placement(&body).await? {
+            body.env
+                .get_or_insert_with(Vec::new)
+                .push(mke::node_constraint(&node));
+            body.labels
+                .get_or_insert_with(Default::default)
+                .insert(crate::plan::labels::NODE.to_string(), node);
+        }
         self.docker
             .create_container(
                 Some(CreateContainerOptions {

@@ -39,6 +39,8 @@ pub async fn install(opts: InstallOptions, reporter: &Reporter) -> Result<Instal
         }
     };
     step.done(format!("node {}", facts.node));
+    // through MKE, every container of the replica goes to that node
+    let engine = engine.placed_on(&facts.node);
 
     let plan = plan::install_plan(&opts, &facts);
     reporter.info(format!(

@@ -30,6 +30,8 @@ pub struct JoinOptions {
     pub db_cache_mb: Option<u32>,
     pub skip_network_test: bool,
     pub unsafe_join: bool,
+    /// `--ignore-preflight-errors`.
+    pub ignore_checks: Vec<&'static str>,
 }
 
 pub struct JoinReport {
@@ -132,6 +134,7 @@ pub async fn join(
             http_port: opts.http_port,
             https_port: opts.https_port,
             joining: true,
+            ignore: opts.ignore_checks.clone(),
         },
         reporter,
     )
@@ -144,6 +147,8 @@ pub async fn join(
         }
     };
     step.done(format!("node {}", facts.node));
+    // through MKE, every container of the replica goes to that node
+    let engine = engine.placed_on(&facts.node);
 
     if opts.skip_network_test {
         reporter.warn("skipping the overlay network test (--skip-network-test)");

@@ -1,5 +1,6 @@
 //! Preflight: every check runs and all failures are reported together before anything is
-//! created. Resource shortfalls are warnings on a plain engine (the original refuses on MKE).
+//! created, and one line says how each named check (`CHECKS`) came out. Resource shortfalls
+//! and a manager node (through MKE) are warnings; the install continues.
 
 use crate::engine::Engine;
 use crate::error::{Error, PreflightFailure, Result};
@@ -13,9 +14,74 @@ pub const MIN_CPUS: i64 = 2;
 pub const MIN_MEMORY_BYTES: i64 = 8 * 1024 * 1024 * 1024;
 pub const MIN_DISK_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 
+/// Every named check of a new replica's preflight, in the order they are reported
+/// (docs/operations/install.md#preflight-checks).
+pub const CHECKS: [&str; 10] = [
+    "swarm",
+    "node",
+    "engine-version",
+    "existing-install",
+    "replica-id",
+    "networks",
+    "images",
+    "ports",
+    "scheduling",
+    "resources",
+];
+
+/// The checks `--ignore-preflight-errors` may turn into warnings. The others stay failures: the
+/// operation would fail later (swarm, node, images, scheduling) or damage a cluster
+/// (existing-install, replica-id, networks).
+pub const IGNORABLE: [&str; 2] = ["engine-version", "ports"];
+
+/// `--ignore-preflight-errors`: comma-separated names out of `IGNORABLE`.
+pub fn ignorable(list: Option<&str>) -> Result<Vec<&'static str>> {
+    let mut out = Vec::new();
+    for name in list
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        match IGNORABLE.iter().find(|c| **c == name) {
+            Some(c) if !out.contains(c) => out.push(*c),
+            Some(_) => {}
+            None => {
+                return Err(Error::InvalidValue {
+                    flag: "--ignore-preflight-errors",
+                    value: name.to_string(),
+                    reason: if CHECKS.contains(&name) {
+                        format!(
+                            "the {name} check cannot be ignored (only {} can)",
+                            IGNORABLE.join(", ")
+                        )
+                    } else {
+                        format!(
+                            "no such check; checks that can be ignored: {}",
+                            IGNORABLE.join(", ")
+                        )
+                    },
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The oldest Docker Engine dtr drives (what it is tested on: Debian's 20.10).
+pub const MIN_ENGINE: (u64, u64) = (20, 10);
+
+/// `major.minor` of an engine version such as `20.10.24+dfsg1` or `23.0.1`.
+fn engine_version(v: &str) -> Option<(u64, u64)> {
+    let mut parts = v.split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 struct Findings {
     failures: Vec<PreflightFailure>,
-    warnings: Vec<String>,
+    warnings: Vec<(&'static str, String)>,
 }
 
 impl Findings {
@@ -25,6 +91,28 @@ impl Findings {
             problem: problem.into(),
             fix: fix.into(),
         });
+    }
+
+    fn warn(&mut self, check: &'static str, problem: impl Into<String>) {
+        self.warnings.push((check, problem.into()));
+    }
+
+    /// `swarm ok, node warn, ports FAIL, ...`: every check's outcome on one line.
+    fn summary(&self) -> String {
+        CHECKS
+            .iter()
+            .map(|c| {
+                let outcome = if self.failures.iter().any(|f| f.check == *c) {
+                    "FAIL"
+                } else if self.warnings.iter().any(|(w, _)| w == c) {
+                    "warn"
+                } else {
+                    "ok"
+                };
+                format!("{c} {outcome}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -37,6 +125,8 @@ pub struct PreflightRequest {
     pub https_port: u16,
     /// `join`: a cluster must exist (and the new id must be unused); `install`: none may.
     pub joining: bool,
+    /// `--ignore-preflight-errors`: these checks' failures are reported as warnings.
+    pub ignore: Vec<&'static str>,
 }
 
 impl PreflightRequest {
@@ -47,6 +137,7 @@ impl PreflightRequest {
             http_port: opts.http_port,
             https_port: opts.https_port,
             joining: false,
+            ignore: opts.ignore_checks.clone(),
         }
     }
 }
@@ -87,6 +178,9 @@ pub async fn replica(
         .clone()
         .unwrap_or_else(|| info.name.clone().unwrap_or_default());
     let mut node_addr = swarm.node_addr.clone().filter(|a| !a.is_empty());
+    let mut node_resources = None;
+    let mut node_engine = info.server_version.clone();
+    let via_mke = engine.via_mke();
     if !active {
         f.fail("swarm", "this Docker engine is not part of a swarm (the dtr-ol overlay network needs swarm mode)", "run `docker swarm init` (or join it to your swarm), then retry");
     } else if swarm.control_available != Some(true) {
@@ -97,20 +191,49 @@ pub async fn replica(
         );
     } else {
         let nodes = engine.nodes().await?;
+        let hostname = |n: &crate::engine::Node| {
+            n.description
+                .as_ref()
+                .and_then(|d| d.hostname.clone())
+                .unwrap_or_default()
+        };
+        let ready = |n: &crate::engine::Node| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.state.map(|x| x.to_string()))
+                == Some("ready".into())
+        };
         let wanted = opts.node.clone();
-        let found = nodes.iter().find(|n| match &wanted {
-            Some(w) => {
-                n.id.as_deref() == Some(w.as_str())
-                    || n.description.as_ref().and_then(|d| d.hostname.as_deref())
-                        == Some(w.as_str())
+        let found = match &wanted {
+            Some(w) => nodes
+                .iter()
+                .find(|n| n.id.as_deref() == Some(w.as_str()) || hostname(n) == *w),
+            // Through MKE without --ucp-node: the only ready node, as the original picks it.
+            None if via_mke => {
+                let ready: Vec<_> = nodes.iter().filter(|n| ready(n)).collect();
+                if ready.len() == 1 {
+                    reporter.info(format!(
+                        "Only one available node detected. Picking node '{}'",
+                        hostname(ready[0])
+                    ));
+                }
+                (ready.len() == 1).then(|| ready[0])
             }
-            None => n.id.as_deref() == Some(own_node_id.as_str()),
-        });
-        let names: Vec<String> = nodes
-            .iter()
-            .filter_map(|n| n.description.as_ref().and_then(|d| d.hostname.clone()))
-            .collect();
+            None => nodes
+                .iter()
+                .find(|n| n.id.as_deref() == Some(own_node_id.as_str())),
+        };
+        let names: Vec<String> = nodes.iter().map(hostname).collect();
         match found {
+            None if wanted.is_none() && via_mke => f.fail(
+                "node",
+                format!(
+                    "MKE has {} ready nodes and no --ucp-node was given (nodes: {})",
+                    nodes.iter().filter(|n| ready(n)).count(),
+                    names.join(", ")
+                ),
+                "give --ucp-node with the hostname of the node that receives the replica (a worker)",
+            ),
             None => f.fail(
                 "node",
                 format!(
@@ -121,11 +244,7 @@ pub async fn replica(
                 "give --ucp-node with a hostname from `docker node ls`",
             ),
             Some(n) => {
-                node_name = n
-                    .description
-                    .as_ref()
-                    .and_then(|d| d.hostname.clone())
-                    .unwrap_or(node_name);
+                node_name = hostname(n);
                 if let Some(addr) = n
                     .status
                     .as_ref()
@@ -133,6 +252,11 @@ pub async fn replica(
                     .filter(|a| !a.is_empty() && a != "0.0.0.0")
                 {
                     node_addr = Some(addr);
+                }
+                let description = n.description.clone().unwrap_or_default();
+                node_resources = description.resources.clone();
+                if let Some(v) = description.engine.and_then(|e| e.engine_version) {
+                    node_engine = Some(v);
                 }
                 let state = n
                     .status
@@ -146,15 +270,47 @@ pub async fn replica(
                         "bring the node back (`docker node ls`) or choose another with --ucp-node",
                     );
                 }
-                if n.id.as_deref() != Some(own_node_id.as_str()) {
+                let manager = n.spec.as_ref().and_then(|s| s.role.map(|r| r.to_string()))
+                    == Some("manager".into());
+                if via_mke && manager {
+                    f.warn(
+                        "node",
+                        format!("node {node_name} is an MKE manager: MKE's documentation recommends worker nodes for DTR, because the managers run MKE's own control plane (its etcd and databases) and DTR's etcd and database compete with it for disk and memory, and losing that node then costs both a manager and a DTR replica; the install continues on it"),
+                    );
+                }
+                if !via_mke && n.id.as_deref() != Some(own_node_id.as_str()) {
                     f.fail(
                         "node",
                         format!("node {node_name} is not the node of the engine at {}: without MKE/UCP, containers can only be placed on the engine dtr talks to", engine.host),
-                        format!("run dtr against {node_name}'s own engine (DOCKER_HOST), or omit --ucp-node"),
+                        format!("run dtr against {node_name}'s own engine (DOCKER_HOST), or omit --ucp-node, or go through MKE with --ucp-url"),
                     );
                 }
             }
         }
+    }
+
+    // engine version of the node
+    match node_engine.as_deref().map(engine_version) {
+        Some(Some(v)) if v < MIN_ENGINE => f.fail(
+            "engine-version",
+            format!(
+                "node {node_name} runs Docker Engine {}; dtr needs {}.{} or newer",
+                node_engine.as_deref().unwrap_or_default(),
+                MIN_ENGINE.0,
+                MIN_ENGINE.1
+            ),
+            "upgrade the node's Docker Engine (or MKE), then retry",
+        ),
+        Some(None) | None => f.warn(
+            "engine-version",
+            format!(
+                "the Docker Engine version of node {node_name} is not known ({}); dtr is tested with {}.{} and newer",
+                node_engine.as_deref().unwrap_or("not reported"),
+                MIN_ENGINE.0,
+                MIN_ENGINE.1
+            ),
+        ),
+        Some(Some(_)) => {}
     }
 
     // an existing DTR: refuse
@@ -259,43 +415,78 @@ pub async fn replica(
         }
     }
 
-    // resources
-    let cpus = info.ncpu.unwrap_or(0);
-    let mem = info.mem_total.unwrap_or(0);
+    // resources of the node (the engine's own figures on a plain engine)
+    let cpus = node_resources
+        .as_ref()
+        .and_then(|r| r.nano_cpus)
+        .map(|n| n / 1_000_000_000)
+        .or(info.ncpu)
+        .unwrap_or(0);
+    let mem = node_resources
+        .as_ref()
+        .and_then(|r| r.memory_bytes)
+        .or(info.mem_total)
+        .unwrap_or(0);
     if cpus < MIN_CPUS {
-        f.warnings.push(format!(
-            "the node has {cpus} CPUs; DTR's documented minimum is {MIN_CPUS}"
-        ));
+        f.warn(
+            "resources",
+            format!("the node has {cpus} CPUs; DTR's documented minimum is {MIN_CPUS}"),
+        );
     }
     if mem < MIN_MEMORY_BYTES {
-        f.warnings.push(format!(
-            "the node has {:.1} GiB of memory; DTR's documented minimum is 8 GiB",
-            mem as f64 / 1073741824.0
-        ));
+        f.warn(
+            "resources",
+            format!(
+                "the node has {:.1} GiB of memory; DTR's documented minimum is 8 GiB",
+                mem as f64 / 1073741824.0
+            ),
+        );
     }
 
-    // a throw-away container binds the ports for real (catches non-Docker listeners) and reads the free disk space
+    // a throw-away container on the node binds the ports for real (catches non-Docker
+    // listeners), reads the free disk space, and — through MKE — proves MKE schedules there
     if f.failures.is_empty() {
-        match probe_node(engine, &opts.replica_id, opts.http_port, opts.https_port).await {
-            Ok(Some(free)) if free < MIN_DISK_BYTES => f.warnings.push(format!(
-                "{:.1} GiB free for Docker's data; DTR's documented minimum is 10 GiB",
-                free as f64 / 1073741824.0
-            )),
+        let placed = engine.placed_on(&node_name);
+        match probe_node(&placed, &opts.replica_id, opts.http_port, opts.https_port).await {
+            Ok(Some(free)) if free < MIN_DISK_BYTES => f.warn(
+                "resources",
+                format!(
+                    "{:.1} GiB free for Docker's data; DTR's documented minimum is 10 GiB",
+                    free as f64 / 1073741824.0
+                ),
+            ),
             Ok(_) => {}
             Err(ProbeError::Ports(msg)) => f.fail(
                 "ports",
                 msg,
                 "free the port or choose another with --replica-http-port/--replica-https-port",
             ),
+            Err(ProbeError::Scheduling(msg)) => f.fail(
+                "scheduling",
+                format!("MKE refused to place a container on node {node_name}: {msg}"),
+                crate::engine::mke::SCHEDULING_FIX,
+            ),
             Err(ProbeError::Other(e)) => return Err(e),
         }
     }
 
-    for w in &f.warnings {
-        reporter.warn(format!(
-            "{w} (a warning on a plain Docker engine; the install continues)"
-        ));
+    let (ignored, failures): (Vec<_>, Vec<_>) = std::mem::take(&mut f.failures)
+        .into_iter()
+        .partition(|x| opts.ignore.contains(&x.check));
+    f.failures = failures;
+    for x in ignored {
+        f.warn(
+            x.check,
+            format!(
+                "{} (ignored with --ignore-preflight-errors={})",
+                x.problem, x.check
+            ),
+        );
     }
+    for (_, w) in &f.warnings {
+        reporter.warn(w);
+    }
+    reporter.info(format!("preflight: {}", f.summary()));
     if !f.failures.is_empty() {
         return Err(Error::Preflight {
             failures: f.failures,
@@ -310,6 +501,7 @@ pub async fn replica(
 
 enum ProbeError {
     Ports(String),
+    Scheduling(String),
     Other(Error),
 }
 
@@ -353,10 +545,15 @@ async fn probe_node(
         ..Default::default()
     };
     let _ = engine.remove_container(&name).await;
-    engine
-        .create_raw(&name, body)
-        .await
-        .map_err(ProbeError::Other)?;
+    if let Err(e) = engine.create_raw(&name, body).await {
+        let text = crate::report::render(&e);
+        if text.contains(crate::engine::mke::SCHEDULING_REFUSAL) {
+            return Err(ProbeError::Scheduling(
+                crate::engine::mke::SCHEDULING_REFUSAL.into(),
+            ));
+        }
+        return Err(ProbeError::Other(e));
+    }
     let result = async {
         if let Err(e) = engine.start(&name).await {
             let text = crate::report::render(&e);
@@ -381,4 +578,53 @@ async fn probe_node(
     .await;
     let _ = engine.remove_container(&name).await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_versions() {
+        assert_eq!(engine_version("20.10.24+dfsg1"), Some((20, 10)));
+        assert_eq!(engine_version("28.2.2"), Some((28, 2)));
+        assert_eq!(engine_version("ucp/3.8.1"), None);
+        assert!(engine_version("19.03.15").unwrap() < MIN_ENGINE);
+        assert!(engine_version("23.0.1").unwrap() >= MIN_ENGINE);
+    }
+
+    #[test]
+    fn only_the_ignorable_checks_can_be_ignored() {
+        assert_eq!(
+            ignorable(Some("ports, engine-version,ports")).unwrap(),
+            vec!["ports", "engine-version"]
+        );
+        assert!(ignorable(None).unwrap().is_empty());
+        for bad in ["existing-install", "swarm", "no-such-check"] {
+            match ignorable(Some(bad)) {
+                Err(Error::InvalidValue { flag, value, .. }) => {
+                    assert_eq!(flag, "--ignore-preflight-errors");
+                    assert_eq!(value, bad);
+                }
+                other => panic!("{bad}: {:?}", other.map(|_| ())),
+            }
+        }
+    }
+
+    #[test]
+    fn the_summary_names_every_check() {
+        let mut f = Findings {
+            failures: Vec::new(),
+            warnings: Vec::new(),
+        };
+        f.fail("ports", "port 443 in use", "free it");
+        f.warn("resources", "2 CPUs");
+        let s = f.summary();
+        for c in CHECKS {
+            assert!(s.contains(c), "{c} missing from {s}");
+        }
+        assert!(s.contains("ports FAIL"));
+        assert!(s.contains("resources warn"));
+        assert!(s.contains("swarm ok"));
+    }
 }

@@ -42,6 +42,8 @@ pub struct RestoreOptions {
     pub proxies: Option<Proxies>,
     pub allow_other_patch: bool,
     pub keys: crypt::Keys,
+    /// `--ignore-preflight-errors`.
+    pub ignore_checks: Vec<&'static str>,
 }
 
 pub struct RestoreReport {
@@ -282,6 +284,7 @@ pub async fn restore<R: Read + Send + 'static>(
         http_port: opts.http_port,
         https_port: opts.https_port,
         joining: false,
+        ignore: opts.ignore_checks.clone(),
     };
     let facts = match preflight::replica_interruptible(&engine, &request, reporter).await {
         Ok(f) => f,
@@ -291,6 +294,8 @@ pub async fn restore<R: Read + Send + 'static>(
         }
     };
     step.done(format!("node {}", facts.node));
+    // through MKE, every container of the replica goes to that node
+    let engine = engine.placed_on(&facts.node);
 
     let plan = plan::restore_plan(&settings, &facts);
     reporter.info(format!(

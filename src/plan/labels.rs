@@ -16,6 +16,8 @@ pub const VOLUME_KIND: &str = "com.docker.dtr.volume";
 pub const NETWORK_KIND: &str = "com.docker.dtr.network";
 /// On component containers: `ContainerSpec::fingerprint` of the spec it was made from.
 pub const SPEC: &str = "com.docker.dtr.spec";
+/// The node a container was placed on through MKE (set by the engine layer, not the plan).
+pub const NODE: &str = "com.docker.dtr.node";
 /// On the short-lived phase-2 container.
 pub const PHASE2: &str = "com.docker.dtr.phase2";
 

@@ -22,6 +22,7 @@ fn options() -> InstallOptions {
             username: "admin".into(),
             password_hash: Secret::new("$argon2id$v=19$test".into()),
         },
+        ignore_checks: Vec::new(),
     }
 }
 

@@ -1,0 +1,253 @@
+//! The MKE/UCP target, against the MKE stand-in of tests/common/mke.rs (login, CA, token-checked
+//! Docker API in front of the real engine, classic-Swarm placement): install and destroy go
+//! through it and nothing else (the local socket is hidden from the bootstrapper), and each way
+//! of failing to use MKE says what went wrong, creates nothing, and reaches no further than it
+//! should. What the stand-in models: docs/testing-mke-standin.md.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+
+use common::mke::{MkeOptions, MkeStandIn};
+use common::*;
+
+/// The node name MKE knows this engine's node by.
+fn node() -> String {
+    docker_ok(&["info", "-f", "{{.Name}}"])
+}
+
+/// `dtr <args>` that can reach the engine only through MKE: DOCKER_HOST points nowhere.
+fn dtr_via(mke: &MkeStandIn, password: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .args(["--ucp-url", &mke.url(), "--ucp-username", mke.username()])
+        .env("UCP_PASSWORD", password)
+        .env_remove("DTR_ADMIN_PASSWORD")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env_remove("UCP_CA")
+        .env_remove("UCP_INSECURE_TLS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dtr")
+}
+
+fn install_args<'a>(
+    r: &'a TestReplica,
+    node: &'a str,
+    https: &'a str,
+    http: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "install",
+        "--ucp-node",
+        node,
+        "--replica-id",
+        &r.id,
+        "--replica-https-port",
+        https,
+        "--replica-http-port",
+        http,
+    ]
+}
+
+/// Every container and volume of the engine (what "nothing created" is checked against).
+fn engine_objects() -> (Vec<String>, Vec<String>) {
+    (
+        lines(&docker_ok(&["ps", "-aq", "--no-trunc"])),
+        lines(&docker_ok(&["volume", "ls", "-q"])),
+    )
+}
+
+#[test]
+fn install_and_destroy_go_through_mke() {
+    let Some(_engine) = engine() else { return };
+    let mke = MkeStandIn::start(MkeOptions::default());
+    let r = TestReplica::new();
+    let node = node();
+    let (https, http) = (r.https_port.to_string(), r.http_port.to_string());
+    let ca = mke.ca_pem();
+    let mut args = install_args(&r, &node, &https, &http);
+    args.extend(["--ucp-ca", &ca]);
+    let out = dtr_via(&mke, mke.password(), &args);
+    let log = text(&out);
+    assert!(out.status.success(), "install through MKE failed:\n{log}");
+    // the manager warning, with the reason, and the install went on
+    assert!(
+        log.contains(&format!("node {node} is an MKE manager")) && log.contains("control plane"),
+        "{log}"
+    );
+    assert!(log.contains("preflight: swarm ok, node warn"), "{log}");
+    assert!(
+        !log.contains(mke.password()),
+        "the MKE password was printed:\n{log}"
+    );
+
+    // it works: /_ping through nginx with the cluster's CA
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, r.external_ca()).unwrap();
+    let (code, body) = curl(
+        &ca_file,
+        &format!("https://127.0.0.1:{}/_ping", r.https_port),
+    );
+    assert_eq!(code, 200, "{body}");
+    // DTR's first administrator is MKE's: same name, same password (not asked, not given)
+    let accounts = |user: &str, password: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&ca_file)
+            .args(["-u", &format!("{user}:{password}")])
+            .arg(format!(
+                "https://127.0.0.1:{}/api/v0/accounts",
+                r.https_port
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(accounts(mke.username(), mke.password()), "200");
+    assert_eq!(accounts(mke.username(), "not-the-password"), "401");
+
+    // every container went through MKE's scheduler, placed on the node
+    let (logins_ok, refused) = mke.logins();
+    assert!(
+        logins_ok >= 1 && refused == 0,
+        "logins {logins_ok}/{refused}"
+    );
+    assert_eq!(mke.rejected_requests(), 0);
+    let placements = mke.placements();
+    for c in COMPONENTS {
+        let name = format!("dtr-{c}-{}", r.id);
+        let placed = placements.iter().find(|(n, _)| *n == name);
+        assert_eq!(
+            placed.map(|(_, node)| node.clone()),
+            Some(Some(node.clone())),
+            "{name} in {placements:?}"
+        );
+        let label = docker_ok(&[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"com.docker.dtr.node\"}}",
+            &name,
+        ]);
+        assert_eq!(label, node, "{name}");
+        let env = docker_ok(&["inspect", "-f", "{{json .Config.Env}}", &name]);
+        assert!(
+            !env.contains("constraint:"),
+            "MKE strips the constraint: {env}"
+        );
+    }
+    assert!(
+        placements
+            .iter()
+            .all(|(_, n)| n.as_deref() == Some(node.as_str())),
+        "{placements:?}"
+    );
+
+    // destroy through MKE too
+    let out = dtr_via(
+        &mke,
+        mke.password(),
+        &["destroy", "--replica-id", &r.id, "--ucp-ca", &ca],
+    );
+    assert!(out.status.success(), "destroy through MKE:\n{}", text(&out));
+    assert_eq!(r.containers(), Vec::<String>::new());
+    assert_eq!(r.volumes(), Vec::<String>::new());
+}
+
+#[test]
+fn mke_failures_are_clear_and_create_nothing() {
+    let Some(_engine) = engine() else { return };
+    let mke = MkeStandIn::start(MkeOptions::default());
+    let r = TestReplica::new();
+    let node = node();
+    let (https, http) = (r.https_port.to_string(), r.http_port.to_string());
+    let before = engine_objects();
+    let base = install_args(&r, &node, &https, &http);
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter()
+            .chain(extra.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |mke: &MkeStandIn, password: &str, args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = dtr_via(mke, password, &args);
+        (out.status.code(), text(&out))
+    };
+    let ca = mke.ca_pem();
+
+    // wrong password: refused at login, named, exit 3
+    let (code, log) = run(&mke, "not-the-password", &with(&["--ucp-ca", &ca]));
+    assert_eq!(code, Some(3), "{log}");
+    assert!(
+        log.contains("the login of admin was refused")
+            && log.contains("invalid username or password"),
+        "{log}"
+    );
+    assert!(log.contains("--ucp-password"), "says what to check:\n{log}");
+    assert!(!log.contains("not-the-password"), "{log}");
+    assert_eq!(mke.logins().1, 1);
+
+    // MKE's certificate without --ucp-ca or --ucp-insecure-tls: not trusted, no login sent
+    let logins = mke.logins();
+    let (code, log) = run(&mke, mke.password(), &with(&[]));
+    assert_eq!(code, Some(3), "{log}");
+    assert!(
+        log.contains("not trusted") && log.contains("--ucp-ca"),
+        "{log}"
+    );
+    assert_eq!(
+        mke.logins(),
+        logins,
+        "no password may be sent to an unverified MKE"
+    );
+
+    // a CA that is not MKE's: not trusted either
+    let other = MkeStandIn::start(MkeOptions::default());
+    let (code, log) = run(&mke, mke.password(), &with(&["--ucp-ca", &other.ca_pem()]));
+    assert_eq!(code, Some(3), "{log}");
+    assert!(
+        log.contains("not trusted by the CA given with --ucp-ca"),
+        "{log}"
+    );
+    assert_eq!(mke.logins(), logins);
+
+    // a token MKE does not honour: the Docker API refuses it, nothing is forwarded
+    let expiring = MkeStandIn::start(MkeOptions {
+        expire_tokens: true,
+        ..Default::default()
+    });
+    let (code, log) = run(
+        &expiring,
+        expiring.password(),
+        &with(&["--ucp-ca", &expiring.ca_pem()]),
+    );
+    assert_eq!(code, Some(3), "{log}");
+    assert!(log.contains("refused the session token"), "{log}");
+    assert!(expiring.rejected_requests() >= 1);
+    assert_eq!(expiring.forwarded_requests(), 0);
+
+    // --ucp-insecure-tls: warned, then the login and the checks go ahead; MKE's scheduler
+    // refusing the node is a named preflight failure with the admin setting to change
+    let strict = MkeStandIn::start(MkeOptions {
+        admins_on_managers: false,
+        ..Default::default()
+    });
+    let (code, log) = run(&strict, strict.password(), &with(&["--ucp-insecure-tls"]));
+    assert_eq!(code, Some(3), "{log}");
+    assert!(
+        log.contains("--ucp-insecure-tls: MKE's certificate is not verified"),
+        "{log}"
+    );
+    assert!(log.contains("[scheduling]"), "{log}");
+    assert!(
+        log.contains("Allow administrators to deploy containers on MKE managers"),
+        "{log}"
+    );
+    assert!(strict.placements().is_empty());
+
+    // none of it created anything
+    assert_eq!(engine_objects(), before, "objects were created");
+    assert_eq!(r.containers(), Vec::<String>::new());
+}
