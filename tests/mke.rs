@@ -67,7 +67,7 @@ fn install_and_destroy_go_through_mke() {
     let (https, http) = (r.https_port.to_string(), r.http_port.to_string());
     let ca = mke.ca_pem();
     let mut args = install_args(&r, &node, &https, &http);
-    args.extend(["--ucp-ca", &ca]);
+    args.extend(["--ucp-ca", &ca, "--debug"]);
     let out = dtr_via(&mke, mke.password(), &args);
     let log = text(&out);
     assert!(out.status.success(), "install through MKE failed:\n{log}");
@@ -77,9 +77,15 @@ fn install_and_destroy_go_through_mke() {
         "{log}"
     );
     assert!(log.contains("preflight: swarm ok, node warn"), "{log}");
+    // --debug prints the plan, and neither the password nor its hash
+    assert!(log.contains("DEBUG"), "{log}");
     assert!(
         !log.contains(mke.password()),
         "the MKE password was printed:\n{log}"
+    );
+    assert!(
+        !log.contains("$argon2"),
+        "a password hash was printed:\n{log}"
     );
 
     // it works: /_ping through nginx with the cluster's CA
