@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
@@ -14,7 +13,7 @@ use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, LogsOptions, UploadToContainerOptions,
 };
-use bollard::{BollardRequest, Docker};
+use bollard::Docker;
 use common::mke::{MkeOptions, MkeStandIn};
 use common::{docker, docker_ok};
 use futures_util::StreamExt;
@@ -98,51 +97,18 @@ async fn get(mke: &MkeStandIn, path: &str, authorization: Option<&str>) -> (u16,
     (status, response.text().await.unwrap())
 }
 
-/// A bollard client that speaks to the engine through `mke`, as the bootstrapper does: TLS
-/// trusting only the stand-in's CA, and the session token on every request.
-async fn bollard_through(mke: &MkeStandIn, token: &str) -> Docker {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut mke.ca_pem().as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .build();
-    let client = Arc::new(
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(https),
-    );
-    let transport = move |req: BollardRequest| {
-        let client = client.clone();
-        async move {
-            client
-                .request(req)
-                .await
-                .map_err(bollard::errors::Error::from)
-        }
+/// A bollard client that speaks to the engine through `mke` exactly as the bootstrapper does
+/// (`dtr::engine::mke`): TLS trusting only the stand-in's CA, a login, the session token on
+/// every request.
+async fn bollard_through(mke: &MkeStandIn) -> Docker {
+    let target = dtr::engine::mke::MkeTarget {
+        url: mke.url().parse().unwrap(),
+        username: mke.username().to_string(),
+        password: dtr::secret::Secret::new(mke.password().to_string()),
+        ca_pem: Some(mke.ca_pem()),
+        insecure: false,
     };
-    let bearer = http::HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
-    let docker = Docker::connect_with_custom_transport(
-        transport,
-        Some(mke.url()),
-        60,
-        bollard::API_DEFAULT_VERSION,
-    )
-    .unwrap()
-    .with_request_modifier(move |mut req| {
-        req.headers_mut()
-            .insert(http::header::AUTHORIZATION, bearer.clone());
-        req
-    });
+    let docker = target.connect().await.expect("log in through the stand-in");
     // Docker 20.10 speaks 1.41, older than bollard's default
     docker.negotiate_version().await.expect("GET /version")
 }
@@ -308,8 +274,7 @@ async fn containers_exec_logs_and_archives_go_through() {
     let mut containers = Containers::new();
     let name = containers.name();
     let mke = MkeStandIn::start(MkeOptions::default());
-    let token = token(&mke).await;
-    let api = bollard_through(&mke, &token).await;
+    let api = bollard_through(&mke).await;
     api.ping().await.expect("ping through the stand-in");
 
     create(&api, &name, &["A=1"]).await.expect("create");
@@ -428,7 +393,7 @@ async fn containers_exec_logs_and_archives_go_through() {
 
     // an exec started without Upgrade: the engine answers 200 and hijacks the connection; the
     // raw stream comes through as the body
-    let bearer = format!("Bearer {token}");
+    let bearer = format!("Bearer {}", token(&mke).await);
     let client = https_client(&mke);
     let created: Value = client
         .post(format!("{}/v1.41/containers/{name}/exec", mke.url()))
@@ -499,7 +464,7 @@ async fn creates_are_placed_on_the_node_their_constraint_names() {
     let (hostname, node_id, role) = this_node();
     let mut containers = Containers::new();
     let mke = MkeStandIn::start(MkeOptions::default());
-    let api = bollard_through(&mke, &token(&mke).await).await;
+    let api = bollard_through(&mke).await;
 
     // by hostname and by node id; the engine never sees the constraint entry
     let by_name = containers.name();
@@ -544,7 +509,7 @@ async fn creates_are_placed_on_the_node_their_constraint_names() {
         admins_on_managers: false,
         ..Default::default()
     });
-    let api = bollard_through(&strict, &token(&strict).await).await;
+    let api = bollard_through(&strict).await;
     let on_manager = containers.name();
     let (status, message) = refusal(create(&api, &on_manager, &[&constraint]).await);
     assert_eq!(status, 400);
