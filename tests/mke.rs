@@ -2,7 +2,8 @@
 //! Docker API in front of the real engine, classic-Swarm placement): install and destroy go
 //! through it and nothing else (the local socket is hidden from the bootstrapper), and each way
 //! of failing to use MKE says what went wrong, creates nothing, and reaches no further than it
-//! should. What the stand-in models: docs/testing-mke-standin.md.
+//! should; at a terminal only the missing password is asked and progress is drawn. What the
+//! stand-in models: docs/testing-mke-standin.md.
 
 mod common;
 
@@ -150,6 +151,34 @@ fn install_and_destroy_go_through_mke() {
         "{placements:?}"
     );
 
+    // later commands through MKE: a backup (exec in the containers, the dumps streamed back)
+    // that verifies, and an upgrade to the same version (the cluster's health read through
+    // MKE) that has nothing to do
+    let out = dtr_via(
+        &mke,
+        mke.password(),
+        &["backup", "--existing-replica-id", &r.id, "--ucp-ca", &ca],
+    );
+    assert!(out.status.success(), "backup through MKE:\n{}", text(&out));
+    let archive = dir.path().join("backup.tar");
+    std::fs::write(&archive, &out.stdout).unwrap();
+    let verify = Command::new(BIN)
+        .args(["backup", "verify"])
+        .stdin(std::fs::File::open(&archive).unwrap())
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", text(&verify));
+    let out = dtr_via(
+        &mke,
+        mke.password(),
+        &["upgrade", "--existing-replica-id", &r.id, "--ucp-ca", &ca],
+    );
+    let log = text(&out);
+    assert!(
+        out.status.success() && log.contains("nothing to do"),
+        "{log}"
+    );
+
     // destroy through MKE too
     let out = dtr_via(
         &mke,
@@ -256,4 +285,63 @@ fn mke_failures_are_clear_and_create_nothing() {
     // none of it created anything
     assert_eq!(engine_objects(), before, "objects were created");
     assert_eq!(r.containers(), Vec::<String>::new());
+}
+
+/// The issue's own example at a terminal: every value given but the MKE password, which is
+/// asked for (hidden) and nothing else; progress is drawn (spinners with elapsed time and what
+/// is waited on), and the install goes through MKE to the end.
+#[test]
+fn at_a_terminal_only_the_password_is_asked_and_progress_is_drawn() {
+    let Some(_engine) = engine() else { return };
+    let mke = MkeStandIn::start(MkeOptions::default());
+    let r = TestReplica::new();
+    let node = node();
+    let (https, http) = (r.https_port.to_string(), r.http_port.to_string());
+    let ca = mke.ca_pem();
+    let mut cmd = Command::new(BIN);
+    cmd.args(install_args(&r, &node, &https, &http))
+        .args(["--ucp-url", &mke.url(), "--ucp-username", mke.username()])
+        .args(["--ucp-ca", &ca])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .env_remove("UCP_PASSWORD")
+        .env_remove("DTR_ADMIN_PASSWORD");
+    let mut p = rexpect::session::spawn_command(cmd, Some(180_000)).expect("spawn in a pty");
+    let before = p
+        .exp_string("ucp-password: ")
+        .expect("the password is asked");
+    p.send_line(mke.password()).unwrap();
+    let during = p
+        .exp_string("Installation is complete")
+        .expect("the install completes");
+    let rest = p.exp_eof().unwrap_or_default();
+    let screen = format!("{before}{during}{rest}");
+    for question in [
+        "ucp-url (",
+        "ucp-username (",
+        "Password for the DTR administrator",
+    ] {
+        assert!(
+            !screen.contains(question),
+            "{question} was asked:\n{screen}"
+        );
+    }
+    assert!(
+        !screen.contains(mke.password()),
+        "the password was echoed:\n{screen}"
+    );
+    // indicatif's spinner line: the step, what it waits for, the elapsed time
+    assert!(
+        screen.contains("waiting for dtr-") && screen.contains("[0s]"),
+        "no progress drawn:\n{screen}"
+    );
+    // coloured level on a terminal (no NO_COLOR)
+    assert!(screen.contains("\u{1b}[36mINFO"), "no colour:\n{screen}");
+    let out = dtr_via(
+        &mke,
+        mke.password(),
+        &["destroy", "--replica-id", &r.id, "--ucp-ca", &ca],
+    );
+    assert!(out.status.success(), "destroy through MKE:\n{}", text(&out));
 }
