@@ -345,3 +345,77 @@ fn at_a_terminal_only_the_password_is_asked_and_progress_is_drawn() {
     );
     assert!(out.status.success(), "destroy through MKE:\n{}", text(&out));
 }
+
+/// A later command that creates containers: the upgrade (the next version's bootstrapper image,
+/// run on the host network so that it reaches the stand-in) replaces every container through
+/// MKE, and each replacement is placed on the node its replica's containers record.
+#[test]
+fn an_upgrade_through_mke_places_each_replacement_on_the_replicas_node() {
+    let Some(_engine) = engine() else { return };
+    let next = include_str!("upgrade-version").trim();
+    let mke = MkeStandIn::start(MkeOptions::default());
+    let r = TestReplica::new();
+    let node = node();
+    let (https, http) = (r.https_port.to_string(), r.http_port.to_string());
+    let ca = mke.ca_pem();
+    let mut args = install_args(&r, &node, &https, &http);
+    args.extend(["--ucp-ca", &ca]);
+    let out = dtr_via(&mke, mke.password(), &args);
+    assert!(out.status.success(), "install through MKE:\n{}", text(&out));
+    let installed = mke.placements().len();
+
+    let name = format!("dtr-mke-upgrade-{}", r.id);
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--name",
+            &name,
+            "--network",
+            "host",
+            "-e",
+            "UCP_PASSWORD",
+        ])
+        .arg(format!("registry/dtr:{next}"))
+        .args(["upgrade", "--existing-replica-id", &r.id])
+        .args([
+            "--ucp-url",
+            &mke.url(),
+            "--ucp-username",
+            mke.username(),
+            "--ucp-ca",
+            &ca,
+        ])
+        .env("UCP_PASSWORD", mke.password())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    docker(&["rm", "-f", &name]);
+    let log = text(&out);
+    assert!(out.status.success(), "upgrade through MKE:\n{log}");
+
+    let replaced: Vec<(String, Option<String>)> = mke.placements()[installed..].to_vec();
+    for c in COMPONENTS {
+        let container = format!("dtr-{c}-{}", r.id);
+        assert!(
+            replaced.iter().any(|(n, _)| n.starts_with(&container)),
+            "{container} was not re-created through MKE: {replaced:?}"
+        );
+        let labels = docker_ok(&["inspect", "-f", "{{json .Config.Labels}}", &container]);
+        let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
+        assert_eq!(labels["com.docker.dtr.version"], next, "{container}");
+        assert_eq!(labels["com.docker.dtr.node"], node.as_str(), "{container}");
+    }
+    assert!(
+        replaced
+            .iter()
+            .all(|(_, n)| n.as_deref() == Some(node.as_str())),
+        "{replaced:?}"
+    );
+    let out = dtr_via(
+        &mke,
+        mke.password(),
+        &["destroy", "--replica-id", &r.id, "--ucp-ca", &ca],
+    );
+    assert!(out.status.success(), "destroy through MKE:\n{}", text(&out));
+}
