@@ -68,6 +68,53 @@ pub fn ignorable(list: Option<&str>) -> Result<Vec<&'static str>> {
     Ok(out)
 }
 
+fn node_hostname(n: &crate::engine::Node) -> &str {
+    n.description
+        .as_ref()
+        .and_then(|d| d.hostname.as_deref())
+        .unwrap_or_default()
+}
+
+/// The node a replica goes to through MKE when `--ucp-node` is not given (the original chose
+/// one for the user): a ready worker, else a ready manager (warned about later); among several,
+/// the first by hostname, so that a re-run chooses the same. With the reason, for the log.
+pub fn pick_node(nodes: &[crate::engine::Node]) -> Option<(&crate::engine::Node, String)> {
+    let is = |n: &crate::engine::Node, role: &str| {
+        n.spec
+            .as_ref()
+            .and_then(|s| s.role.map(|r| r.to_string()))
+            .as_deref()
+            == Some(role)
+    };
+    let mut ready: Vec<&crate::engine::Node> = nodes
+        .iter()
+        .filter(|n| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.state.map(|x| x.to_string()))
+                .as_deref()
+                == Some("ready")
+        })
+        .collect();
+    ready.sort_by(|a, b| node_hostname(a).cmp(node_hostname(b)));
+    if ready.len() == 1 {
+        return Some((ready[0], "the only ready node".into()));
+    }
+    let workers: Vec<_> = ready.iter().filter(|n| is(n, "worker")).collect();
+    match workers.first() {
+        Some(w) => Some((w, format!("the first of {} ready workers", workers.len()))),
+        None => ready.first().map(|m| {
+            (
+                *m,
+                format!(
+                    "no ready worker; the first of {} ready managers",
+                    ready.len()
+                ),
+            )
+        }),
+    }
+}
+
 /// The oldest Docker Engine dtr drives (what it is tested on: Debian's 20.10).
 pub const MIN_ENGINE: (u64, u64) = (20, 10);
 
@@ -191,33 +238,22 @@ pub async fn replica(
         );
     } else {
         let nodes = engine.nodes().await?;
-        let hostname = |n: &crate::engine::Node| {
-            n.description
-                .as_ref()
-                .and_then(|d| d.hostname.clone())
-                .unwrap_or_default()
-        };
-        let ready = |n: &crate::engine::Node| {
-            n.status
-                .as_ref()
-                .and_then(|s| s.state.map(|x| x.to_string()))
-                == Some("ready".into())
-        };
+        let hostname = |n: &crate::engine::Node| node_hostname(n).to_string();
         let wanted = opts.node.clone();
         let found = match &wanted {
             Some(w) => nodes
                 .iter()
                 .find(|n| n.id.as_deref() == Some(w.as_str()) || hostname(n) == *w),
-            // Through MKE without --ucp-node: the only ready node, as the original picks it.
+            // Through MKE without --ucp-node: as the original, a node is chosen for the user
             None if via_mke => {
-                let ready: Vec<_> = nodes.iter().filter(|n| ready(n)).collect();
-                if ready.len() == 1 {
+                let picked = pick_node(&nodes);
+                if let Some((n, why)) = &picked {
                     reporter.info(format!(
-                        "Only one available node detected. Picking node '{}'",
-                        hostname(ready[0])
+                        "Picking node '{}' ({why}; --ucp-node chooses another)",
+                        hostname(n)
                     ));
                 }
-                (ready.len() == 1).then(|| ready[0])
+                picked.map(|(n, _)| n)
             }
             None => nodes
                 .iter()
@@ -227,12 +263,8 @@ pub async fn replica(
         match found {
             None if wanted.is_none() && via_mke => f.fail(
                 "node",
-                format!(
-                    "MKE has {} ready nodes and no --ucp-node was given (nodes: {})",
-                    nodes.iter().filter(|n| ready(n)).count(),
-                    names.join(", ")
-                ),
-                "give --ucp-node with the hostname of the node that receives the replica (a worker)",
+                format!("MKE has no ready node (nodes: {})", names.join(", ")),
+                "bring a node back (`docker node ls`), then retry",
             ),
             None => f.fail(
                 "node",
@@ -609,6 +641,40 @@ mod tests {
                 other => panic!("{bad}: {:?}", other.map(|_| ())),
             }
         }
+    }
+
+    fn node(name: &str, role: &str, state: &str) -> crate::engine::Node {
+        serde_json::from_value(serde_json::json!({
+            "ID": format!("id-{name}"),
+            "Spec": {"Role": role},
+            "Description": {"Hostname": name},
+            "Status": {"State": state},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn without_ucp_node_a_ready_worker_is_picked_first() {
+        let picked = |nodes: &[crate::engine::Node]| {
+            pick_node(nodes).map(|(n, why)| (node_hostname(n).to_string(), why))
+        };
+        // the only ready node, even a manager
+        let one = [node("m1", "manager", "ready"), node("w1", "worker", "down")];
+        assert_eq!(picked(&one).unwrap().0, "m1");
+        // workers before managers, by hostname
+        let many = [
+            node("m1", "manager", "ready"),
+            node("w2", "worker", "ready"),
+            node("w1", "worker", "ready"),
+        ];
+        let (name, why) = picked(&many).unwrap();
+        assert_eq!(name, "w1");
+        assert!(why.contains("2 ready workers"), "{why}");
+        // no worker: the first manager
+        let managers = [node("m2", "manager", "ready"), node("m1", "manager", "ready")];
+        assert_eq!(picked(&managers).unwrap().0, "m1");
+        // nothing ready
+        assert!(picked(&[node("w1", "worker", "down")]).is_none());
     }
 
     #[test]
