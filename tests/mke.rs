@@ -419,3 +419,58 @@ fn an_upgrade_through_mke_places_each_replacement_on_the_replicas_node() {
     );
     assert!(out.status.success(), "destroy through MKE:\n{}", text(&out));
 }
+
+/// MKE's other way in: a client bundle (DOCKER_HOST=tcp://mke, DOCKER_TLS_VERIFY,
+/// DOCKER_CERT_PATH) and no password. dtr recognises MKE by its version and places the
+/// containers on the node as it does after a login.
+#[test]
+fn a_client_bundle_reaches_mke_without_a_login() {
+    let Some(_engine) = engine() else { return };
+    let mke = MkeStandIn::start(MkeOptions {
+        report_as_mke: true,
+        ..Default::default()
+    });
+    let r = TestReplica::new();
+    let node = node();
+    let (https, http) = (r.https_port.to_string(), r.http_port.to_string());
+    let bundle = tempfile::tempdir().unwrap();
+    mke.write_client_bundle(bundle.path());
+    let with_bundle = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("DOCKER_HOST", format!("tcp://127.0.0.1:{}", mke.port()))
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", bundle.path())
+            .env("DTR_ADMIN_PASSWORD", admin_password())
+            .env_remove("UCP_URL")
+            .env_remove("UCP_USERNAME")
+            .env_remove("UCP_PASSWORD")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dtr")
+    };
+    let out = with_bundle(&install_args(&r, &node, &https, &http));
+    let log = text(&out);
+    assert!(out.status.success(), "install with a client bundle:\n{log}");
+    assert!(log.contains("(MKE, client bundle)"), "{log}");
+    assert!(log.contains("is an MKE manager"), "{log}");
+    assert_eq!(mke.logins(), (0, 0), "a client bundle needs no login");
+    assert_eq!(mke.rejected_requests(), 0);
+    let placements = mke.placements();
+    for c in COMPONENTS {
+        let name = format!("dtr-{c}-{}", r.id);
+        assert!(
+            placements
+                .iter()
+                .any(|(n, at)| *n == name && at.as_deref() == Some(node.as_str())),
+            "{name} not placed on {node}: {placements:?}"
+        );
+    }
+    let out = with_bundle(&["destroy", "--replica-id", &r.id]);
+    assert!(
+        out.status.success(),
+        "destroy with a client bundle:\n{}",
+        text(&out)
+    );
+    assert_eq!(r.containers(), Vec::<String>::new());
+}

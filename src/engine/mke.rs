@@ -37,6 +37,12 @@ pub fn target() -> Option<&'static MkeTarget> {
     TARGET.get()
 }
 
+/// MKE's `GET /version` answers with its own version (`ucp/3.7.0`), not the engine's: how a
+/// client bundle's `DOCKER_HOST` is recognised as MKE.
+pub fn is_mke_version(version: &str) -> bool {
+    version.starts_with("ucp/") || version.starts_with("mke/")
+}
+
 /// Environment entry that places a container on a node through MKE's scheduler.
 pub fn node_constraint(node: &str) -> String {
     format!("constraint:node=={node}")
@@ -328,6 +334,14 @@ mod tests {
         );
         assert_eq!(mke_message(r#"{"message":"unauthorized"}"#), "unauthorized");
         assert_eq!(mke_message("plain"), "plain");
+    }
+
+    #[test]
+    fn mke_is_told_from_an_engine_by_its_version() {
+        assert!(is_mke_version("ucp/3.7.0"));
+        assert!(is_mke_version("mke/3.8.1"));
+        assert!(!is_mke_version("20.10.24+dfsg1"));
+        assert!(!is_mke_version("28.2.2"));
     }
 
     #[test]

@@ -127,10 +127,21 @@ impl Engine {
         // The engine may be older than bollard's default API version (Debian's 20.10 speaks 1.41).
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
+        // a client bundle's DOCKER_HOST reaches MKE, which tells itself by its version
+        let via_mke = docker
+            .version()
+            .await
+            .ok()
+            .and_then(|v| v.version)
+            .is_some_and(|v| mke::is_mke_version(&v));
         Ok(Engine {
             docker,
-            host,
-            via_mke: false,
+            host: if via_mke {
+                format!("{host} (MKE, client bundle)")
+            } else {
+                host
+            },
+            via_mke,
             node: None,
         })
     }

@@ -671,7 +671,10 @@ mod tests {
         assert_eq!(name, "w1");
         assert!(why.contains("2 ready workers"), "{why}");
         // no worker: the first manager
-        let managers = [node("m2", "manager", "ready"), node("m1", "manager", "ready")];
+        let managers = [
+            node("m2", "manager", "ready"),
+            node("m1", "manager", "ready"),
+        ];
         assert_eq!(picked(&managers).unwrap().0, "m1");
         // nothing ready
         assert!(picked(&[node("w1", "worker", "down")]).is_none());

@@ -58,6 +58,9 @@ pub struct MkeOptions {
     /// Tokens are handed out but never honoured by the Docker API (a session that expires at
     /// once, or a token MKE revoked): every API call is refused with 401.
     pub expire_tokens: bool,
+    /// Answer `GET /version` as MKE does, with `"Version": "ucp/<version>"` (the engine's own
+    /// version otherwise), so that a client can tell MKE from an engine.
+    pub report_as_mke: bool,
 }
 
 impl Default for MkeOptions {
@@ -68,6 +71,7 @@ impl Default for MkeOptions {
             password: random_string(16),
             admins_on_managers: true,
             expire_tokens: false,
+            report_as_mke: false,
         }
     }
 }
@@ -84,6 +88,8 @@ pub struct MkeStandIn {
 struct State {
     opts: MkeOptions,
     ca_pem: String,
+    /// A client bundle's certificate and key (PEM), signed by the CA: MKE's other way in.
+    bundle: (String, String),
     tokens: Mutex<HashSet<String>>,
     logins_ok: AtomicUsize,
     logins_refused: AtomicUsize,
@@ -96,7 +102,7 @@ impl MkeStandIn {
     /// Generates a CA and a server certificate for 127.0.0.1 and localhost, binds a free port
     /// on 127.0.0.1 and serves on a background thread. Panics if any of that fails.
     pub fn start(opts: MkeOptions) -> MkeStandIn {
-        let (ca_pem, tls) = tls_config();
+        let (ca_pem, bundle, tls) = tls_config();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the MKE stand-in");
         listener
             .set_nonblocking(true)
@@ -105,6 +111,7 @@ impl MkeStandIn {
         let state = Arc::new(State {
             opts,
             ca_pem,
+            bundle,
             tokens: Mutex::default(),
             logins_ok: AtomicUsize::new(0),
             logins_refused: AtomicUsize::new(0),
@@ -147,6 +154,16 @@ impl MkeStandIn {
     /// The stand-in's CA certificate (PEM), the one its server certificate chains to.
     pub fn ca_pem(&self) -> String {
         self.state.ca_pem.clone()
+    }
+
+    /// Writes a client bundle into `dir` as MKE's `env.sh` expects it: `ca.pem`, `cert.pem`,
+    /// `key.pem` (for DOCKER_HOST=tcp://127.0.0.1:PORT, DOCKER_TLS_VERIFY=1,
+    /// DOCKER_CERT_PATH=dir). Requests over a connection that presented the certificate need no
+    /// session token.
+    pub fn write_client_bundle(&self, dir: &std::path::Path) {
+        std::fs::write(dir.join("ca.pem"), &self.state.ca_pem).unwrap();
+        std::fs::write(dir.join("cert.pem"), &self.state.bundle.0).unwrap();
+        std::fs::write(dir.join("key.pem"), &self.state.bundle.1).unwrap();
     }
 
     pub fn username(&self) -> &str {
@@ -195,13 +212,17 @@ impl Drop for MkeStandIn {
     }
 }
 
+/// What `GET /version` says with `MkeOptions::report_as_mke`, as MKE 3.7 does.
+pub const MKE_VERSION: &str = "ucp/3.7.0";
+
 fn random_string(len: usize) -> String {
     Alphanumeric.sample_string(&mut rand::rng(), len)
 }
 
-/// A fresh CA and a server certificate it signed for 127.0.0.1 and localhost; the CA's PEM and
-/// the TLS settings (HTTP/1.1 only) serving that certificate.
-fn tls_config() -> (String, Arc<rustls::ServerConfig>) {
+/// A fresh CA, a server certificate it signed for 127.0.0.1 and localhost, and a client
+/// bundle's certificate; the CA's PEM, the bundle (certificate, key) and the TLS settings
+/// (HTTP/1.1 only; a client certificate of that CA is verified when presented, not required).
+fn tls_config() -> (String, (String, String), Arc<rustls::ServerConfig>) {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose,
@@ -235,18 +256,45 @@ fn tls_config() -> (String, Arc<rustls::ServerConfig>) {
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let cert = params.signed_by(&key, &issuer).expect("server certificate");
 
+    let client_key = KeyPair::generate().expect("client bundle key");
+    let mut client_params = CertificateParams::default();
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "admin (client bundle)");
+    client_params.use_authority_key_identifier_extension = true;
+    client_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client_params
+        .signed_by(&client_key, &issuer)
+        .expect("client bundle certificate");
+
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(ca_cert.der().clone())
+        .expect("the CA as a client root");
+    let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .expect("client certificate verifier");
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
-        .with_no_client_auth()
+        .with_client_cert_verifier(client_verifier)
         .with_single_cert(
             vec![cert.der().clone()],
             rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
         )
         .expect("TLS server settings");
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    (ca_cert.pem(), Arc::new(config))
+    (
+        ca_cert.pem(),
+        (client_cert.pem(), client_key.serialize_pem()),
+        Arc::new(config),
+    )
 }
 
 /// Accepts connections until `stopped` fires; each one is TLS then HTTP/1.1 with upgrades.
@@ -274,9 +322,11 @@ async fn serve(
             else {
                 return; // a failed handshake (a client that does not trust the CA) ends here
             };
+            // rustls has verified it against the CA: a client bundle's certificate
+            let bundle = stream.get_ref().1.peer_certificates().is_some();
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(state, req).await) }
+                async move { Ok::<_, Infallible>(handle(state, bundle, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -287,7 +337,7 @@ async fn serve(
 }
 
 /// MKE's own endpoints, else the Docker Engine API.
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(state: Arc<State>, bundle: bool, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
     let method = req.method();
     if method == Method::GET && path == "/ca" {
@@ -299,7 +349,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     if method == Method::POST && path == "/auth/login" {
         return login(&state, req).await;
     }
-    docker_api(state, req).await
+    docker_api(state, bundle, req).await
 }
 
 /// `POST /auth/login`: a new session token for the right username and password.
@@ -341,7 +391,7 @@ async fn login(state: &State, req: Request<Incoming>) -> Response<Body> {
 
 /// The Docker Engine API: a session token, the scheduler for container creates, then the
 /// engine.
-async fn docker_api(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body> {
+async fn docker_api(state: Arc<State>, bundle: bool, mut req: Request<Incoming>) -> Response<Body> {
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -349,7 +399,7 @@ async fn docker_api(state: Arc<State>, mut req: Request<Incoming>) -> Response<B
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim().to_string());
-    let known = token.is_some_and(|t| state.tokens.lock().unwrap().contains(&t));
+    let known = bundle || token.is_some_and(|t| state.tokens.lock().unwrap().contains(&t));
     if !known {
         state.rejected.fetch_add(1, Ordering::SeqCst);
         return docker_error(
@@ -365,6 +415,7 @@ async fn docker_api(state: Arc<State>, mut req: Request<Incoming>) -> Response<B
         .contains_key(header::UPGRADE)
         .then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
+    let version_request = parts.method == Method::GET && api_path(parts.uri.path()) == "/version";
     let body = if parts.method == Method::POST && api_path(parts.uri.path()) == "/containers/create"
     {
         match schedule(&state, &mut parts, body).await {
@@ -415,6 +466,17 @@ async fn docker_api(state: Arc<State>, mut req: Request<Incoming>) -> Response<B
                 }
             });
         }
+    }
+    if version_request && state.opts.report_as_mke && response.status() == StatusCode::OK {
+        // MKE answers with its own version; the engine's API version stays
+        let status = response.status();
+        let body = response.into_body().collect().await.map(|b| b.to_bytes());
+        let mut version: Value = body
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        version["Version"] = json!(MKE_VERSION);
+        return json_answer(status, &version);
     }
     // The answer itself: a 101's headers, or any other response (a hijacked exec's 200 raw
     // stream too) with its body relayed frame by frame as the engine sends it.
