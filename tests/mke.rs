@@ -32,23 +32,68 @@ fn dtr_via(mke: &MkeStandIn, password: &str, args: &[&str]) -> Output {
         .expect("run dtr")
 }
 
-fn install_args<'a>(
-    r: &'a TestReplica,
-    node: &'a str,
-    https: &'a str,
-    http: &'a str,
-) -> Vec<&'a str> {
-    vec![
+/// `install` of `r` (its id and ports) on `node`, then `extra`.
+fn install_args(r: &TestReplica, node: &str, extra: &[&str]) -> Vec<String> {
+    let (https, http) = (r.https_port.to_string(), r.http_port.to_string());
+    [
         "install",
         "--ucp-node",
         node,
         "--replica-id",
         &r.id,
         "--replica-https-port",
-        https,
+        &https,
         "--replica-http-port",
-        http,
+        &http,
     ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// Every container of `r` was created through MKE's scheduler on `node` (as `placements`, the
+/// stand-in's record, shows: under its name or as its `-next` replacement), no create went
+/// anywhere else, and each container records the node in its label; MKE removed the constraint.
+fn assert_placed(placements: &[(String, Option<String>)], r: &TestReplica, node: &str) {
+    for c in COMPONENTS {
+        let name = format!("dtr-{c}-{}", r.id);
+        assert!(
+            placements
+                .iter()
+                .any(|(n, at)| n.starts_with(&name) && at.as_deref() == Some(node)),
+            "{name} not placed on {node}: {placements:?}"
+        );
+        let labels = docker_ok(&["inspect", "-f", "{{json .Config.Labels}}", &name]);
+        let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
+        assert_eq!(labels["com.docker.dtr.node"], node, "{name}");
+        let env = docker_ok(&["inspect", "-f", "{{json .Config.Env}}", &name]);
+        assert!(
+            !env.contains("constraint:"),
+            "MKE strips the constraint: {env}"
+        );
+    }
+    assert!(
+        placements.iter().all(|(_, n)| n.as_deref() == Some(node)),
+        "{placements:?}"
+    );
+}
+
+/// `destroy` of `r` through `mke` (a login with `--ucp-ca`), which must leave nothing of it.
+fn destroy_via(mke: &MkeStandIn, r: &TestReplica) {
+    let ca = mke.ca_pem();
+    let out = dtr_via(
+        mke,
+        mke.password(),
+        &["destroy", "--replica-id", &r.id, "--ucp-ca", &ca],
+    );
+    assert!(out.status.success(), "destroy through MKE:\n{}", text(&out));
+    assert_eq!(r.containers(), Vec::<String>::new());
+    assert_eq!(r.volumes(), Vec::<String>::new());
 }
 
 /// Every container and volume of the engine (what "nothing created" is checked against).
@@ -65,11 +110,9 @@ fn install_and_destroy_go_through_mke() {
     let mke = MkeStandIn::start(MkeOptions::default());
     let r = TestReplica::new();
     let node = node();
-    let (https, http) = (r.https_port.to_string(), r.http_port.to_string());
     let ca = mke.ca_pem();
-    let mut args = install_args(&r, &node, &https, &http);
-    args.extend(["--ucp-ca", &ca, "--debug"]);
-    let out = dtr_via(&mke, mke.password(), &args);
+    let args = install_args(&r, &node, &["--ucp-ca", &ca, "--debug"]);
+    let out = dtr_via(&mke, mke.password(), &strs(&args));
     let log = text(&out);
     assert!(out.status.success(), "install through MKE failed:\n{log}");
     // the manager warning, with the reason, and the install went on
@@ -122,34 +165,7 @@ fn install_and_destroy_go_through_mke() {
         "logins {logins_ok}/{refused}"
     );
     assert_eq!(mke.rejected_requests(), 0);
-    let placements = mke.placements();
-    for c in COMPONENTS {
-        let name = format!("dtr-{c}-{}", r.id);
-        let placed = placements.iter().find(|(n, _)| *n == name);
-        assert_eq!(
-            placed.map(|(_, node)| node.clone()),
-            Some(Some(node.clone())),
-            "{name} in {placements:?}"
-        );
-        let label = docker_ok(&[
-            "inspect",
-            "-f",
-            "{{index .Config.Labels \"com.docker.dtr.node\"}}",
-            &name,
-        ]);
-        assert_eq!(label, node, "{name}");
-        let env = docker_ok(&["inspect", "-f", "{{json .Config.Env}}", &name]);
-        assert!(
-            !env.contains("constraint:"),
-            "MKE strips the constraint: {env}"
-        );
-    }
-    assert!(
-        placements
-            .iter()
-            .all(|(_, n)| n.as_deref() == Some(node.as_str())),
-        "{placements:?}"
-    );
+    assert_placed(&mke.placements(), &r, &node);
 
     // later commands through MKE: a backup (exec in the containers, the dumps streamed back)
     // that verifies, and an upgrade to the same version (the cluster's health read through
@@ -180,14 +196,7 @@ fn install_and_destroy_go_through_mke() {
     );
 
     // destroy through MKE too
-    let out = dtr_via(
-        &mke,
-        mke.password(),
-        &["destroy", "--replica-id", &r.id, "--ucp-ca", &ca],
-    );
-    assert!(out.status.success(), "destroy through MKE:\n{}", text(&out));
-    assert_eq!(r.containers(), Vec::<String>::new());
-    assert_eq!(r.volumes(), Vec::<String>::new());
+    destroy_via(&mke, &r);
 }
 
 #[test]
@@ -196,18 +205,10 @@ fn mke_failures_are_clear_and_create_nothing() {
     let mke = MkeStandIn::start(MkeOptions::default());
     let r = TestReplica::new();
     let node = node();
-    let (https, http) = (r.https_port.to_string(), r.http_port.to_string());
     let before = engine_objects();
-    let base = install_args(&r, &node, &https, &http);
-    let with = |extra: &[&str]| -> Vec<String> {
-        base.iter()
-            .chain(extra.iter())
-            .map(|s| s.to_string())
-            .collect()
-    };
+    let with = |extra: &[&str]| install_args(&r, &node, extra);
     let run = |mke: &MkeStandIn, password: &str, args: &[String]| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = dtr_via(mke, password, &args);
+        let out = dtr_via(mke, password, &strs(args));
         (out.status.code(), text(&out))
     };
     let ca = mke.ca_pem();
@@ -296,10 +297,9 @@ fn at_a_terminal_only_the_password_is_asked_and_progress_is_drawn() {
     let mke = MkeStandIn::start(MkeOptions::default());
     let r = TestReplica::new();
     let node = node();
-    let (https, http) = (r.https_port.to_string(), r.http_port.to_string());
     let ca = mke.ca_pem();
     let mut cmd = Command::new(BIN);
-    cmd.args(install_args(&r, &node, &https, &http))
+    cmd.args(install_args(&r, &node, &[]))
         .args(["--ucp-url", &mke.url(), "--ucp-username", mke.username()])
         .args(["--ucp-ca", &ca])
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
@@ -338,12 +338,7 @@ fn at_a_terminal_only_the_password_is_asked_and_progress_is_drawn() {
     );
     // coloured level on a terminal (no NO_COLOR)
     assert!(screen.contains("\u{1b}[36mINFO"), "no colour:\n{screen}");
-    let out = dtr_via(
-        &mke,
-        mke.password(),
-        &["destroy", "--replica-id", &r.id, "--ucp-ca", &ca],
-    );
-    assert!(out.status.success(), "destroy through MKE:\n{}", text(&out));
+    destroy_via(&mke, &r);
 }
 
 /// A later command that creates containers: the upgrade (the next version's bootstrapper image,
@@ -356,11 +351,9 @@ fn an_upgrade_through_mke_places_each_replacement_on_the_replicas_node() {
     let mke = MkeStandIn::start(MkeOptions::default());
     let r = TestReplica::new();
     let node = node();
-    let (https, http) = (r.https_port.to_string(), r.http_port.to_string());
     let ca = mke.ca_pem();
-    let mut args = install_args(&r, &node, &https, &http);
-    args.extend(["--ucp-ca", &ca]);
-    let out = dtr_via(&mke, mke.password(), &args);
+    let args = install_args(&r, &node, &["--ucp-ca", &ca]);
+    let out = dtr_via(&mke, mke.password(), &strs(&args));
     assert!(out.status.success(), "install through MKE:\n{}", text(&out));
     let installed = mke.placements().len();
 
@@ -394,30 +387,19 @@ fn an_upgrade_through_mke_places_each_replacement_on_the_replicas_node() {
     let log = text(&out);
     assert!(out.status.success(), "upgrade through MKE:\n{log}");
 
-    let replaced: Vec<(String, Option<String>)> = mke.placements()[installed..].to_vec();
+    // every container replaced through MKE on the node; the new version runs
+    assert_placed(&mke.placements()[installed..], &r, &node);
     for c in COMPONENTS {
         let container = format!("dtr-{c}-{}", r.id);
-        assert!(
-            replaced.iter().any(|(n, _)| n.starts_with(&container)),
-            "{container} was not re-created through MKE: {replaced:?}"
-        );
-        let labels = docker_ok(&["inspect", "-f", "{{json .Config.Labels}}", &container]);
-        let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
-        assert_eq!(labels["com.docker.dtr.version"], next, "{container}");
-        assert_eq!(labels["com.docker.dtr.node"], node.as_str(), "{container}");
+        let version = docker_ok(&[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"com.docker.dtr.version\"}}",
+            &container,
+        ]);
+        assert_eq!(version, next, "{container}");
     }
-    assert!(
-        replaced
-            .iter()
-            .all(|(_, n)| n.as_deref() == Some(node.as_str())),
-        "{replaced:?}"
-    );
-    let out = dtr_via(
-        &mke,
-        mke.password(),
-        &["destroy", "--replica-id", &r.id, "--ucp-ca", &ca],
-    );
-    assert!(out.status.success(), "destroy through MKE:\n{}", text(&out));
+    destroy_via(&mke, &r);
 }
 
 /// MKE's other way in: a client bundle (DOCKER_HOST=tcp://mke, DOCKER_TLS_VERIFY,
@@ -432,7 +414,6 @@ fn a_client_bundle_reaches_mke_without_a_login() {
     });
     let r = TestReplica::new();
     let node = node();
-    let (https, http) = (r.https_port.to_string(), r.http_port.to_string());
     let bundle = tempfile::tempdir().unwrap();
     mke.write_client_bundle(bundle.path());
     let with_bundle = |args: &[&str]| {
@@ -449,23 +430,14 @@ fn a_client_bundle_reaches_mke_without_a_login() {
             .output()
             .expect("run dtr")
     };
-    let out = with_bundle(&install_args(&r, &node, &https, &http));
+    let out = with_bundle(&strs(&install_args(&r, &node, &[])));
     let log = text(&out);
     assert!(out.status.success(), "install with a client bundle:\n{log}");
     assert!(log.contains("(MKE, client bundle)"), "{log}");
     assert!(log.contains("is an MKE manager"), "{log}");
     assert_eq!(mke.logins(), (0, 0), "a client bundle needs no login");
     assert_eq!(mke.rejected_requests(), 0);
-    let placements = mke.placements();
-    for c in COMPONENTS {
-        let name = format!("dtr-{c}-{}", r.id);
-        assert!(
-            placements
-                .iter()
-                .any(|(n, at)| *n == name && at.as_deref() == Some(node.as_str())),
-            "{name} not placed on {node}: {placements:?}"
-        );
-    }
+    assert_placed(&mke.placements(), &r, &node);
     let out = with_bundle(&["destroy", "--replica-id", &r.id]);
     assert!(
         out.status.success(),

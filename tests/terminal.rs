@@ -29,22 +29,19 @@ fn spawn(args: &[&str]) -> rexpect::session::PtySession {
     rexpect::session::spawn_command(cmd, Some(20_000)).expect("spawn dtr in a pty")
 }
 
-/// A port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
+/// An MKE URL on a port nothing listens on (bound, then released).
+fn closed_url() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    format!("https://127.0.0.1:{}", l.local_addr().unwrap().port())
 }
+
+/// A destroy that needs nothing from the engine before MKE is reached.
+const DESTROY: [&str; 3] = ["destroy", "--replica-id", "0123456789ab"];
 
 #[test]
 fn mke_values_are_prompted_in_order_and_the_password_is_hidden() {
-    let port = closed_port();
-    let url = format!("https://127.0.0.1:{port}");
-    let mut p = spawn(&[
-        "destroy",
-        "--replica-id",
-        "0123456789ab",
-        "--ucp-insecure-tls",
-    ]);
+    let url = closed_url();
+    let mut p = spawn(&[&DESTROY[..], &["--ucp-insecure-tls"]].concat());
     p.exp_string("ucp-url (The UCP URL including domain and port): ")
         .expect("the URL is asked first");
     p.send_line(&url).unwrap();
@@ -68,18 +65,15 @@ fn mke_values_are_prompted_in_order_and_the_password_is_hidden() {
 
 #[test]
 fn a_given_value_is_not_asked_for() {
-    let port = closed_port();
-    let url = format!("https://127.0.0.1:{port}");
-    let mut p = spawn(&[
-        "destroy",
-        "--replica-id",
-        "0123456789ab",
+    let url = closed_url();
+    let given = [
         "--ucp-url",
         &url,
         "--ucp-username",
         "admin",
         "--ucp-insecure-tls",
-    ]);
+    ];
+    let mut p = spawn(&[&DESTROY[..], &given].concat());
     // only the password is asked
     let before = p
         .exp_string("ucp-password: ")
