@@ -12,6 +12,7 @@
 #   TARGET...         only these Dockerfile targets (default: all nine)
 #
 # Makes the debian:bookworm-slim base image first when it is absent (scripts/base-image.sh).
+# The bootstrapper of this version is also tagged registry/dtr:latest (not with --test-version).
 # Prints the time each target took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,15 @@ if [ -n "$TEST_VERSION" ]; then
   BINARY=build/dtr-$TEST_VERSION
 fi
 
+# `docker run registry/dtr <command>` without a tag, as operators type the original's
+# (`docker/dtr` = latest): the bootstrapper of this version is also `registry/dtr:latest`.
+# Not for the test version, which must never be picked up by accident.
+tag_latest() {
+  if [ -z "$TEST_VERSION" ] && docker image inspect "registry/dtr:$VERSION" >/dev/null 2>&1; then
+    docker tag "registry/dtr:$VERSION" registry/dtr:latest
+    echo "tagged registry/dtr:$VERSION as registry/dtr:latest"
+  fi
+}
 tag_of() { if [ "$1" = dtr ]; then echo "registry/dtr:$VERSION"; else echo "registry/dtr-$1:$VERSION"; fi; }
 needs_binary() { case "$1" in api | jobrunner | dtr | notary-server | notary-signer) return 0 ;; *) return 1 ;; esac; }
 
@@ -52,7 +62,7 @@ for t in "${targets[@]}"; do
   fi
   todo+=("$t")
 done
-[ ${#todo[@]} -gt 0 ] || exit 0
+[ ${#todo[@]} -gt 0 ] || { tag_latest; exit 0; }
 
 bash scripts/base-image.sh
 
@@ -89,3 +99,4 @@ for t in "${todo[@]}"; do
   printf 'built %-36s in %6.1f s\n' "$(tag_of "$t")" "$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')"
 done
 printf 'all built in %.1f s\n' "$(awk -v a="$total_start" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')"
+tag_latest
