@@ -42,34 +42,17 @@ pub fn markdown() -> String {
         + "\n"
 }
 
-/// The parser without its internal commands (those the images run), env values hidden.
+/// The parser without its internal commands (those the images run), env values hidden. clap
+/// cannot drop a subcommand, so the top level is made again with the visible ones.
 fn public_command() -> clap::Command {
     let full = Cli::command();
-    let public: Vec<clap::Command> = full
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set())
-        .map(|s| s.clone().mut_args(|a| a.hide_env_values(true)))
-        .collect();
-    let mut cmd = full;
-    for sub in &public {
-        cmd = cmd.mut_subcommand(sub.get_name(), |_| sub.clone());
-    }
-    let hidden: Vec<String> = cmd
-        .get_subcommands()
-        .filter(|s| s.is_hide_set())
-        .map(|s| s.get_name().to_string())
-        .collect();
-    // clap cannot drop a subcommand: start again from the top-level settings
     let mut top = clap::Command::new("dtr")
         .version(crate::version::VERSION)
-        .about(cmd.get_about().cloned().unwrap_or_default())
-        .long_about(cmd.get_long_about().cloned().unwrap_or_default())
+        .about(full.get_about().cloned().unwrap_or_default())
+        .long_about(full.get_long_about().cloned().unwrap_or_default())
         .subcommand_required(true);
-    for sub in cmd
-        .get_subcommands()
-        .filter(|s| !hidden.iter().any(|h| h == s.get_name()))
-    {
-        top = top.subcommand(sub.clone());
+    for sub in full.get_subcommands().filter(|s| !s.is_hide_set()) {
+        top = top.subcommand(sub.clone().mut_args(|a| a.hide_env_values(true)));
     }
     top
 }

@@ -75,32 +75,33 @@ fn node_hostname(n: &crate::engine::Node) -> &str {
         .unwrap_or_default()
 }
 
+/// `ready`, `down`, ... as `docker node ls` shows it (empty when not reported).
+fn node_state(n: &crate::engine::Node) -> String {
+    n.status
+        .as_ref()
+        .and_then(|s| s.state.map(|x| x.to_string()))
+        .unwrap_or_default()
+}
+
+fn is_manager(n: &crate::engine::Node) -> bool {
+    n.spec
+        .as_ref()
+        .and_then(|s| s.role.map(|r| r.to_string()))
+        .as_deref()
+        == Some("manager")
+}
+
 /// The node a replica goes to through MKE when `--ucp-node` is not given (the original chose
 /// one for the user): a ready worker, else a ready manager (warned about later); among several,
 /// the first by hostname, so that a re-run chooses the same. With the reason, for the log.
 pub fn pick_node(nodes: &[crate::engine::Node]) -> Option<(&crate::engine::Node, String)> {
-    let is = |n: &crate::engine::Node, role: &str| {
-        n.spec
-            .as_ref()
-            .and_then(|s| s.role.map(|r| r.to_string()))
-            .as_deref()
-            == Some(role)
-    };
-    let mut ready: Vec<&crate::engine::Node> = nodes
-        .iter()
-        .filter(|n| {
-            n.status
-                .as_ref()
-                .and_then(|s| s.state.map(|x| x.to_string()))
-                .as_deref()
-                == Some("ready")
-        })
-        .collect();
+    let mut ready: Vec<&crate::engine::Node> =
+        nodes.iter().filter(|n| node_state(n) == "ready").collect();
     ready.sort_by(|a, b| node_hostname(a).cmp(node_hostname(b)));
     if ready.len() == 1 {
         return Some((ready[0], "the only ready node".into()));
     }
-    let workers: Vec<_> = ready.iter().filter(|n| is(n, "worker")).collect();
+    let workers: Vec<_> = ready.iter().filter(|n| !is_manager(n)).collect();
     match workers.first() {
         Some(w) => Some((w, format!("the first of {} ready workers", workers.len()))),
         None => ready.first().map(|m| {
@@ -129,10 +130,28 @@ fn engine_version(v: &str) -> Option<(u64, u64)> {
 struct Findings {
     failures: Vec<PreflightFailure>,
     warnings: Vec<(&'static str, String)>,
+    /// `--ignore-preflight-errors`: these checks' failures are recorded as warnings.
+    ignore: Vec<&'static str>,
 }
 
 impl Findings {
+    fn new(ignore: &[&'static str]) -> Findings {
+        Findings {
+            failures: Vec::new(),
+            warnings: Vec::new(),
+            ignore: ignore.to_vec(),
+        }
+    }
+
     fn fail(&mut self, check: &'static str, problem: impl Into<String>, fix: impl Into<String>) {
+        if self.ignore.contains(&check) {
+            let problem = problem.into();
+            self.warn(
+                check,
+                format!("{problem} (ignored with --ignore-preflight-errors={check})"),
+            );
+            return;
+        }
         self.failures.push(PreflightFailure {
             check,
             problem: problem.into(),
@@ -210,10 +229,7 @@ pub async fn replica(
     opts: &PreflightRequest,
     reporter: &Reporter,
 ) -> Result<TargetFacts> {
-    let mut f = Findings {
-        failures: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut f = Findings::new(&opts.ignore);
     let info = engine.info().await?;
 
     // swarm and node
@@ -290,11 +306,7 @@ pub async fn replica(
                 if let Some(v) = description.engine.and_then(|e| e.engine_version) {
                     node_engine = Some(v);
                 }
-                let state = n
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.state.map(|x| x.to_string()))
-                    .unwrap_or_default();
+                let state = node_state(n);
                 if state != "ready" {
                     f.fail(
                         "node",
@@ -302,9 +314,7 @@ pub async fn replica(
                         "bring the node back (`docker node ls`) or choose another with --ucp-node",
                     );
                 }
-                let manager = n.spec.as_ref().and_then(|s| s.role.map(|r| r.to_string()))
-                    == Some("manager".into());
-                if via_mke && manager {
+                if via_mke && is_manager(n) {
                     f.warn(
                         "node",
                         format!("node {node_name} is an MKE manager: MKE's documentation recommends worker nodes for DTR, because the managers run MKE's own control plane (its etcd and databases) and DTR's etcd and database compete with it for disk and memory, and losing that node then costs both a manager and a DTR replica; the install continues on it"),
@@ -502,19 +512,6 @@ pub async fn replica(
         }
     }
 
-    let (ignored, failures): (Vec<_>, Vec<_>) = std::mem::take(&mut f.failures)
-        .into_iter()
-        .partition(|x| opts.ignore.contains(&x.check));
-    f.failures = failures;
-    for x in ignored {
-        f.warn(
-            x.check,
-            format!(
-                "{} (ignored with --ignore-preflight-errors={})",
-                x.problem, x.check
-            ),
-        );
-    }
     for (_, w) in &f.warnings {
         reporter.warn(w);
     }
@@ -682,10 +679,7 @@ mod tests {
 
     #[test]
     fn the_summary_names_every_check() {
-        let mut f = Findings {
-            failures: Vec::new(),
-            warnings: Vec::new(),
-        };
+        let mut f = Findings::new(&["engine-version"]);
         f.fail("ports", "port 443 in use", "free it");
         f.warn("resources", "2 CPUs");
         let s = f.summary();
@@ -695,5 +689,11 @@ mod tests {
         assert!(s.contains("ports FAIL"));
         assert!(s.contains("resources warn"));
         assert!(s.contains("swarm ok"));
+        // an ignored check's failure is a warning that says so, not a failure
+        f.fail("engine-version", "Docker Engine 19.03", "upgrade it");
+        assert!(f.failures.iter().all(|x| x.check != "engine-version"));
+        assert!(f.warnings.iter().any(|(c, w)| *c == "engine-version"
+            && w.contains("ignored with --ignore-preflight-errors=engine-version")));
+        assert!(f.summary().contains("engine-version warn"));
     }
 }
