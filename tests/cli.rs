@@ -385,7 +385,8 @@ fn completions_and_the_man_page_come_from_the_parser() {
             "{shell}: internal command listed"
         );
     }
-    let out = dtr(&["man"], &[("UCP_PASSWORD", "secret-in-env-123")]);
+    let secret = common::generated_secret();
+    let out = dtr(&["man"], &[("UCP_PASSWORD", &secret)]);
     let page = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{}", text(&out));
     assert!(
@@ -404,7 +405,7 @@ fn completions_and_the_man_page_come_from_the_parser() {
         );
     }
     assert!(page.contains("ucp\\-password"), "flags are listed");
-    assert!(!page.contains("secret-in-env-123"), "an env value leaked");
+    assert!(!page.contains(&secret), "an env value leaked");
     assert!(!page.contains("DTR PHASE2"), "internal command listed");
 }
 
@@ -416,7 +417,7 @@ fn only_documented_preflight_checks_can_be_ignored() {
             "--ignore-preflight-errors",
             "ports,existing-install",
         ],
-        &[("DTR_ADMIN_PASSWORD", "a-long-password")],
+        &[("DTR_ADMIN_PASSWORD", &common::generated_secret())],
     );
     let log = text(&out);
     assert_eq!(out.status.code(), Some(2), "{log}");

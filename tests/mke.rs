@@ -156,7 +156,7 @@ fn install_and_destroy_go_through_mke() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     assert_eq!(accounts(mke.username(), mke.password()), "200");
-    assert_eq!(accounts(mke.username(), "not-the-password"), "401");
+    assert_eq!(accounts(mke.username(), &generated_secret()), "401");
 
     // every container went through MKE's scheduler, placed on the node
     let (logins_ok, refused) = mke.logins();
@@ -214,7 +214,8 @@ fn mke_failures_are_clear_and_create_nothing() {
     let ca = mke.ca_pem();
 
     // wrong password: refused at login, named, exit 3
-    let (code, log) = run(&mke, "not-the-password", &with(&["--ucp-ca", &ca]));
+    let wrong = generated_secret();
+    let (code, log) = run(&mke, &wrong, &with(&["--ucp-ca", &ca]));
     assert_eq!(code, Some(3), "{log}");
     assert!(
         log.contains("the login of admin was refused")
@@ -222,7 +223,7 @@ fn mke_failures_are_clear_and_create_nothing() {
         "{log}"
     );
     assert!(log.contains("--ucp-password"), "says what to check:\n{log}");
-    assert!(!log.contains("not-the-password"), "{log}");
+    assert!(!log.contains(&wrong), "{log}");
     assert_eq!(mke.logins().1, 1);
 
     // MKE's certificate without --ucp-ca or --ucp-insecure-tls: not trusted, no login sent

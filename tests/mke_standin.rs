@@ -230,10 +230,11 @@ async fn the_docker_api_needs_a_token_it_issued() {
     let other = MkeStandIn::start(MkeOptions::default());
     let foreign = format!("Bearer {}", token(&other).await);
     let basic = format!("Basic {}", mke.password());
+    let made_up = format!("Bearer {}", common::generated_secret());
     let unauthorized = r#"{"message":"unauthorized: missing or invalid session token"}"#;
     for authorization in [
         None,
-        Some("Bearer made-up-token-0123456789abcdef0123"),
+        Some(made_up.as_str()),
         Some(foreign.as_str()),
         Some(basic.as_str()),
     ] {

@@ -6,9 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{text, BIN};
-
-const SECRET: &str = "pw-not-to-be-echoed-4711";
+use common::{generated_secret, text, BIN};
 
 /// `dtr <args>` in a pseudo-terminal, without the variables that would answer the prompts.
 fn spawn(args: &[&str]) -> rexpect::session::PtySession {
@@ -40,6 +38,7 @@ const DESTROY: [&str; 3] = ["destroy", "--replica-id", "0123456789ab"];
 
 #[test]
 fn mke_values_are_prompted_in_order_and_the_password_is_hidden() {
+    let secret = generated_secret();
     let url = closed_url();
     let mut p = spawn(&[&DESTROY[..], &["--ucp-insecure-tls"]].concat());
     p.exp_string("ucp-url (The UCP URL including domain and port): ")
@@ -49,14 +48,14 @@ fn mke_values_are_prompted_in_order_and_the_password_is_hidden() {
         .expect("then the username");
     p.send_line("admin").unwrap();
     p.exp_string("ucp-password: ").expect("then the password");
-    p.send_line(SECRET).unwrap();
+    p.send_line(&secret).unwrap();
     // the answers are used: the error names the URL typed in; the password is not on screen
     let rest = p.exp_eof().expect("dtr ends");
     assert!(
         rest.contains(&format!("MKE/UCP at {url}")) && rest.contains("not reachable"),
         "{rest}"
     );
-    assert!(!rest.contains(SECRET), "the password was echoed:\n{rest}");
+    assert!(!rest.contains(&secret), "the password was echoed:\n{rest}");
     assert!(
         rest.contains("--ucp-insecure-tls"),
         "the warning is shown:\n{rest}"
@@ -65,6 +64,7 @@ fn mke_values_are_prompted_in_order_and_the_password_is_hidden() {
 
 #[test]
 fn a_given_value_is_not_asked_for() {
+    let secret = generated_secret();
     let url = closed_url();
     let given = [
         "--ucp-url",
@@ -80,10 +80,10 @@ fn a_given_value_is_not_asked_for() {
         .expect("the password is asked");
     assert!(!before.contains("ucp-url (The"), "{before}");
     assert!(!before.contains("ucp-username (The"), "{before}");
-    p.send_line(SECRET).unwrap();
+    p.send_line(&secret).unwrap();
     let rest = p.exp_eof().expect("dtr ends");
     assert!(rest.contains("not reachable"), "{rest}");
-    assert!(!rest.contains(SECRET), "the password was echoed:\n{rest}");
+    assert!(!rest.contains(&secret), "the password was echoed:\n{rest}");
 }
 
 #[test]

@@ -19,6 +19,17 @@ pub fn admin_password() -> &'static str {
     PASSWORD.get_or_init(|| format!("pw-{}", dtr::options::ReplicaId::random()))
 }
 
+/// A throw-away secret for one use in a test (a password typed at a prompt, a wrong password,
+/// a made-up token): generated, so that nothing in the repository looks like a real secret and a
+/// check that it never reaches the output cannot pass by chance.
+pub fn generated_secret() -> String {
+    format!(
+        "t-{}{}",
+        dtr::options::ReplicaId::random(),
+        dtr::options::ReplicaId::random()
+    )
+}
+
 /// The eight components of a replica, in name order (the user-visible contract of the original).
 pub const COMPONENTS: [&str; 8] = [
     "api",
