@@ -189,15 +189,12 @@ pub fn restore(a: RestoreArgs, reporter: &Reporter) -> Result<()> {
             a.replica.ignore_preflight_errors.as_deref(),
         )?,
     };
-    let rt = runtime();
-    let result = rt.block_on(crate::ops::restore::restore(
+    // after Ctrl-C the thread reading stdin may still wait for input: it is not waited for
+    let report = super::block_on_detached(crate::ops::restore::restore(
         opts,
         std::io::stdin(),
         reporter,
-    ));
-    // after Ctrl-C the thread reading stdin may still wait for input: do not wait for it
-    rt.shutdown_background();
-    let report = result?;
+    ))?;
     reporter.info(format!(
         "Restore is complete ({:.1}s): replica {} holds the backup of replica {} made {} by dtr {}",
         reporter.elapsed().as_secs_f64(),

@@ -5,7 +5,6 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use super::args::{ImagesAction, ImagesArgs};
-use super::runtime;
 use crate::error::{Error, Result};
 use crate::report::Reporter;
 use crate::version::VERSION;
@@ -31,10 +30,7 @@ pub fn run(a: ImagesArgs, reporter: &Reporter) -> Result<()> {
 /// Runs an operation, Ctrl-C/SIGTERM ending it (its temporary directory is removed); a thread
 /// still blocked on stdin or stdout is not waited for.
 fn block_on<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    let rt = runtime();
-    let result = rt.block_on(crate::ops::interruptible(work));
-    rt.shutdown_background();
-    result
+    super::block_on_detached(crate::ops::interruptible(work))
 }
 
 fn save(output: Option<PathBuf>, reporter: &Reporter) -> Result<()> {

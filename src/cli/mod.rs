@@ -99,6 +99,15 @@ pub fn main() -> i32 {
     }
 }
 
+/// Runs `work` to its end on a runtime that is then dropped without waiting for its blocking
+/// threads: after Ctrl-C, one may still be blocked reading stdin or writing stdout.
+pub(crate) fn block_on_detached<T>(work: impl std::future::Future<Output = T>) -> T {
+    let rt = runtime();
+    let result = rt.block_on(work);
+    rt.shutdown_background();
+    result
+}
+
 fn role(fut: impl std::future::Future<Output = Result<()>>) -> i32 {
     finish(runtime().block_on(fut), &Reporter::quiet())
 }
