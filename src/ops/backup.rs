@@ -79,10 +79,7 @@ pub async fn backup<W: Write>(
 
     // the spool holds the cluster's private keys: it is removed however this ends, Ctrl-C and
     // SIGTERM included
-    let spool = tempfile::Builder::new()
-        .prefix("dtr-backup-")
-        .tempdir()
-        .map_err(|e| Error::io("create a temporary directory for the backup", e))?;
+    let spool = crate::ops::private_temp_dir("dtr-backup-", "the backup")?;
     crate::ops::interruptible(write_backup(
         &engine,
         &replica,

@@ -36,3 +36,36 @@ pub async fn interruptible<T>(work: impl std::future::Future<Output = Result<T>>
         _ = shutdown_signal() => Err(Error::Interrupted),
     }
 }
+
+/// A directory under `TMPDIR` (default /tmp) that only this user can enter, created so (mode
+/// 0700 from the start, not changed afterwards), and removed when dropped: where backups,
+/// restores and image bundles are spooled (a backup's holds private keys). `what` names it in
+/// an error.
+pub fn private_temp_dir(prefix: &str, what: &str) -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let base = std::env::temp_dir();
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(&base)
+        .map_err(|e| {
+            Error::io(
+                format!(
+                    "create a temporary directory for {what} in {}",
+                    base.display()
+                ),
+                e,
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spool_directories_are_private_from_the_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = super::private_temp_dir("dtr-test-", "a test").unwrap();
+        let mode = dir.path().metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+}

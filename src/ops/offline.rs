@@ -41,24 +41,6 @@ pub struct LoadReport {
     pub messages: Vec<String>,
 }
 
-/// A 0700 directory under `TMPDIR` (default /tmp), removed when dropped.
-fn private_temp_dir() -> Result<tempfile::TempDir> {
-    use std::os::unix::fs::PermissionsExt;
-    let base = std::env::temp_dir();
-    let dir = tempfile::Builder::new()
-        .prefix("dtr-images-")
-        .tempdir_in(&base)
-        .map_err(|e| {
-            Error::io(
-                format!("create a temporary directory in {}", base.display()),
-                e,
-            )
-        })?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::io(format!("restrict {}", dir.path().display()), e))?;
-    Ok(dir)
-}
-
 /// A failure of the engine's own archive, or of writing the bundle: exit 1.
 fn save_failed(e: BundleError) -> Error {
     match e {
@@ -225,7 +207,7 @@ pub async fn save<W: Write + Send + 'static>(
     }
     step.done(format!("{} images", images.len()));
 
-    let dir = private_temp_dir()?;
+    let dir = super::private_temp_dir("dtr-images-", "the image bundle")?;
     let step = reporter.step(format!(
         "export the images from the engine into {}",
         dir.path().display()
@@ -320,7 +302,7 @@ pub async fn save<W: Write + Send + 'static>(
 /// reference resolves to the bundle's image ID.
 pub async fn load<R: Read + Send + 'static>(input: R, reporter: &Reporter) -> Result<LoadReport> {
     let engine = Engine::connect().await?;
-    let dir = private_temp_dir()?;
+    let dir = super::private_temp_dir("dtr-images-", "the image bundle")?;
 
     let step = reporter.step(format!(
         "read and check the bundle (in {})",

@@ -188,10 +188,7 @@ pub async fn restore<R: Read + Send + 'static>(
     let step = reporter.step("read and check the backup");
     // the spool holds the backup's private keys: it is removed however this function ends,
     // Ctrl-C included (the read runs on a blocking thread, the signal is watched here)
-    let spool = tempfile::Builder::new()
-        .prefix("dtr-restore-")
-        .tempdir()
-        .map_err(|e| Error::io("create a temporary directory for the backup", e))?;
+    let spool = crate::ops::private_temp_dir("dtr-restore-", "the backup")?;
     let (keys, allow, dir) = (
         opts.keys.clone(),
         opts.allow_other_patch,
