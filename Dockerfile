@@ -125,7 +125,7 @@ RUN printf '%s\n' 'path-exclude=/usr/bin/notary' 'path-exclude=/usr/bin/escrow' 
 FROM notary AS notary-server
 RUN chown notary-server:notary-server /run/dtr
 COPY docker/notary-server/entrypoint.sh /usr/local/bin/dtr-entrypoint
-# dtr db-proxy: notary reaches the database primary through it (src/roles/dbproxy.rs)
+# dtr db-proxy: notary reaches the database primary through it (crates/dtr-server/src/dbproxy.rs)
 ARG DTR_BINARY=build/dtr
 COPY ${DTR_BINARY} /usr/local/bin/dtr
 COPY docker/notary-server/dtr-health /usr/local/bin/dtr-health
@@ -139,7 +139,7 @@ LABEL org.opencontainers.image.title="dtr-notary-server" org.opencontainers.imag
 FROM notary AS notary-signer
 RUN chown notary-signer:notary-signer /run/dtr
 COPY docker/notary-signer/entrypoint.sh /usr/local/bin/dtr-entrypoint
-# dtr db-proxy: notary reaches the database primary through it (src/roles/dbproxy.rs)
+# dtr db-proxy: notary reaches the database primary through it (crates/dtr-server/src/dbproxy.rs)
 ARG DTR_BINARY=build/dtr
 COPY ${DTR_BINARY} /usr/local/bin/dtr
 COPY docker/notary-signer/dtr-health /usr/local/bin/dtr-health

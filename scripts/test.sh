@@ -2,7 +2,7 @@
 # The whole test suite, from a clean checkout on a fresh machine (CI runs exactly this):
 #   1. a Docker engine in swarm mode (scripts/engine-up.sh installs and starts it if needed)
 #   2. the nine images, built from this checkout (scripts/build-images.sh; layer cache helps),
-#      and the upgrade tests' second version (--test-version, tests/upgrade-version) if absent
+#      and the upgrade tests' second version (--test-version, crates/dtr/tests/it/upgrade-version) if absent
 #   3. lints: cargo fmt --check, cargo clippy -D warnings
 #   4. the component images on their own (scripts/smoke-components.sh)
 #   5. every Rust test: unit, plan snapshot, CLI, CLI reference, and the engine tests, which
@@ -16,7 +16,7 @@ step "engine"
 bash scripts/engine-up.sh
 step "images"
 bash scripts/build-images.sh
-bash scripts/build-images.sh --if-missing --test-version "$(cat tests/upgrade-version)"
+bash scripts/build-images.sh --if-missing --test-version "$(cat crates/dtr/tests/it/upgrade-version)"
 step "lints"
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings

@@ -11,7 +11,7 @@ dtr_refuse_if_removed
 dtr_check_hosts DTR_DB_HOST DTR_NOTARY_SIGNER_HOST
 dtr_require_files /ca/ca.pem /ca/notary-server/cert.pem /ca/notary-server/key.pem
 # notary's driver knows one host: it connects to dtr db-proxy on 127.0.0.1, which forwards
-# each connection to the database primary (TLS stays end to end; see src/roles/dbproxy.rs)
+# each connection to the database primary (TLS stays end to end; see crates/dtr-server/src/dbproxy.rs)
 db=127.0.0.1:5432
 signer_host=${DTR_NOTARY_SIGNER_HOST%:*}
 signer_port=7899

@@ -12,7 +12,7 @@ dtr_refuse_if_removed
 dtr_check_hosts DTR_DB_HOST
 dtr_require_files /ca/ca.pem /ca/notary-signer/cert.pem /ca/notary-signer/key.pem /ca/notary-signer/passphrase
 # notary's driver knows one host: it connects to dtr db-proxy on 127.0.0.1, which forwards
-# each connection to the database primary (TLS stays end to end; see src/roles/dbproxy.rs)
+# each connection to the database primary (TLS stays end to end; see crates/dtr-server/src/dbproxy.rs)
 db=127.0.0.1:5432
 dtr_no_proxy "dtr-notary-signer-$DTR_REPLICA_ID" "${DTR_DB_HOST%:*}"
 

@@ -1,0 +1,1052 @@
+//! The Docker engine as the operations use it: a thin layer over bollard that speaks in the
+//! plan's terms (specs in, names out) and turns every engine error into an `Error` that names
+//! the object involved. `apply` walks a plan; `probe` waits for health.
+
+pub mod apply;
+mod images;
+pub mod mke;
+pub mod probe;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{
+    ContainerCreateBody, HealthConfig, HostConfig, Ipam, IpamConfig, Mount, MountType,
+    NetworkConnectRequest, NetworkCreateRequest, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, DownloadFromContainerOptions, ListContainersOptions,
+    ListNetworksOptions, ListNodesOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, RenameContainerOptions, StopContainerOptions, UploadToContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use crate::error::{DockerFailure, Error, Result};
+use crate::plan::{
+    ContainerSpec, MountSpec, NetworkSpec, OneShotNetwork, OneShotOutput, OneShotSpec, PortSpec,
+    Uploads, VolumeSpec,
+};
+
+pub use bollard::models::{ContainerInspectResponse, ContainerSummary, Volume};
+use bollard::models::{Network, Node};
+
+/// What an operation drives, chosen by the CLI and handed down: the local engine (the usual
+/// `DOCKER_HOST`, `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`, else the local socket), or MKE/UCP
+/// (`--ucp-*`), logged in to and spoken to with its session token.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Local,
+    Mke(mke::MkeTarget),
+}
+
+/// The kind of refusal an engine error is: what callers match on, never its text.
+pub fn classify(e: &bollard::errors::Error) -> DockerFailure {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            if message.contains(mke::SCHEDULING_REFUSAL) {
+                DockerFailure::SchedulingRefused
+            } else if message.contains("address already in use")
+                || message.contains("port is already allocated")
+            {
+                DockerFailure::PortInUse
+            } else if message.contains("active endpoints") {
+                DockerFailure::ActiveEndpoints
+            } else if *status_code == 404 {
+                DockerFailure::NotFound
+            } else if *status_code == 401 || *status_code == 403 {
+                DockerFailure::Unauthorized
+            } else {
+                DockerFailure::Other
+            }
+        }
+        _ => DockerFailure::Other,
+    }
+}
+
+impl Error {
+    /// The engine refused to `action` `object`; classified once, here.
+    pub(crate) fn docker(
+        action: &'static str,
+        object: impl Into<String>,
+        source: bollard::errors::Error,
+    ) -> Self {
+        Error::Docker {
+            action,
+            object: object.into(),
+            kind: classify(&source),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// What `Engine::describe` reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineInfo {
+    /// The engine's hostname (its swarm node's name).
+    pub name: String,
+    pub server_version: Option<String>,
+    pub swarm_active: bool,
+    /// A manager of its swarm (it can create overlay networks and list nodes).
+    pub swarm_manager: bool,
+    pub node_id: String,
+    pub node_addr: Option<String>,
+    pub cpus: Option<i64>,
+    pub memory_bytes: Option<i64>,
+}
+
+/// A swarm node as `docker node ls` describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: String,
+    pub hostname: String,
+    pub manager: bool,
+    /// `ready`, `down`, ... (empty when not reported).
+    pub state: String,
+    /// Its address in the swarm, when it reports a usable one.
+    pub addr: Option<String>,
+    pub engine_version: Option<String>,
+    pub cpus: Option<i64>,
+    pub memory_bytes: Option<i64>,
+}
+
+/// A network as the engine lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkInfo {
+    pub id: String,
+    pub name: String,
+    /// Carries `com.docker.dtr.managed=true`: dtr made it.
+    pub managed: bool,
+}
+
+fn network_info(n: Network) -> NetworkInfo {
+    NetworkInfo {
+        id: n.id.unwrap_or_default(),
+        name: n.name.unwrap_or_default(),
+        managed: n
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::plan::labels::MANAGED))
+            .map(String::as_str)
+            == Some("true"),
+    }
+}
+
+fn node_info(n: Node) -> NodeInfo {
+    let description = n.description.unwrap_or_default();
+    let resources = description.resources.unwrap_or_default();
+    let status = n.status.unwrap_or_default();
+    NodeInfo {
+        id: n.id.unwrap_or_default(),
+        hostname: description.hostname.unwrap_or_default(),
+        manager: n
+            .spec
+            .and_then(|s| s.role)
+            .map(|r| r.to_string())
+            .as_deref()
+            == Some("manager"),
+        state: status.state.map(|s| s.to_string()).unwrap_or_default(),
+        addr: status.addr.filter(|a| !a.is_empty() && a != "0.0.0.0"),
+        engine_version: description.engine.and_then(|e| e.engine_version),
+        cpus: resources.nano_cpus.map(|n| n / 1_000_000_000),
+        memory_bytes: resources.memory_bytes,
+    }
+}
+
+/// A connected engine (the local socket or `DOCKER_HOST`, with the usual TLS variables).
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    pub host: String,
+    /// Reached through MKE/UCP (`--ucp-url`): containers are placed with a node constraint.
+    via_mke: bool,
+    /// The node new containers go to (MKE only; a plain engine is its own node).
+    node: Option<String>,
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    classify(e) == DockerFailure::NotFound
+}
+
+fn filters(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+    let mut m: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in pairs {
+        m.entry(k.to_string()).or_default().push(v.to_string());
+    }
+    m
+}
+
+pub(crate) fn mounts(specs: &[MountSpec]) -> Vec<Mount> {
+    specs
+        .iter()
+        .map(|m| Mount {
+            source: Some(m.source.clone()),
+            target: Some(m.target.clone()),
+            typ: Some(if m.bind {
+                MountType::BIND
+            } else {
+                MountType::VOLUME
+            }),
+            read_only: Some(m.read_only),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The output of an attached exec, as bollard streams it.
+type ExecStream = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<
+                Item = std::result::Result<bollard::container::LogOutput, bollard::errors::Error>,
+            > + Send,
+    >,
+>;
+
+/// Output of a command run in a container.
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub output: String,
+}
+
+impl Engine {
+    pub async fn connect(target: &Target) -> Result<Engine> {
+        if let Target::Mke(target) = target {
+            let host = target.shown();
+            let docker = target.connect().await?;
+            let docker = docker.negotiate_version().await.map_err(|source| match source {
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 401 | 403,
+                    message,
+                } => Error::Mke {
+                    url: host.clone(),
+                    reason: format!("the login worked, but the Docker API refused the session token: {message}"),
+                    hint: "the account must be an MKE administrator; if it is, MKE ended the session at once: check MKE's session lifetime (Admin Settings → Authentication) and run again".into(),
+                },
+                source => Error::EngineUnreachable {
+                    host: format!("{host} (through MKE)"),
+                    source: Box::new(source),
+                },
+            })?;
+            return Ok(Engine {
+                docker,
+                host,
+                via_mke: true,
+                node: None,
+            });
+        }
+        let host =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let unreachable = |source: bollard::errors::Error| Error::EngineUnreachable {
+            host: host.clone(),
+            source: Box::new(source),
+        };
+        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+        // The engine may be older than bollard's default API version (Debian's 20.10 speaks 1.41).
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        docker.ping().await.map_err(unreachable)?;
+        // a client bundle's DOCKER_HOST reaches MKE, which tells itself by its version
+        let via_mke = docker
+            .version()
+            .await
+            .ok()
+            .and_then(|v| v.version)
+            .is_some_and(|v| mke::is_mke_version(&v));
+        Ok(Engine {
+            docker,
+            host: if via_mke {
+                format!("{host} (MKE, client bundle)")
+            } else {
+                host
+            },
+            via_mke,
+            node: None,
+        })
+    }
+
+    /// The engine and its place in the swarm.
+    pub async fn describe(&self) -> Result<EngineInfo> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| Error::docker("describe", "the engine", e))?;
+        let swarm = info.swarm.unwrap_or_default();
+        Ok(EngineInfo {
+            name: info.name.unwrap_or_default(),
+            server_version: info.server_version,
+            swarm_active: swarm.local_node_state.map(|s| s.to_string()).as_deref()
+                == Some("active"),
+            swarm_manager: swarm.control_available == Some(true),
+            node_id: swarm.node_id.unwrap_or_default(),
+            node_addr: swarm.node_addr.filter(|a| !a.is_empty()),
+            cpus: info.ncpu,
+            memory_bytes: info.mem_total,
+        })
+    }
+
+    /// The swarm's nodes (a manager's view).
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        let nodes = self
+            .docker
+            .list_nodes(None::<ListNodesOptions>)
+            .await
+            .map_err(|e| Error::docker("list", "swarm nodes", e))?;
+        Ok(nodes.into_iter().map(node_info).collect())
+    }
+
+    /// Every host port a container on this engine publishes, and that container's name.
+    pub async fn published_ports(&self) -> Result<Vec<(u16, String)>> {
+        let mut out = Vec::new();
+        for c in self.containers_labelled(&[]).await? {
+            let name = c
+                .names
+                .iter()
+                .flatten()
+                .next()
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            for p in c.ports.iter().flatten() {
+                if let Some(public) = p.public_port {
+                    out.push((public, name.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn image_exists(&self, image: &str) -> Result<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(Error::docker("inspect image", image, e)),
+        }
+    }
+
+    /// The networks with exactly this name: the engine does not keep names unique (two
+    /// creations racing each other both succeed), so there may be more than one.
+    pub async fn networks_named(&self, name: &str) -> Result<Vec<NetworkInfo>> {
+        // Names are matched exactly: the engine's name filter matches substrings.
+        let list = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters(&[("name", name)])),
+            }))
+            .await
+            .map_err(|e| Error::docker("list networks", name, e))?;
+        Ok(list
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .map(network_info)
+            .collect())
+    }
+
+    pub async fn networks_labelled(&self, label: &str) -> Result<Vec<NetworkInfo>> {
+        let list = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters(&[("label", label)])),
+            }))
+            .await
+            .map_err(|e| Error::docker("list networks", label, e))?;
+        Ok(list.into_iter().map(network_info).collect())
+    }
+
+    pub async fn create_network(&self, spec: &NetworkSpec) -> Result<()> {
+        let request = NetworkCreateRequest {
+            name: spec.name.clone(),
+            driver: Some(spec.driver.clone()),
+            attachable: Some(spec.attachable),
+            ipam: spec.subnet.as_ref().map(|s| Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(s.clone()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker
+            .create_network(request)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::docker("create network", &spec.name, e))
+    }
+
+    /// Removes a network (by name or id). The engine releases the endpoints of just-removed
+    /// containers asynchronously, so "active endpoints" is retried for up to 3 s.
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.docker.remove_network(name).await {
+                Ok(()) => return Ok(()),
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(e) if attempt < 10 && classify(&e) == DockerFailure::ActiveEndpoints => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
+                Err(e) => return Err(Error::docker("remove network", name, e)),
+            }
+        }
+    }
+
+    pub async fn volume(&self, name: &str) -> Result<Option<Volume>> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(Error::docker("inspect volume", name, e)),
+        }
+    }
+
+    pub async fn volumes_labelled(&self, labels: &[&str]) -> Result<Vec<Volume>> {
+        let pairs: Vec<(&str, &str)> = labels.iter().map(|l| ("label", *l)).collect();
+        let r = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters(&pairs)),
+            }))
+            .await
+            .map_err(|e| Error::docker("list volumes", labels.join(","), e))?;
+        Ok(r.volumes.unwrap_or_default())
+    }
+
+    pub async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
+        let request = VolumeCreateRequest {
+            name: Some(spec.name.clone()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::docker("create volume", &spec.name, e))
+    }
+
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        match self
+            .docker
+            .remove_volume(name, Some(RemoveVolumeOptions { force: false }))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(Error::docker("remove volume", name, e)),
+        }
+    }
+
+    pub async fn containers_labelled(&self, labels: &[&str]) -> Result<Vec<ContainerSummary>> {
+        let pairs: Vec<(&str, &str)> = labels.iter().map(|l| ("label", *l)).collect();
+        self.docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters(&pairs)),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| Error::docker("list containers", labels.join(","), e))
+    }
+
+    /// Creates a component container (not started) on its first network, then connects the others.
+    pub async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
+        self.create_container_as(spec, &spec.name).await
+    }
+
+    /// The same, under another name (a replacement is made beside the container it replaces).
+    pub async fn create_container_as(&self, spec: &ContainerSpec, name: &str) -> Result<()> {
+        let nanos = |d: Duration| d.as_nanos() as i64;
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            hostname: Some(spec.hostname.clone()),
+            user: Some(spec.user.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(
+                spec.labels
+                    .clone()
+                    .into_iter()
+                    .chain([(crate::plan::labels::SPEC.to_string(), spec.fingerprint())])
+                    .collect(),
+            ),
+            exposed_ports: exposed_ports(&spec.ports),
+            healthcheck: Some(HealthConfig {
+                test: Some(
+                    std::iter::once("CMD".to_string())
+                        .chain(spec.health.command.iter().cloned())
+                        .collect(),
+                ),
+                interval: Some(nanos(spec.health.interval)),
+                timeout: Some(nanos(spec.health.timeout)),
+                retries: Some(spec.health.retries),
+                start_period: Some(nanos(spec.health.start_period)),
+                ..Default::default()
+            }),
+            host_config: Some(HostConfig {
+                mounts: Some(mounts(&spec.mounts)),
+                network_mode: spec.networks.first().cloned(),
+                port_bindings: port_bindings(&spec.ports),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(restart_policy(spec.restart_policy)),
+                    maximum_retry_count: None,
+                }),
+                init: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.create_raw(name, body).await?;
+        for net in spec.networks.iter().skip(1) {
+            self.docker
+                .connect_network(
+                    net,
+                    NetworkConnectRequest {
+                        container: name.to_string(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| Error::docker("connect to network", format!("{name} ({net})"), e))?;
+        }
+        Ok(())
+    }
+
+    pub fn via_mke(&self) -> bool {
+        self.via_mke
+    }
+
+    /// The same engine, placing the containers it creates on `node` (through MKE).
+    pub fn placed_on(&self, node: &str) -> Engine {
+        Engine {
+            node: Some(node.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// The node a new container goes to through MKE: the one chosen for this engine, else the
+    /// node its replica's other containers were placed on (upgrade, reconfigure, phase 2).
+    async fn placement(&self, body: &ContainerCreateBody) -> Result<Option<String>> {
+        if !self.via_mke {
+            return Ok(None);
+        }
+        if let Some(node) = &self.node {
+            return Ok(Some(node.clone()));
+        }
+        let replica = body
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::plan::labels::REPLICA));
+        let Some(replica) = replica else {
+            return Ok(None);
+        };
+        let filter = format!("{}={replica}", crate::plan::labels::REPLICA);
+        let siblings = self.containers_labelled(&[&filter]).await?;
+        Ok(siblings.iter().find_map(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get(crate::plan::labels::NODE).cloned())
+        }))
+    }
+
+    /// Runs a one-shot container to its end: a leftover of the same name is removed first,
+    /// `uploads` are copied in before it starts, and it is removed afterwards whatever
+    /// happened. A failure to create or start it is the engine's error (classified: a taken
+    /// port, MKE's scheduling refusal); a non-zero exit is the caller's to judge.
+    pub async fn run_once(
+        &self,
+        spec: &OneShotSpec,
+        uploads: Option<&Uploads<'_>>,
+    ) -> Result<OneShotOutput> {
+        let _ = self.remove_container(&spec.name).await;
+        self.create_raw(&spec.name, one_shot_body(spec)).await?;
+        let result: Result<OneShotOutput> = async {
+            if let Some(u) = uploads {
+                self.upload(&spec.name, u.dir, &u.files).await?;
+            }
+            self.start(&spec.name).await?;
+            let exit_code = self.wait_exit(&spec.name).await?;
+            let (stdout, stderr) = self.output(&spec.name).await;
+            Ok(OneShotOutput {
+                exit_code,
+                stdout,
+                stderr,
+            })
+        }
+        .await;
+        let removed = self.remove_container(&spec.name).await;
+        let output = result?;
+        removed?;
+        Ok(output)
+    }
+
+    /// Creates a container from a raw body. Through MKE the body gets the node constraint and
+    /// a label naming the node.
+    async fn create_raw(&self, name: &str, mut body: ContainerCreateBody) -> Result<()> {
+        if let Some(node) = self.placement(&body).await? {
+            body.env
+                .get_or_insert_with(Vec::new)
+                .push(mke::node_constraint(&node));
+            body.labels
+                .get_or_insert_with(Default::default)
+                .insert(crate::plan::labels::NODE.to_string(), node);
+        }
+        self.docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.to_string()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::docker("create container", name, e))
+    }
+
+    pub async fn start(&self, name: &str) -> Result<()> {
+        self.docker
+            .start_container(name, None)
+            .await
+            .map_err(|e| Error::docker("start container", name, e))
+    }
+
+    pub async fn remove_container(&self, name: &str) -> Result<()> {
+        match self
+            .docker
+            .remove_container(
+                name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: false,
+                    link: false,
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(Error::docker("remove container", name, e)),
+        }
+    }
+
+    /// `(status, exit code)` of a container, or `None` if it does not exist.
+    pub async fn state(&self, name: &str) -> Result<Option<(String, i64)>> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => {
+                let s = c.state.unwrap_or_default();
+                Ok(Some((
+                    s.status.map(|x| x.to_string()).unwrap_or_default(),
+                    s.exit_code.unwrap_or(0),
+                )))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(Error::docker("inspect container", name, e)),
+        }
+    }
+
+    pub async fn wait_exit(&self, name: &str) -> Result<i64> {
+        let mut stream = self.docker.wait_container(name, None);
+        match stream.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            // a non-zero exit arrives as an error carrying the code
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(Error::docker("wait for container", name, e)),
+            None => Ok(self.state(name).await?.map(|s| s.1).unwrap_or(-1)),
+        }
+    }
+
+    /// The last `lines` lines of the container's output (stdout and stderr, in order).
+    pub async fn logs(&self, name: &str, lines: usize) -> String {
+        let opts = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        };
+        let mut stream = self.docker.logs(name, Some(opts));
+        let mut out = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        out
+    }
+
+    /// stdout and stderr of a finished container, separately.
+    pub async fn output(&self, name: &str) -> (String, String) {
+        let opts = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: "all".into(),
+            ..Default::default()
+        };
+        let mut stream = self.docker.logs(name, Some(opts));
+        let (mut out, mut err) = (String::new(), String::new());
+        while let Some(Ok(chunk)) = stream.next().await {
+            match chunk {
+                bollard::container::LogOutput::StdErr { message } => {
+                    err.push_str(&String::from_utf8_lossy(&message))
+                }
+                other => out.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+            }
+        }
+        (out, err)
+    }
+
+    /// Creates and starts a command in a running container, attached to its stdout and stderr:
+    /// the exec's id and its output.
+    async fn start_attached(&self, name: &str, cmd: &[String]) -> Result<(String, ExecStream)> {
+        let created = self
+            .docker
+            .create_exec(
+                name,
+                bollard::exec::CreateExecOptions::<String> {
+                    cmd: Some(cmd.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| Error::docker("run a command in", name, e))?;
+        let output = match self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| Error::docker("run a command in", name, e))?
+        {
+            bollard::exec::StartExecResults::Attached { output, .. } => output,
+            bollard::exec::StartExecResults::Detached => Box::pin(futures_util::stream::empty()),
+        };
+        Ok((created.id, output))
+    }
+
+    /// The exit code of a finished exec.
+    async fn exec_exit_code(&self, name: &str, id: &str) -> Result<i64> {
+        let inspect = self
+            .docker
+            .inspect_exec(id)
+            .await
+            .map_err(|e| Error::docker("inspect a command in", name, e))?;
+        Ok(inspect.exit_code.unwrap_or(-1))
+    }
+
+    /// Runs a command in a running container and collects its output.
+    pub async fn exec(&self, name: &str, cmd: &[String]) -> Result<ExecOutput> {
+        let (id, mut stream) = self.start_attached(name, cmd).await?;
+        let mut output = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        Ok(ExecOutput {
+            exit_code: self.exec_exit_code(name, &id).await?,
+            output,
+        })
+    }
+
+    /// Runs a command in a running container and streams its stdout into `file` (memory does not
+    /// grow with the output). Returns the exit code and the last 8 KiB of stderr.
+    pub async fn exec_to_file(
+        &self,
+        name: &str,
+        cmd: &[String],
+        file: &std::path::Path,
+    ) -> Result<ExecOutput> {
+        use tokio::io::AsyncWriteExt;
+        let write_failed = |e| Error::io(format!("write {}", file.display()), e);
+        let mut out = tokio::fs::File::create(file)
+            .await
+            .map_err(|e| Error::io(format!("create {}", file.display()), e))?;
+        let (id, mut stream) = self.start_attached(name, cmd).await?;
+        let mut stderr: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk.map_err(|e| Error::docker("read the output of a command in", name, e))? {
+                bollard::container::LogOutput::StdOut { message } => {
+                    out.write_all(&message).await.map_err(write_failed)?
+                }
+                other => {
+                    stderr.extend_from_slice(&other.into_bytes());
+                    let excess = stderr.len().saturating_sub(8192);
+                    stderr.drain(..excess);
+                }
+            }
+        }
+        out.flush().await.map_err(write_failed)?;
+        Ok(ExecOutput {
+            exit_code: self.exec_exit_code(name, &id).await?,
+            output: String::from_utf8_lossy(&stderr).to_string(),
+        })
+    }
+
+    /// Stops a container (a no-op when it is not running or does not exist), giving it
+    /// `grace` to exit on SIGTERM. A stopped container stays stopped (restart policy
+    /// `unless-stopped`).
+    pub async fn stop(&self, name: &str, grace: Duration) -> Result<()> {
+        match self
+            .docker
+            .stop_container(
+                name,
+                Some(StopContainerOptions {
+                    t: Some(grace.as_secs() as i32),
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            // 304: already stopped
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(Error::docker("stop container", name, e)),
+        }
+    }
+
+    pub async fn rename(&self, name: &str, to: &str) -> Result<()> {
+        self.docker
+            .rename_container(
+                name,
+                RenameContainerOptions {
+                    name: to.to_string(),
+                },
+            )
+            .await
+            .map_err(|e| Error::docker("rename container", format!("{name} (to {to})"), e))
+    }
+
+    pub async fn restart(&self, name: &str) -> Result<()> {
+        self.docker
+            .restart_container(name, None)
+            .await
+            .map_err(|e| Error::docker("restart container", name, e))
+    }
+
+    /// The container's full description, or `None` if it does not exist.
+    pub async fn inspect(&self, name: &str) -> Result<Option<ContainerInspectResponse>> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => Ok(Some(c)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(Error::docker("inspect container", name, e)),
+        }
+    }
+
+    /// A path of a container (running or not, volumes included) as a tar archive.
+    pub async fn download(&self, name: &str, path: &str) -> Result<Vec<u8>> {
+        let mut stream = self.docker.download_from_container(
+            name,
+            Some(DownloadFromContainerOptions {
+                path: path.to_string(),
+            }),
+        );
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk
+                .map_err(|e| Error::docker("copy files out of", format!("{name}:{path}"), e))?;
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// Writes files into a volume through a helper container that is created, never started,
+    /// and removed again: the only way to write into a volume every component mounts read-only.
+    pub async fn write_into_volume(
+        &self,
+        volume: &str,
+        helper: &str,
+        files: &[(&str, &[u8], u32)],
+        owner: u64,
+        labels: HashMap<String, String>,
+    ) -> Result<()> {
+        let _ = self.remove_container(helper).await;
+        let body = ContainerCreateBody {
+            image: Some(dtr_core::version::bootstrapper_image()),
+            labels: Some(labels),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                mounts: Some(mounts(&[MountSpec {
+                    source: volume.to_string(),
+                    target: "/volume".into(),
+                    read_only: false,
+                    bind: false,
+                }])),
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.create_raw(helper, body).await?;
+        let result = self.upload_owned(helper, "/volume", files, owner).await;
+        self.remove_container(helper).await?;
+        result
+    }
+
+    /// Copies files into a (created or running) container: `(path inside dir, contents, mode)`,
+    /// owned by root.
+    pub async fn upload(&self, name: &str, dir: &str, files: &[(&str, &[u8], u32)]) -> Result<()> {
+        self.upload_owned(name, dir, files, 0).await
+    }
+
+    /// The same, every file owned by `uid` (and the group of that number).
+    pub async fn upload_owned(
+        &self,
+        name: &str,
+        dir: &str,
+        files: &[(&str, &[u8], u32)],
+        uid: u64,
+    ) -> Result<()> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, contents, mode) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(contents.len() as u64);
+            header.set_mode(*mode);
+            header.set_uid(uid);
+            header.set_gid(uid);
+            header.set_mtime(0);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, path, *contents)
+                .map_err(|e| Error::io("build upload archive", e))?;
+        }
+        let archive = builder
+            .into_inner()
+            .map_err(|e| Error::io("build upload archive", e))?;
+        self.docker
+            .upload_to_container(
+                name,
+                Some(UploadToContainerOptions {
+                    path: dir.to_string(),
+                    ..Default::default()
+                }),
+                bollard::body_full(archive.into()),
+            )
+            .await
+            .map_err(|e| Error::docker("copy files into", name, e))
+    }
+}
+
+impl Engine {
+    /// Copies one file from the local disk into a container as `dir/entry` (mode and owner
+    /// `uid`), streamed: memory does not grow with the file's size.
+    pub async fn upload_file(
+        &self,
+        name: &str,
+        dir: &str,
+        entry: &str,
+        file: &std::path::Path,
+        mode: u32,
+        uid: u64,
+    ) -> Result<()> {
+        let local = std::fs::File::open(file)
+            .map_err(|e| Error::io(format!("open {}", file.display()), e))?;
+        let size = local
+            .metadata()
+            .map_err(|e| Error::io(format!("open {}", file.display()), e))?
+            .len();
+        let mut header = tar::Header::new_gnu();
+        header.set_size(size);
+        header.set_mode(mode);
+        header.set_uid(uid);
+        header.set_gid(uid);
+        header.set_mtime(0);
+        header
+            .set_path(entry)
+            .map_err(|e| Error::io("build upload archive", e))?;
+        header.set_cksum();
+        let head = bytes::Bytes::copy_from_slice(header.as_bytes());
+        let padding = (512 - size % 512) % 512;
+        // header, the file in 64 KiB pieces, padding to a block, then two zero blocks
+        let tail = bytes::Bytes::from(vec![0u8; padding as usize + 1024]);
+        let body = futures_util::stream::iter([Ok(head)])
+            .chain(futures_util::stream::unfold(local, |mut f| async move {
+                use std::io::Read;
+                let mut buf = vec![0u8; 64 * 1024];
+                match f.read(&mut buf) {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok(bytes::Bytes::from(buf)), f))
+                    }
+                    Err(e) => Some((Err(e), f)),
+                }
+            }))
+            .chain(futures_util::stream::iter([Ok(tail)]));
+        self.docker
+            .upload_to_container(
+                name,
+                Some(UploadToContainerOptions {
+                    path: dir.to_string(),
+                    ..Default::default()
+                }),
+                bollard::body_try_stream(body),
+            )
+            .await
+            .map_err(|e| Error::docker("copy files into", name, e))
+    }
+}
+
+fn port_bindings(ports: &[PortSpec]) -> Option<HashMap<String, Option<Vec<PortBinding>>>> {
+    if ports.is_empty() {
+        return None;
+    }
+    Some(
+        ports
+            .iter()
+            .map(|p| {
+                (
+                    format!("{}/tcp", p.container),
+                    Some(vec![PortBinding {
+                        host_ip: None,
+                        host_port: Some(p.host.to_string()),
+                    }]),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn exposed_ports(ports: &[PortSpec]) -> Option<Vec<String>> {
+    if ports.is_empty() {
+        return None;
+    }
+    Some(
+        ports
+            .iter()
+            .map(|p| format!("{}/tcp", p.container))
+            .collect(),
+    )
+}
+
+fn one_shot_body(spec: &OneShotSpec) -> ContainerCreateBody {
+    let network_mode = match &spec.network {
+        OneShotNetwork::None => Some("none".to_string()),
+        OneShotNetwork::Default => None,
+        OneShotNetwork::Named(n) => Some(n.clone()),
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: spec.entrypoint.clone(),
+        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        user: spec.user.clone(),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        network_disabled: (spec.network == OneShotNetwork::None).then_some(true),
+        exposed_ports: exposed_ports(&spec.ports),
+        host_config: Some(HostConfig {
+            mounts: (!spec.mounts.is_empty()).then(|| mounts(&spec.mounts)),
+            network_mode,
+            port_bindings: port_bindings(&spec.ports),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn restart_policy(name: &str) -> RestartPolicyNameEnum {
+    match name {
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "no" => RestartPolicyNameEnum::NO,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+    }
+}

@@ -1,0 +1,263 @@
+//! `dtr backup`: the metadata of a running cluster as one archive on stdout, made while it
+//! serves. Every part is one consistent read: DTR's etcd keys at one revision, one `pg_dump`
+//! snapshot per database (taken on the database primary, so the newest committed data), the
+//! cluster-wide settings and the dtr-ca volume's shared files (the CA and its key, the token
+//! key, the notary passphrase, the user's HTTPS certificate). Image blobs are not in it.
+//! The parts are spooled to a private temporary directory, hashed, then streamed out behind a
+//! manifest (`backup::archive`), encrypted with age when asked (`backup::crypt`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::backup::{self, archive, crypt, EtcdKeys};
+use crate::engine::{Engine, Target};
+use crate::error::{Error, Result};
+use crate::ops::cluster::{self, Chooser};
+use crate::ops::config::ClusterConfig;
+use crate::ops::steps;
+use crate::report::Reporter;
+use dtr_core::component::Component;
+use dtr_core::options::ReplicaId;
+use dtr_core::version;
+
+pub struct BackupOptions {
+    pub existing: Option<ReplicaId>,
+    pub offline: bool,
+    pub protection: crypt::Protection,
+}
+
+pub struct BackupReport {
+    pub replica: ReplicaId,
+    /// The replica whose database member was dumped (the primary when there is one).
+    pub db_from: ReplicaId,
+    pub entries: usize,
+    pub bytes: u64,
+    pub encrypted: bool,
+}
+
+pub async fn backup<W: Write>(
+    target: &Target,
+    opts: BackupOptions,
+    choose: Chooser<'_>,
+    out: W,
+    reporter: &Reporter,
+) -> Result<BackupReport> {
+    let engine = steps::connect(target, reporter).await?;
+
+    let replicas = cluster::replicas(&engine).await?;
+    // no replica at all: pick_replica says so, naming none
+    let replica = cluster::pick_replica(
+        &replicas,
+        opts.existing.clone(),
+        |v| v.running(Component::Etcd),
+        |v| v.healthy(),
+        choose,
+    )?;
+    let view = &replicas[&replica];
+    if view.version != version::VERSION {
+        return Err(Error::Refused {
+            operation: "backup",
+            reasons: vec![format!(
+                "replica {replica} runs dtr {}; this bootstrapper is dtr {}",
+                view.version,
+                version::VERSION
+            )],
+            hint: format!(
+                "back it up with registry/dtr:{} (a backup restores only with the version that made it)",
+                view.version
+            ),
+        });
+    }
+    if opts.offline {
+        reporter.info(
+            "--offline-backup: nothing is stopped; each database dump is already one consistent snapshot taken while the cluster serves",
+        );
+    }
+    reporter.warn(
+        "the backup holds the cluster's private keys (CA, token signing, notary): keep it like a secret, or encrypt it (--encrypt-to / --encrypt-with-passphrase)",
+    );
+
+    // the spool holds the cluster's private keys: it is removed however this ends, Ctrl-C and
+    // SIGTERM included
+    let spool = crate::ops::private_temp_dir("dtr-backup-", "the backup")?;
+    crate::ops::interruptible(write_backup(
+        &engine,
+        &replica,
+        &replicas,
+        spool.path(),
+        &opts.protection,
+        out,
+        reporter,
+    ))
+    .await
+}
+
+async fn write_backup<W: Write>(
+    engine: &Engine,
+    replica: &ReplicaId,
+    replicas: &std::collections::BTreeMap<ReplicaId, cluster::ReplicaView>,
+    spool: &Path,
+    protection: &crypt::Protection,
+    out: W,
+    reporter: &Reporter,
+) -> Result<BackupReport> {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+
+    let step = reporter.step("etcd: DTR's keys at one revision");
+    let raw =
+        cluster::etcdctl(engine, replica, &["get", "--prefix", "/dtr/", "-w", "json"]).await?;
+    let keys = EtcdKeys::from_etcdctl(&raw).ok_or_else(|| Error::ClusterCommand {
+        command: "etcdctl get --prefix /dtr/".into(),
+        container: Component::Etcd.container_name(replica),
+        output: "an answer that is not etcd's JSON".into(),
+    })?;
+    let path = spool_json(spool, backup::ETCD_KEYS, &keys)?;
+    files.push((backup::ETCD_KEYS.into(), path));
+    step.done(format!(
+        "{} keys at revision {}",
+        keys.keys.len(),
+        keys.revision
+    ));
+
+    let db_from = database_source(engine, replica, replicas, reporter).await;
+    let container = Component::Rethinkdb.container_name(&db_from);
+    std::fs::create_dir_all(spool.join("db"))
+        .map_err(|e| Error::io("create the spool directory", e))?;
+    for db in backup::DATABASES {
+        let step = reporter.step(format!(
+            "database {db}: one snapshot (pg_dump on {container})"
+        ));
+        let rel = backup::db_entry(db);
+        let path = spool.join(&rel);
+        let mut cmd: Vec<String> = [
+            "pg_dump",
+            "--no-password",
+            "--format=custom",
+            "--dbname",
+            db,
+        ]
+        .map(str::to_string)
+        .to_vec();
+        if *db == "dtr" {
+            // which replica's api last beat is the old cluster's business, not the restored one's
+            cmd.push("--exclude-table-data=heartbeats".into());
+        }
+        let result = engine.exec_to_file(&container, &cmd, &path).await?;
+        if result.exit_code != 0 {
+            step.fail("pg_dump failed");
+            return Err(Error::ClusterCommand {
+                command: cmd.join(" "),
+                container: container.clone(),
+                output: result.output.trim().to_string(),
+            });
+        }
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        step.done(format!("{size} bytes"));
+        files.push((rel, path));
+    }
+
+    let step = reporter.step("cluster settings and certificates");
+    let config = ClusterConfig::read(engine, replica).await?;
+    let path = spool_json(spool, backup::CLUSTER_SETTINGS, &config.settings)?;
+    files.push((backup::CLUSTER_SETTINGS.into(), path));
+    for (rel, bytes) in &config.files {
+        let entry = format!("{}{rel}", backup::CA_PREFIX);
+        let path = spool_file(spool, &entry, bytes.expose())?;
+        files.push((entry, path));
+    }
+    step.done(format!("{} files of the dtr-ca volume", config.files.len()));
+
+    let step = reporter.step("write the archive to stdout");
+    let mut entries = Vec::new();
+    for (rel, path) in &files {
+        entries.push(
+            archive::describe_file(rel, path)
+                .map_err(|e| Error::io(format!("read the spooled {rel}"), e))?,
+        );
+    }
+    let bytes: u64 = entries.iter().map(|e| e.size).sum();
+    let manifest = archive::manifest(
+        version::VERSION,
+        replica.as_str(),
+        dtr_core::timestamp(),
+        entries,
+    );
+    let writer = crypt::encrypt(out, protection).map_err(|e| {
+        Error::Input(dtr_core::InputError::invalid(
+            "--encrypt-to / --passphrase",
+            "(given)",
+            format!("cannot encrypt the backup with it: {e}"),
+        ))
+    })?;
+    let encrypted = writer.is_encrypted();
+    let writer = archive::write(writer, &manifest, &files)
+        .map_err(|e| Error::io("write the backup to stdout", e))?;
+    let mut out = writer
+        .finish()
+        .map_err(|e| Error::io("write the backup to stdout", e))?;
+    out.flush()
+        .map_err(|e| Error::io("write the backup to stdout", e))?;
+    step.done(format!(
+        "{} entries, {bytes} bytes of data{}",
+        files.len(),
+        if encrypted { ", encrypted" } else { "" }
+    ));
+    Ok(BackupReport {
+        replica: replica.clone(),
+        db_from,
+        entries: files.len(),
+        bytes,
+        encrypted,
+    })
+}
+
+/// The database primary's replica when it is on this engine, else the chosen replica (its
+/// member may lag behind the primary: said so).
+async fn database_source(
+    engine: &Engine,
+    replica: &ReplicaId,
+    replicas: &std::collections::BTreeMap<ReplicaId, cluster::ReplicaView>,
+    reporter: &Reporter,
+) -> ReplicaId {
+    let leader = cluster::db_members(engine, replica)
+        .await
+        .ok()
+        .and_then(|m| m.into_iter().find(|m| m.role == "leader"))
+        .and_then(|m| ReplicaId::parse(&m.name).ok())
+        .filter(|r| {
+            replicas
+                .get(r)
+                .is_some_and(|v| v.running(Component::Rethinkdb))
+        });
+    match leader {
+        Some(l) => l,
+        None => {
+            reporter.warn(format!(
+                "no database primary answers: dumping replica {replica}'s own copy, which may miss the newest writes"
+            ));
+            replica.clone()
+        }
+    }
+}
+
+fn spool_file(dir: &Path, rel: &str, bytes: &[u8]) -> Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(rel);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("create the spool directory", e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::io(format!("spool {rel}"), e))?;
+    f.write_all(bytes)
+        .map_err(|e| Error::io(format!("spool {rel}"), e))?;
+    Ok(path)
+}
+
+fn spool_json(dir: &Path, rel: &str, value: &impl serde::Serialize) -> Result<PathBuf> {
+    let json = serde_json::to_vec_pretty(value).expect("serializable");
+    spool_file(dir, rel, &json)
+}

@@ -1,0 +1,198 @@
+//! The cluster-wide configuration as a running replica holds it: log level, proxies and external
+//! URL in its api container's environment, the image storage as its registry mounts it, and the
+//! files every replica shares in its dtr-ca volume. `join` builds the new replica from it,
+//! `backup` saves it and `restore` builds the restored replica from the saved copy.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use dtr_core::component::Component;
+use dtr_core::contract::phase2::{SeedFiles, SEED_FILES};
+use dtr_core::options::{ExternalUrl, LogLevel, Proxies, ReplicaId, Storage};
+use dtr_core::pki::UserCertPublic;
+use dtr_core::secret::Secret;
+
+/// The HTTPS certificate files of the dtr-ca volume: the user's own when they brought one.
+pub const EXTERNAL_FILES: &[&str] = &["external/ca.pem", "external/cert.pem", "external/key.pem"];
+
+/// The settings part, as saved in a backup (`config/cluster.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub external_url: Option<String>,
+    /// The registry's `/storage`: a volume name or an absolute host path.
+    pub storage: String,
+    pub log_level: String,
+    pub http_proxy: Option<String>,
+    pub https_proxy: Option<String>,
+    pub no_proxy: Option<String>,
+}
+
+impl Settings {
+    pub fn external_url(&self) -> Result<Option<ExternalUrl>> {
+        self.external_url
+            .as_deref()
+            .map(ExternalUrl::parse)
+            .transpose()
+            .map_err(Error::from)
+    }
+
+    pub fn log_level(&self) -> Result<LogLevel> {
+        Ok(LogLevel::parse(&self.log_level)?)
+    }
+
+    pub fn proxies(&self) -> Proxies {
+        Proxies {
+            http: self.http_proxy.clone(),
+            https: self.https_proxy.clone(),
+            no_proxy: self.no_proxy.clone(),
+        }
+    }
+
+    /// The storage for `replica`: its own default volume when the saved volume is the one
+    /// named after it, otherwise the saved volume or path itself.
+    pub fn storage_for(&self, replica: &ReplicaId) -> Result<Storage> {
+        if self.storage == format!("dtr-registry-{replica}") {
+            return Ok(Storage::DefaultVolume);
+        }
+        Ok(Storage::parse(Some(&self.storage))?)
+    }
+}
+
+pub struct ClusterConfig {
+    pub settings: Settings,
+    /// `SEED_FILES` and `EXTERNAL_FILES`, by path inside the dtr-ca volume.
+    pub files: BTreeMap<String, Secret<Vec<u8>>>,
+}
+
+impl ClusterConfig {
+    /// Reads the configuration of `replica` through the engine.
+    pub async fn read(engine: &Engine, replica: &ReplicaId) -> Result<ClusterConfig> {
+        let api_name = Component::Api.container_name(replica);
+        let api = engine
+            .inspect(&api_name)
+            .await?
+            .ok_or_else(|| Error::ReplicaNotFound {
+                replica: replica.to_string(),
+                existing: vec![],
+            })?;
+        let env = env_map(&api);
+        let registry_name = Component::Registry.container_name(replica);
+        let registry = engine.inspect(&registry_name).await?;
+        let storage = registry
+            .as_ref()
+            .and_then(|r| r.mounts.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .find(|m| m.destination.as_deref() == Some("/storage"))
+            .and_then(|m| m.name.or(m.source))
+            .ok_or_else(|| Error::BrokenReplica {
+                replica: replica.to_string(),
+                problem: format!(
+                    "{registry_name} has no /storage mount: cannot tell where the cluster keeps its images"
+                ),
+            })?;
+        let settings = Settings {
+            external_url: env
+                .get(dtr_core::contract::env::CLUSTER_EXTERNAL_URL)
+                .cloned(),
+            storage,
+            log_level: env
+                .get("LOG_LEVEL")
+                .cloned()
+                .unwrap_or_else(|| "info".into()),
+            http_proxy: env.get("HTTP_PROXY").cloned(),
+            https_proxy: env.get("HTTPS_PROXY").cloned(),
+            no_proxy: env.get("NO_PROXY").cloned(),
+        };
+        // fail early on a value we could not use again
+        settings.external_url()?;
+        settings.log_level()?;
+
+        let archive = engine
+            .download(&api_name, dtr_core::contract::CA_MOUNT)
+            .await?;
+        let wanted: Vec<&str> = SEED_FILES
+            .iter()
+            .map(|(p, _, _)| *p)
+            .chain(EXTERNAL_FILES.iter().copied())
+            .collect();
+        let files = read_ca_archive(&archive, &wanted)?;
+        let config = ClusterConfig { settings, files };
+        config.seed().map_err(|missing| Error::BrokenReplica {
+            replica: replica.to_string(),
+            problem: format!("its dtr-ca volume has no {missing}"),
+        })?;
+        Ok(config)
+    }
+
+    /// The shared files a new replica's phase 2 needs (`SEED_FILES`), or the first one missing.
+    pub fn seed(&self) -> std::result::Result<SeedFiles, String> {
+        SEED_FILES
+            .iter()
+            .map(|(rel, _, _)| match self.files.get(*rel) {
+                Some(bytes) => Ok((rel.to_string(), bytes.clone())),
+                None => Err(rel.to_string()),
+            })
+            .collect()
+    }
+
+    /// The user's own HTTPS certificate and key, when they brought one (its CA is not the
+    /// cluster's); it serves every replica.
+    pub fn user_cert(&self) -> (Option<UserCertPublic>, Option<Secret<String>>) {
+        let text = |rel: &str| {
+            self.files
+                .get(rel)
+                .map(|b| String::from_utf8_lossy(b.expose()).to_string())
+        };
+        match (text("external/ca.pem"), text("ca.pem")) {
+            (Some(ext), Some(ca)) if ext.trim() != ca.trim() => (
+                Some(UserCertPublic {
+                    cert_pem: text("external/cert.pem").unwrap_or_default(),
+                    ca_pem: Some(ext),
+                }),
+                text("external/key.pem").map(Secret::new),
+            ),
+            _ => (None, None),
+        }
+    }
+}
+
+fn env_map(c: &crate::engine::ContainerInspectResponse) -> BTreeMap<String, String> {
+    c.config
+        .as_ref()
+        .and_then(|c| c.env.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// The `wanted` files of a `GET /containers/<c>/archive?path=/ca` tar, by path inside the volume.
+fn read_ca_archive(archive: &[u8], wanted: &[&str]) -> Result<BTreeMap<String, Secret<Vec<u8>>>> {
+    let failed = |e| Error::io("read the dtr-ca archive", e);
+    let mut out = BTreeMap::new();
+    let mut tar = tar::Archive::new(archive);
+    for entry in tar.entries().map_err(failed)? {
+        let mut entry = entry.map_err(failed)?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path().map_err(failed)?.to_string_lossy().to_string();
+        let rel = path.strip_prefix("ca/").unwrap_or(&path).to_string();
+        if !wanted.contains(&rel.as_str()) {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).map_err(failed)?;
+        out.insert(rel, Secret::new(bytes));
+    }
+    Ok(out)
+}

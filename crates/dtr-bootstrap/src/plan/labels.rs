@@ -1,0 +1,77 @@
+//! The labels that mark a Docker object as ours. Status, destroy and clean-up find objects only
+//! through these, never by name alone, so nothing the user made is ever touched.
+
+use std::collections::BTreeMap;
+
+use dtr_core::component::Component;
+use dtr_core::options::ReplicaId;
+
+/// Present (value `true`) on every object dtr creates.
+pub const MANAGED: &str = "com.docker.dtr.managed";
+/// The original's labels, kept for operators' scripts.
+pub const REPLICA: &str = "com.docker.dtr.replica";
+pub const VERSION: &str = "com.docker.dtr.version";
+pub const COMPONENT: &str = "com.docker.dtr.component";
+pub const VOLUME_KIND: &str = "com.docker.dtr.volume";
+pub const NETWORK_KIND: &str = "com.docker.dtr.network";
+/// On component containers: `ContainerSpec::fingerprint` of the spec it was made from.
+pub const SPEC: &str = "com.docker.dtr.spec";
+/// The node a container was placed on through MKE (set by the engine layer, not the plan).
+pub const NODE: &str = "com.docker.dtr.node";
+/// On the short-lived phase-2 container.
+pub const PHASE2: &str = "com.docker.dtr.phase2";
+
+fn base(version: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED.to_string(), "true".to_string()),
+        (VERSION.to_string(), version.to_string()),
+    ])
+}
+
+pub fn container(
+    replica: &ReplicaId,
+    version: &str,
+    component: Component,
+) -> BTreeMap<String, String> {
+    let mut l = base(version);
+    l.insert(REPLICA.into(), replica.to_string());
+    l.insert(COMPONENT.into(), component.name().into());
+    l
+}
+
+pub fn volume(replica: &ReplicaId, version: &str, kind: &str) -> BTreeMap<String, String> {
+    let mut l = base(version);
+    l.insert(REPLICA.into(), replica.to_string());
+    l.insert(VOLUME_KIND.into(), kind.into());
+    l
+}
+
+pub fn network(version: &str, kind: &str) -> BTreeMap<String, String> {
+    let mut l = base(version);
+    l.insert(NETWORK_KIND.into(), kind.into());
+    l
+}
+
+pub fn phase2(replica: &ReplicaId, version: &str) -> BTreeMap<String, String> {
+    let mut l = helper(replica, version);
+    l.insert(PHASE2.into(), "true".into());
+    l
+}
+
+/// On the throw-away containers of an operation (port probe, network test, volume writer):
+/// ours and the replica's, so that clean-up by label finds them.
+pub fn helper(replica: &ReplicaId, version: &str) -> BTreeMap<String, String> {
+    let mut l = base(version);
+    l.insert(REPLICA.into(), replica.to_string());
+    l
+}
+
+/// Docker label filter for "everything we made" (`label=com.docker.dtr.managed=true`).
+pub fn managed_filter() -> String {
+    format!("{MANAGED}=true")
+}
+
+/// Docker label filter for one replica's objects.
+pub fn replica_filter(replica: &ReplicaId) -> String {
+    format!("{REPLICA}={replica}")
+}

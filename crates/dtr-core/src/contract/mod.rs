@@ -1,0 +1,14 @@
+//! The contracts between the bootstrapper and what runs in the containers it makes. Each side
+//! builds or reads these values through this module only, so that a change on one side that
+//! the other does not follow is a compile error or a failing round-trip test, not a container
+//! that cannot start.
+
+pub mod db;
+pub mod env;
+pub mod phase2;
+
+/// Where every component sees its replica's `dtr-ca` volume (read-only; phase 2 writes it).
+pub const CA_MOUNT: &str = "/ca";
+
+/// Where the registry and the jobrunner see the image storage.
+pub const STORAGE_MOUNT: &str = "/storage";

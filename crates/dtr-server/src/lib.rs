@@ -1,0 +1,19 @@
+//! The in-cluster sides of `dtr`, run by the same binary inside the containers the
+//! bootstrapper made: `dtr api` (the HTTP API and the registry's token service), `dtr
+//! jobrunner` (background jobs), `dtr phase2` (work that must happen on the target node,
+//! inside the replica's volumes), `dtr db-proxy` (notary's way to the database primary) and
+//! `dtr health`. They share only `dtr_core`'s contracts with the bootstrapper: no Docker
+//! client, no command-line parsing, no terminal.
+
+pub mod api;
+pub mod db;
+pub mod dbproxy;
+pub mod error;
+pub mod health;
+pub mod jobrunner;
+pub mod jobs;
+pub mod password;
+pub mod phase2;
+pub mod runtime;
+
+pub use error::{Error, Result};

@@ -1,0 +1,130 @@
+//! What the api and jobrunner roles share: their configuration from the container's env,
+//! TLS set-up from the replica's certificates, and plain log lines on stderr.
+
+use std::io::BufReader;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use dtr_core::component::Component;
+use dtr_core::contract::env::{self, process_env, RoleEnv};
+use dtr_core::contract::phase2::TOMBSTONE;
+use dtr_core::options::{LogLevel, ReplicaId};
+
+use crate::error::{Error, Result};
+
+/// A role's view of its container: `RoleEnv` (the contract with the plan) and where its
+/// certificates are.
+pub struct RoleConfig {
+    pub component: Component,
+    pub replica_id: ReplicaId,
+    pub version: String,
+    pub log_level: LogLevel,
+    /// `host:port` of the metadata database members, this replica's first.
+    pub db_hosts: Vec<String>,
+    pub etcd_endpoints: Vec<String>,
+    pub external_url: String,
+    pub ca_dir: String,
+}
+
+impl RoleConfig {
+    pub fn from_env(component: Component) -> Result<Self> {
+        let ca_dir =
+            process_env(env::CA_DIR).unwrap_or_else(|| dtr_core::contract::CA_MOUNT.into());
+        // see dtr_refuse_if_removed in docker/common/lib.sh
+        if let Ok(why) = std::fs::read_to_string(format!("{ca_dir}/{TOMBSTONE}")) {
+            return Err(Error::Tombstoned {
+                reason: why.trim().to_string(),
+            });
+        }
+        let RoleEnv {
+            base,
+            db_hosts,
+            etcd_endpoints,
+            external_url,
+        } = RoleEnv::from_env(process_env)?;
+        Ok(RoleConfig {
+            component,
+            replica_id: base.replica_id,
+            version: base.version,
+            log_level: base.log_level,
+            db_hosts,
+            etcd_endpoints,
+            external_url,
+            ca_dir,
+        })
+    }
+
+    pub fn container(&self, c: Component) -> String {
+        c.container_name(&self.replica_id)
+    }
+
+    fn path(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.ca_dir)
+    }
+
+    pub fn ca_certs(&self) -> Result<Vec<CertificateDer<'static>>> {
+        read_certs(&self.path("ca.pem"))
+    }
+
+    /// This component's certificate and key (its identity as a server and as a client).
+    pub fn identity(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+        let dir = self.component.name();
+        Ok((
+            read_certs(&self.path(&format!("{dir}/cert.pem")))?,
+            read_key(&self.path(&format!("{dir}/key.pem")))?,
+        ))
+    }
+
+    /// TLS client config: trusts only the cluster CA, presents this component's certificate.
+    pub fn client_tls(&self) -> Result<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in self.ca_certs()? {
+            roots.add(c).map_err(|e| Error::tls("cluster CA", e))?;
+        }
+        let (certs, key) = self.identity()?;
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::tls("protocol versions", e))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| Error::tls("client certificate", e))
+    }
+
+    pub fn http_client(&self) -> Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .use_preconfigured_tls(self.client_tls()?)
+            .timeout(std::time::Duration::from_secs(3))
+            .no_proxy()
+            .build()
+            .map_err(|e| Error::tls("HTTP client", e))
+    }
+}
+
+fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let data = std::fs::read(path).map_err(|e| Error::io(format!("read {path}"), e))?;
+    rustls_pemfile::certs(&mut BufReader::new(&data[..]))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::io(format!("parse {path}"), e))
+}
+
+fn read_key(path: &str) -> Result<PrivateKeyDer<'static>> {
+    let data = std::fs::read(path).map_err(|e| Error::io(format!("read {path}"), e))?;
+    rustls_pemfile::private_key(&mut BufReader::new(&data[..]))
+        .map_err(|e| Error::io(format!("parse {path}"), e))?
+        .ok_or_else(|| Error::tls(path, "no private key in it"))
+}
+
+/// One log line on stderr: `2026-11-23T10:00:00Z INFO  message`.
+pub fn log(level: LogLevel, threshold: LogLevel, msg: impl AsRef<str>) {
+    if (level as u8) >= (threshold as u8) {
+        eprintln!(
+            "{} {:<5} {}",
+            dtr_core::timestamp(),
+            level.as_str().to_uppercase(),
+            msg.as_ref()
+        );
+    }
+}

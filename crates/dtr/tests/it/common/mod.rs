@@ -1,0 +1,356 @@
+//! Harness of the tests that drive the real Docker engine: engine detection (fail under CI,
+//! skip elsewhere), one cluster at a time, random replica ids and high host ports, and a guard
+//! that removes what a test's replica made — and only that — even when the test fails.
+#![allow(dead_code)]
+
+pub mod mke;
+pub mod pull;
+pub mod registry;
+
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dtr");
+
+/// The administrator password of this test process's installs: random, never in the repo.
+pub fn admin_password() -> &'static str {
+    static PASSWORD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PASSWORD.get_or_init(|| format!("pw-{}", dtr_core::options::ReplicaId::random()))
+}
+
+/// A throw-away secret for one use in a test (a password typed at a prompt, a wrong password,
+/// a made-up token): generated, so that nothing in the repository looks like a real secret and a
+/// check that it never reaches the output cannot pass by chance.
+pub fn generated_secret() -> String {
+    format!(
+        "t-{}{}",
+        dtr_core::options::ReplicaId::random(),
+        dtr_core::options::ReplicaId::random()
+    )
+}
+
+/// The eight components of a replica, in name order (the user-visible contract of the original).
+pub const COMPONENTS: [&str; 8] = [
+    "api",
+    "etcd",
+    "jobrunner",
+    "nginx",
+    "notary-server",
+    "notary-signer",
+    "registry",
+    "rethinkdb",
+];
+
+/// Runs `docker ARGS` and returns its output (never panics on a non-zero exit).
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run the docker CLI")
+}
+
+/// stdout of a successful `docker ARGS`, trimmed.
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn engine_answers() -> bool {
+    Command::new("docker")
+        .args(["info", "-f", "{{.Swarm.LocalNodeState}}"])
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "active")
+        .unwrap_or(false)
+}
+
+static ONE_CLUSTER: Mutex<()> = Mutex::new(());
+
+/// Access to the engine for one test: `None` means skip (no engine, not in CI). Under `CI=true`
+/// or `DTR_REQUIRE_ENGINE=1` a missing engine is a failure. Holding the returned guard keeps
+/// the other engine tests of this process waiting (one DTR cluster per engine); across
+/// processes, `.config/nextest.toml` puts every engine test in a group of one thread.
+pub fn engine() -> Option<MutexGuard<'static, ()>> {
+    let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("DTR_REQUIRE_ENGINE").is_ok_and(|v| v == "1");
+    if !engine_answers() {
+        assert!(
+            !required,
+            "no Docker engine in swarm mode answers (run scripts/engine-up.sh)"
+        );
+        eprintln!("skipped: no Docker engine in swarm mode (CI would fail here)");
+        return None;
+    }
+    Some(ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// A free TCP port in 20000..40000 (high, away from the usual services).
+pub fn free_port() -> u16 {
+    loop {
+        let port = 20000 + (rand_u32() % 20000) as u16;
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn rand_u32() -> u32 {
+    let id = dtr_core::options::ReplicaId::random().to_string();
+    u32::from_str_radix(&id[..8], 16).unwrap()
+}
+
+/// The objects of one test replica. Dropping it removes the containers and volumes labelled
+/// with its replica id, and the dtr-ol / dtr-br networks if they did not exist when it was made
+/// and no other replica's container is left.
+pub struct TestReplica {
+    pub id: String,
+    pub https_port: u16,
+    pub http_port: u16,
+    networks_existed: bool,
+}
+
+impl TestReplica {
+    pub fn new() -> Self {
+        let networks_existed = ["dtr-ol", "dtr-br"]
+            .iter()
+            .any(|n| docker(&["network", "inspect", n]).status.success());
+        let https_port = free_port();
+        let mut http_port = free_port();
+        while http_port == https_port {
+            http_port = free_port();
+        }
+        TestReplica {
+            id: dtr_core::options::ReplicaId::random().to_string(),
+            https_port,
+            http_port,
+            networks_existed,
+        }
+    }
+
+    pub fn label(&self) -> String {
+        format!("label=com.docker.dtr.replica={}", self.id)
+    }
+
+    /// Names of the containers labelled with this replica id.
+    pub fn containers(&self) -> Vec<String> {
+        lines(&docker_ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            &self.label(),
+            "--format",
+            "{{.Names}}",
+        ]))
+    }
+
+    /// Names of the volumes labelled with this replica id.
+    pub fn volumes(&self) -> Vec<String> {
+        lines(&docker_ok(&[
+            "volume",
+            "ls",
+            "--filter",
+            &self.label(),
+            "--format",
+            "{{.Name}}",
+        ]))
+    }
+
+    /// The cluster CA as served to clients, read from the replica's CA volume.
+    pub fn external_ca(&self) -> String {
+        self.ca_volume_file("external/ca.pem")
+    }
+
+    /// A file of the replica's dtr-ca volume (`rel` inside it).
+    pub fn ca_volume_file(&self, rel: &str) -> String {
+        let vol = format!("dtr-ca-{}:/ca:ro", self.id);
+        let image = format!("registry/dtr:{}", dtr_core::version::VERSION);
+        docker_ok(&[
+            "run",
+            "--rm",
+            "-v",
+            &vol,
+            "--entrypoint",
+            "cat",
+            &image,
+            &format!("/ca/{rel}"),
+        ])
+    }
+
+    /// `dtr install` of this replica on its ports (as the administrator `admin_password()`),
+    /// on this engine's node, with `extra` flags; the output, whatever the exit.
+    pub fn install(&self, extra: &[&str]) -> Output {
+        let node = docker_ok(&["info", "-f", "{{.Name}}"]);
+        Command::new(BIN)
+            .args(["install", "--ucp-node", &node, "--replica-id", &self.id])
+            .env("DTR_ADMIN_PASSWORD", admin_password())
+            .args(["--replica-https-port", &self.https_port.to_string()])
+            .args(["--replica-http-port", &self.http_port.to_string()])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dtr install")
+    }
+
+    /// `dtr destroy` of this replica, which must succeed.
+    pub fn destroy(&self) {
+        let out = Command::new(BIN)
+            .args(["destroy", "--replica-id", &self.id])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dtr destroy");
+        assert!(out.status.success(), "destroy failed:\n{}", text(&out));
+    }
+
+    fn cleanup(&self) {
+        // one at a time: removing several containers of one network in parallel can leave
+        // Docker 20.10 counting endpoints that are gone, and the network cannot be removed
+        for c in self.containers() {
+            docker(&["rm", "-f", "-v", &c]);
+        }
+        let volumes = self.volumes();
+        if !volumes.is_empty() {
+            let mut args = vec!["volume", "rm", "-f"];
+            args.extend(volumes.iter().map(String::as_str));
+            docker(&args);
+        }
+        let others = docker_ok(&["ps", "-aq", "--filter", "label=com.docker.dtr.managed=true"]);
+        if !self.networks_existed && others.is_empty() {
+            for n in ["dtr-ol", "dtr-br"] {
+                let managed = docker(&[
+                    "network",
+                    "inspect",
+                    "-f",
+                    "{{index .Labels \"com.docker.dtr.managed\"}}",
+                    n,
+                ]);
+                if String::from_utf8_lossy(&managed.stdout).trim() == "true" {
+                    docker(&["network", "rm", n]);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestReplica {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// `dtr <args>` (the test build of this version), no terminal; the output, whatever the exit.
+pub fn dtr(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dtr")
+}
+
+/// `dtr join` of `new` (its id and ports) through `existing`.
+pub fn join(new: &TestReplica, existing: &TestReplica) -> Output {
+    dtr(&[
+        "join",
+        "--existing-replica-id",
+        &existing.id,
+        "--replica-id",
+        &new.id,
+        "--replica-https-port",
+        &new.https_port.to_string(),
+        "--replica-http-port",
+        &new.http_port.to_string(),
+    ])
+}
+
+/// Polls `ok` every 500 ms; fails the test after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut ok: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// Replicas of one cluster, cleaned up last first: the first replica's storage volume is used
+/// by the others and can only go once their containers are gone.
+pub struct Replicas(pub Vec<TestReplica>);
+
+impl Replicas {
+    pub fn new(n: usize) -> Self {
+        Replicas((0..n).map(|_| TestReplica::new()).collect())
+    }
+}
+
+impl std::ops::Deref for Replicas {
+    type Target = Vec<TestReplica>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Replicas {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        while let Some(r) = self.0.pop() {
+            drop(r);
+        }
+    }
+}
+
+pub fn lines(s: &str) -> Vec<String> {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `curl` with the given CA file; returns (HTTP status, body).
+pub fn curl(ca_file: &std::path::Path, url: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--noproxy", "*", "-m", "10", "--cacert"])
+        .arg(ca_file)
+        .args(["-w", "\n%{http_code}", url])
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A volume made by the test itself, as a user would (no dtr labels); removed on drop.
+pub struct UserVolume(pub String);
+
+impl UserVolume {
+    pub fn create(name: &str) -> Self {
+        docker_ok(&["volume", "create", name]);
+        UserVolume(name.to_string())
+    }
+
+    pub fn exists(&self) -> bool {
+        docker(&["volume", "inspect", &self.0]).status.success()
+    }
+}
+
+impl Drop for UserVolume {
+    fn drop(&mut self) {
+        docker(&["volume", "rm", "-f", &self.0]);
+    }
+}

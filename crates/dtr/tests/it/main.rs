@@ -1,0 +1,18 @@
+//! The integration tests: one binary (the harness in `common` is compiled once), one module
+//! per user story. The modules that drive the Docker engine run one at a time
+//! (`.config/nextest.toml`, group `engine`): one engine holds one DTR cluster.
+
+mod common;
+
+mod backup;
+mod cli;
+mod cli_reference;
+mod engine;
+mod ha;
+mod jobs;
+mod mke;
+mod mke_standin;
+mod offline;
+mod registry;
+mod terminal;
+mod upgrade;

@@ -1,0 +1,524 @@
+//! Self-tests of the MKE stand-in (tests/common/mke.rs): its TLS and CA, login, the token check
+//! in front of the Docker API, forwarding to the real engine (streamed bodies both ways,
+//! connection upgrades of attached execs), and the scheduler's placement rules. The tests that
+//! reach the engine skip without one and fail under CI (tests/common's rule); they only make
+//! containers named `mkest-<random hex>`, removed by a guard even when the test fails.
+
+use std::time::Duration;
+
+use crate::common::mke::{MkeOptions, MkeStandIn};
+use crate::common::{docker, docker_ok};
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, LogsOptions, UploadToContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+/// The image of the test containers: the base of every image of this project, present
+/// wherever the images were built (scripts/build-images.sh).
+const IMAGE: &str = "debian:bookworm-slim";
+
+/// Whether the engine tests may run: `false` means skip; a missing engine under CI (or
+/// DTR_REQUIRE_ENGINE=1) fails here. The one-cluster lock is not held: these tests install no
+/// DTR and touch only their own `mkest-*` containers.
+fn engine_up() -> bool {
+    crate::common::engine().is_some()
+}
+
+/// Containers of one test, `mkest-<hex>`, force-removed (with their anonymous volumes) on drop.
+struct Containers(Vec<String>);
+
+impl Containers {
+    fn new() -> Self {
+        Containers(Vec::new())
+    }
+
+    /// A new unique name, to be removed with the others.
+    fn name(&mut self) -> String {
+        let name = format!("mkest-{}", dtr_core::options::ReplicaId::random());
+        self.0.push(name.clone());
+        name
+    }
+}
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            docker(&["rm", "-f", "-v", name]);
+        }
+    }
+}
+
+/// A client that trusts only `mke`'s CA (no proxy from the environment).
+fn https_client(mke: &MkeStandIn) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(mke.ca_pem().as_bytes()).unwrap())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+async fn login(mke: &MkeStandIn, body: &str) -> (u16, Value) {
+    let response = https_client(mke)
+        .post(format!("{}/auth/login", mke.url()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("POST /auth/login");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON answer"))
+}
+
+/// A session token of `mke`'s own user.
+async fn token(mke: &MkeStandIn) -> String {
+    let credentials = json!({ "username": mke.username(), "password": mke.password() });
+    let (status, body) = login(mke, &credentials.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    body["auth_token"].as_str().expect("auth_token").to_string()
+}
+
+/// `GET path` with an optional `Authorization` value: (status, body).
+async fn get(mke: &MkeStandIn, path: &str, authorization: Option<&str>) -> (u16, String) {
+    let mut request = https_client(mke).get(format!("{}{path}", mke.url()));
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.expect("GET through the stand-in");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// A bollard client that speaks to the engine through `mke` exactly as the bootstrapper does
+/// (`dtr_bootstrap::engine::mke`): TLS trusting only the stand-in's CA, a login, the session token on
+/// every request.
+async fn bollard_through(mke: &MkeStandIn) -> Docker {
+    let target = dtr_bootstrap::engine::mke::MkeTarget {
+        url: mke.url().parse().unwrap(),
+        username: mke.username().to_string(),
+        password: dtr_core::secret::Secret::new(mke.password().to_string()),
+        ca_pem: Some(mke.ca_pem()),
+        insecure: false,
+    };
+    let docker = target.connect().await.expect("log in through the stand-in");
+    // Docker 20.10 speaks 1.41, older than bollard's default
+    docker.negotiate_version().await.expect("GET /version")
+}
+
+/// Creates a container through `docker` (the stand-in): `sleep 30` after printing `started`.
+async fn create(api: &Docker, name: &str, env: &[&str]) -> Result<(), bollard::errors::Error> {
+    let body = ContainerCreateBody {
+        image: Some(IMAGE.into()),
+        cmd: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo started; exec sleep 30".into(),
+        ]),
+        env: Some(env.iter().map(|e| e.to_string()).collect()),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions {
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    api.create_container(Some(options), body).await.map(|_| ())
+}
+
+/// The message of a refused Docker API call.
+fn refusal(result: Result<(), bollard::errors::Error>) -> (u16, String) {
+    match result {
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        }) => (status_code, message),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// This engine's swarm node: (hostname, id, role).
+fn this_node() -> (String, String, String) {
+    let out = docker_ok(&[
+        "node",
+        "inspect",
+        "self",
+        "-f",
+        "{{.Description.Hostname}} {{.ID}} {{.Spec.Role}}",
+    ]);
+    let mut fields = out.split_whitespace().map(String::from);
+    let mut next = || fields.next().expect("three fields");
+    (next(), next(), next())
+}
+
+#[tokio::test]
+async fn serves_its_ca_and_a_certificate_for_127_0_0_1_and_localhost() {
+    let mke = MkeStandIn::start(MkeOptions::default());
+    assert!(mke.url().starts_with("https://127.0.0.1:"), "{}", mke.url());
+
+    let (status, ca) = get(&mke, "/ca", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(ca, mke.ca_pem());
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+
+    // a client trusting only that CA connects by IP and by name; the health check needs no
+    // login, with or without the API version prefix
+    assert_eq!(get(&mke, "/_ping", None).await, (200, "OK".into()));
+    assert_eq!(get(&mke, "/v1.41/_ping", None).await, (200, "OK".into()));
+    let by_name = https_client(&mke)
+        .get(format!("https://localhost:{}/_ping", mke.port()))
+        .send()
+        .await
+        .expect("localhost is in the certificate");
+    assert_eq!(by_name.status(), 200);
+
+    // and a client that does not trust it does not connect: the TLS is real
+    let other = MkeStandIn::start(MkeOptions::default());
+    let distrusting = https_client(&other);
+    let err = distrusting
+        .get(format!("{}/_ping", mke.url()))
+        .send()
+        .await
+        .expect_err("another CA's client must not connect");
+    assert!(err.is_connect(), "{err:?}");
+}
+
+#[tokio::test]
+async fn login_hands_out_tokens_for_the_right_password_only() {
+    let mke = MkeStandIn::start(MkeOptions {
+        username: "ops".into(),
+        ..Default::default()
+    });
+    assert_eq!(mke.username(), "ops");
+    assert_eq!(mke.password().len(), 16);
+
+    let first = token(&mke).await;
+    let second = token(&mke).await;
+    assert!(first.len() >= 32, "{first}");
+    assert_ne!(first, second, "every login gets its own token");
+
+    let wrong_password = json!({ "username": "ops", "password": "not-it" }).to_string();
+    let (status, body) = login(&mke, &wrong_password).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body,
+        json!({"errors": [{"code": "UNAUTHORIZED", "message": "invalid username or password"}]})
+    );
+    let wrong_user = json!({ "username": "admin", "password": mke.password() }).to_string();
+    assert_eq!(login(&mke, &wrong_user).await.0, 401);
+
+    for malformed in ["not json", "{\"username\": \"ops\"}", "[]"] {
+        let (status, body) = login(&mke, malformed).await;
+        assert_eq!(status, 400, "{malformed}: {body}");
+        assert_eq!(body["errors"][0]["code"], "INVALID_JSON", "{body}");
+    }
+    assert_eq!(mke.logins(), (2, 5));
+}
+
+#[tokio::test]
+async fn the_docker_api_needs_a_token_it_issued() {
+    if !engine_up() {
+        return;
+    }
+    let mke = MkeStandIn::start(MkeOptions::default());
+    let other = MkeStandIn::start(MkeOptions::default());
+    let foreign = format!("Bearer {}", token(&other).await);
+    let basic = format!("Basic {}", mke.password());
+    let made_up = format!("Bearer {}", crate::common::generated_secret());
+    let unauthorized = r#"{"message":"unauthorized: missing or invalid session token"}"#;
+    for authorization in [
+        None,
+        Some(made_up.as_str()),
+        Some(foreign.as_str()),
+        Some(basic.as_str()),
+    ] {
+        let (status, body) = get(&mke, "/version", authorization).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (401, unauthorized),
+            "{authorization:?}"
+        );
+    }
+    let (status, _) = get(&mke, "/v1.41/containers/json", None).await;
+    assert_eq!(status, 401);
+    assert_eq!(mke.rejected_requests(), 5);
+    assert_eq!(mke.forwarded_requests(), 0);
+
+    // with a token, the engine answers
+    let bearer = format!("Bearer {}", token(&mke).await);
+    let (status, body) = get(&mke, "/version", Some(&bearer)).await;
+    assert_eq!(status, 200, "{body}");
+    let version: Value = serde_json::from_str(&body).unwrap();
+    let engine_version = docker_ok(&["version", "-f", "{{.Server.Version}}"]);
+    assert_eq!(version["Version"], engine_version.as_str(), "{body}");
+    let (status, body) = get(&mke, "/v1.41/containers/json?all=1", Some(&bearer)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(serde_json::from_str::<Vec<Value>>(&body).is_ok(), "{body}");
+    // the engine's own errors come through as they are
+    let (status, body) = get(&mke, "/v1.41/containers/mkest-none/json", Some(&bearer)).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(mke.forwarded_requests(), 3);
+    assert_eq!(mke.rejected_requests(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_exec_logs_and_archives_go_through() {
+    if !engine_up() {
+        return;
+    }
+    let mut containers = Containers::new();
+    let name = containers.name();
+    let mke = MkeStandIn::start(MkeOptions::default());
+    let api = bollard_through(&mke).await;
+    api.ping().await.expect("ping through the stand-in");
+
+    create(&api, &name, &["A=1"]).await.expect("create");
+    api.start_container(&name, None).await.expect("start");
+    assert_eq!(mke.placements(), vec![(name.clone(), None)]);
+
+    // a followed log is streamed: "started" arrives while the container still runs
+    let mut logs = api.logs(
+        &name,
+        Some(LogsOptions {
+            follow: true,
+            stdout: true,
+            ..Default::default()
+        }),
+    );
+    let first = tokio::time::timeout(Duration::from_secs(10), logs.next())
+        .await
+        .expect("the first log line before the container ends")
+        .expect("a log line")
+        .expect("log output");
+    assert_eq!(first.to_string(), "started\n");
+    drop(logs);
+
+    // attach is upgraded too (101): the log replayed, then the live stream
+    let attached = api
+        .attach_container(
+            &name,
+            Some(AttachContainerOptions {
+                logs: true,
+                stream: true,
+                stdout: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("attach through the stand-in");
+    let mut attached_output = attached.output;
+    let first = tokio::time::timeout(Duration::from_secs(10), attached_output.next())
+        .await
+        .expect("the attached log before the container ends")
+        .expect("output")
+        .expect("attach output");
+    assert_eq!(first.to_string(), "started\n");
+    drop((attached_output, attached.input));
+
+    // attached exec: the engine answers 101 and both sides of the upgrade are relayed
+    let exec = api
+        .create_exec(
+            &name,
+            CreateExecOptions {
+                cmd: Some(vec!["sh", "-c", "echo out; echo err >&2; exit 3"]),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let StartExecResults::Attached { mut output, .. } =
+        api.start_exec(&exec.id, None).await.unwrap()
+    else {
+        panic!("not attached")
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), output.next())
+        .await
+        .expect("exec output ends")
+    {
+        match chunk.unwrap() {
+            bollard::container::LogOutput::StdOut { message } => {
+                out.push_str(&String::from_utf8_lossy(&message))
+            }
+            bollard::container::LogOutput::StdErr { message } => {
+                err.push_str(&String::from_utf8_lossy(&message))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+    let inspected = api.inspect_exec(&exec.id).await.unwrap();
+    assert_eq!(inspected.exit_code, Some(3));
+
+    // stdin through the upgraded connection, closed by the client: `cat` sees its end
+    let exec = api
+        .create_exec(
+            &name,
+            CreateExecOptions {
+                cmd: Some(vec!["cat"]),
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let StartExecResults::Attached {
+        mut output,
+        mut input,
+    } = api
+        .start_exec(&exec.id, Some(StartExecOptions::default()))
+        .await
+        .unwrap()
+    else {
+        panic!("not attached")
+    };
+    input.write_all(b"hello through mke\n").await.unwrap();
+    input.shutdown().await.unwrap();
+    let mut echoed = String::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), output.next())
+        .await
+        .expect("cat ends once its stdin is closed")
+    {
+        echoed.push_str(&chunk.unwrap().to_string());
+    }
+    assert_eq!(echoed, "hello through mke\n");
+
+    // an exec started without Upgrade: the engine answers 200 and hijacks the connection; the
+    // raw stream comes through as the body
+    let bearer = format!("Bearer {}", token(&mke).await);
+    let client = https_client(&mke);
+    let created: Value = client
+        .post(format!("{}/v1.41/containers/{name}/exec", mke.url()))
+        .header("authorization", &bearer)
+        .json(&json!({"AttachStdout": true, "Cmd": ["echo", "raw"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let response = client
+        .post(format!(
+            "{}/v1.41/exec/{}/start",
+            mke.url(),
+            created["Id"].as_str().unwrap()
+        ))
+        .header("authorization", &bearer)
+        .json(&json!({"Detach": false, "Tty": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/vnd.docker.raw-stream"
+    );
+    let raw = response.bytes().await.unwrap();
+    // one stdout frame: stream 1, three zero bytes, the length (big endian), the data
+    assert_eq!(&raw[..], b"\x01\x00\x00\x00\x00\x00\x00\x04raw\n");
+
+    // a large request body (a tar archive) is relayed whole
+    let payload = vec![b'x'; 8 << 20];
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(payload.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "big.bin", &payload[..])
+        .unwrap();
+    let archive = tar.into_inner().unwrap();
+    api.upload_to_container(
+        &name,
+        Some(UploadToContainerOptions {
+            path: "/tmp".into(),
+            ..Default::default()
+        }),
+        bollard::body_full(archive.into()),
+    )
+    .await
+    .expect("PUT /containers/{id}/archive");
+    let size = docker_ok(&["exec", &name, "stat", "-c", "%s", "/tmp/big.bin"]);
+    assert_eq!(size, (8 << 20).to_string());
+
+    assert_eq!(mke.rejected_requests(), 0);
+    assert!(
+        mke.forwarded_requests() >= 13,
+        "{}",
+        mke.forwarded_requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_are_placed_on_the_node_their_constraint_names() {
+    if !engine_up() {
+        return;
+    }
+    let (hostname, node_id, role) = this_node();
+    let mut containers = Containers::new();
+    let mke = MkeStandIn::start(MkeOptions::default());
+    let api = bollard_through(&mke).await;
+
+    // by hostname and by node id; the engine never sees the constraint entry
+    let by_name = containers.name();
+    let constraint = format!("constraint:node=={hostname}");
+    create(&api, &by_name, &["A=1", &constraint, "B=2"])
+        .await
+        .expect("placed by hostname");
+    let by_id = containers.name();
+    let constraint_id = format!("constraint:node=={node_id}");
+    create(&api, &by_id, &[&constraint_id])
+        .await
+        .expect("placed by node id");
+    let env = docker_ok(&["inspect", "-f", "{{json .Config.Env}}", &by_name]);
+    let env: Vec<String> = serde_json::from_str(&env).unwrap();
+    assert!(
+        env.contains(&"A=1".to_string()) && env.contains(&"B=2".to_string()),
+        "{env:?}"
+    );
+    assert!(!env.iter().any(|e| e.starts_with("constraint:")), "{env:?}");
+
+    // a node that is not in the swarm
+    let nowhere = containers.name();
+    let (status, message) =
+        refusal(create(&api, &nowhere, &["constraint:node==mkest-no-such-node"]).await);
+    assert_eq!(status, 400);
+    assert_eq!(
+        message,
+        "Unable to find a node that satisfies the following conditions [node==mkest-no-such-node]"
+    );
+    assert!(
+        !docker(&["inspect", &nowhere]).status.success(),
+        "not created"
+    );
+    assert_eq!(
+        mke.placements(),
+        vec![(by_name, Some(hostname.clone())), (by_id, Some(node_id))]
+    );
+
+    // administrators may not use managers: the real MKE refusal
+    assert_eq!(role, "manager", "a single-node swarm's node is a manager");
+    let strict = MkeStandIn::start(MkeOptions {
+        admins_on_managers: false,
+        ..Default::default()
+    });
+    let api = bollard_through(&strict).await;
+    let on_manager = containers.name();
+    let (status, message) = refusal(create(&api, &on_manager, &[&constraint]).await);
+    assert_eq!(status, 400);
+    assert_eq!(
+        message,
+        "could not find any nodes on which the container could be created"
+    );
+    assert!(
+        !docker(&["inspect", &on_manager]).status.success(),
+        "not created"
+    );
+    assert_eq!(strict.placements(), vec![]);
+}
