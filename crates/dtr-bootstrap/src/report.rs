@@ -338,3 +338,6 @@ pub fn render(err: &Error) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;

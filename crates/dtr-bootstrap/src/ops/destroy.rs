@@ -116,7 +116,7 @@ pub async fn destroy(
     for name in &names {
         match engine.remove_container(name).await {
             Ok(()) => removed.push(format!("container {name}")),
-            Err(e) => left_behind.push(format!("container {name}: {e}")),
+            Err(e) => left_behind.push(format!("container {name}: {}", e.summary())),
         }
     }
     step.done(format!("{} removed", names.len()));
@@ -150,7 +150,7 @@ pub async fn destroy(
         }
         match engine.remove_volume(&v.name).await {
             Ok(()) => removed.push(format!("volume {}", v.name)),
-            Err(e) => left_behind.push(format!("volume {}: {e}", v.name)),
+            Err(e) => left_behind.push(format!("volume {}: {}", v.name, e.summary())),
         }
     }
     step.done(format!("{} removed", volumes.len()));
@@ -169,7 +169,7 @@ pub async fn destroy(
                     count += 1;
                     removed.push(format!("network {name}"))
                 }
-                Err(e) => left_behind.push(format!("network {name}: {e}")),
+                Err(e) => left_behind.push(format!("network {name}: {}", e.summary())),
             }
         }
         step.done(format!("{count} removed"));

@@ -147,90 +147,104 @@ pub struct UcpArgs {
     pub ucp_insecure_tls: bool,
 }
 
+/// The help of the flags install, join, restore and reconfigure share: written once.
+mod help {
+    pub const REPLICA_HTTP_PORT: &str = "The public HTTP port of the replica (redirects to HTTPS)";
+    pub const REPLICA_HTTPS_PORT: &str = "The public HTTPS port of the replica";
+    pub const REPLICA_ID: &str =
+        "The id of the new replica: 12 lowercase hex characters (random if not given)";
+    pub const REPLICA_RETHINKDB_CACHE_MB: &str =
+        "Memory of the replica's metadata database, in MB (default: (node memory - 1024) / 2)";
+    pub const UCP_NODE: &str =
+        "The node to place the replica on (`docker node ls`); default: this engine's node";
+    pub const IGNORE_PREFLIGHT_ERRORS: &str = "Preflight checks whose failure only warns, comma-separated: engine-version, ports (not in the original)";
+    pub const DTR_CA: &str =
+        "PEM CA certificate matching --dtr-cert (content, or a path to a file)";
+    pub const DTR_CERT: &str =
+        "PEM server certificate for the HTTPS port, intermediates appended (content or path)";
+    pub const DTR_KEY: &str = "PEM private key of --dtr-cert (content or path)";
+    pub const DTR_EXTERNAL_URL: &str =
+        "https://host[:port] users and clients reach DTR (or its load balancer) by";
+    pub const DTR_STORAGE_VOLUME: &str = "Volume name or absolute host path for image data (default: volume dtr-registry-<replica id>)";
+    pub const NFS_STORAGE_URL: &str = "NFS URL for image data: nfs://<host>/<export>";
+    pub const NFS_OPTIONS: &str = "Options for the NFS volume, e.g. rw,nfsvers=4";
+    pub const ASYNC_NFS: &str = "Mount the NFS volume with async options";
+    pub const HTTP_PROXY: &str = "HTTP proxy for outgoing requests of the services";
+    pub const HTTPS_PROXY: &str = "HTTPS proxy for outgoing requests of the services";
+    pub const NO_PROXY: &str = "Domains that bypass the proxies, comma-separated";
+    pub const LOG_LEVEL: &str =
+        "Log level of the service containers: debug, info, warn, error, fatal";
+    pub const LOG_PROTOCOL: &str =
+        "Where the services send logs: internal (the node's log driver), tcp or udp";
+    pub const LOG_HOST: &str = "Syslog endpoint for --log-protocol tcp/udp";
+    pub const ENABLE_PPROF: &str = "Serve profiling endpoints";
+    pub const ENABLE_CLIENT_CERT_AUTH: &str = "Also authenticate users by TLS client certificates";
+    pub const CLIENT_CERT_AUTH_CA: &str = "PEM root CAs for client-certificate authentication";
+    pub const CUSTOM_CA_CERT_BUNDLE: &str =
+        "Extra PEM CAs the services trust when they call remote TLS servers";
+}
+
 /// Per-replica flags of install, join and restore.
 #[derive(Args, Debug, Clone)]
 pub struct ReplicaArgs {
-    /// The public HTTP port of the replica (redirects to HTTPS)
-    #[arg(long, env = "REPLICA_HTTP_PORT", default_value_t = 80)]
+    #[arg(help = help::REPLICA_HTTP_PORT, long, env = "REPLICA_HTTP_PORT", default_value_t = 80)]
     pub replica_http_port: u16,
-    /// The public HTTPS port of the replica
-    #[arg(long, env = "REPLICA_HTTPS_PORT", default_value_t = 443)]
+    #[arg(help = help::REPLICA_HTTPS_PORT, long, env = "REPLICA_HTTPS_PORT", default_value_t = 443)]
     pub replica_https_port: u16,
-    /// The id of the new replica: 12 lowercase hex characters (random if not given)
-    #[arg(long, env = "DTR_INSTALL_REPLICA_ID")]
+    #[arg(help = help::REPLICA_ID, long, env = "DTR_INSTALL_REPLICA_ID")]
     pub replica_id: Option<String>,
-    /// Memory of the replica's metadata database, in MB (default: (node memory - 1024) / 2)
-    #[arg(long, env = "RETHINKDB_CACHE_MB")]
+    #[arg(help = help::REPLICA_RETHINKDB_CACHE_MB, long, env = "RETHINKDB_CACHE_MB")]
     pub replica_rethinkdb_cache_mb: Option<u32>,
-    /// The node to place the replica on (`docker node ls`); default: this engine's node
-    #[arg(long, env = "UCP_NODE")]
+    #[arg(help = help::UCP_NODE, long, env = "UCP_NODE")]
     pub ucp_node: Option<String>,
-    /// Preflight checks whose failure only warns, comma-separated: engine-version, ports (not in the original)
-    #[arg(long, env = "DTR_IGNORE_PREFLIGHT_ERRORS", value_name = "CHECKS")]
+    #[arg(help = help::IGNORE_PREFLIGHT_ERRORS, long, env = "DTR_IGNORE_PREFLIGHT_ERRORS", value_name = "CHECKS")]
     pub ignore_preflight_errors: Option<String>,
 }
 
 /// Service configuration of install and restore.
 #[derive(Args, Debug, Clone)]
 pub struct ServiceArgs {
-    /// PEM CA certificate matching --dtr-cert (content, or a path to a file)
-    #[arg(long, allow_hyphen_values = true, env = "DTR_CA")]
+    #[arg(help = help::DTR_CA, long, allow_hyphen_values = true, env = "DTR_CA")]
     pub dtr_ca: Option<String>,
-    /// PEM server certificate for the HTTPS port, intermediates appended (content or path)
-    #[arg(long, allow_hyphen_values = true, env = "DTR_CERT")]
+    #[arg(help = help::DTR_CERT, long, allow_hyphen_values = true, env = "DTR_CERT")]
     pub dtr_cert: Option<String>,
-    /// PEM private key of --dtr-cert (content or path)
     #[arg(
+        help = help::DTR_KEY,
         long,
         allow_hyphen_values = true,
         env = "DTR_KEY",
         hide_env_values = true
     )]
     pub dtr_key: Option<String>,
-    /// https://host[:port] users and clients reach DTR (or its load balancer) by
-    #[arg(long, env = "DTR_EXTERNAL_URL")]
+    #[arg(help = help::DTR_EXTERNAL_URL, long, env = "DTR_EXTERNAL_URL")]
     pub dtr_external_url: Option<String>,
-    /// Volume name or absolute host path for image data (default: volume dtr-registry-<replica id>)
-    #[arg(long, env = "DTR_STORAGE_VOLUME")]
+    #[arg(help = help::DTR_STORAGE_VOLUME, long, env = "DTR_STORAGE_VOLUME")]
     pub dtr_storage_volume: Option<String>,
-    /// NFS URL for image data: nfs://<host>/<export>
-    #[arg(long, env = "NFS_STORAGE_URL")]
+    #[arg(help = help::NFS_STORAGE_URL, long, env = "NFS_STORAGE_URL")]
     pub nfs_storage_url: Option<String>,
-    /// Options for the NFS volume, e.g. rw,nfsvers=4
-    #[arg(long, env = "NFS_OPTIONS")]
+    #[arg(help = help::NFS_OPTIONS, long, env = "NFS_OPTIONS")]
     pub nfs_options: Option<String>,
-    /// Mount the NFS volume with async options
-    #[arg(long, env = "ASYNC_NFS", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(help = help::ASYNC_NFS, long, env = "ASYNC_NFS", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub async_nfs: bool,
-    /// HTTP proxy for outgoing requests of the services
-    #[arg(long, env = "DTR_HTTP_PROXY")]
+    #[arg(help = help::HTTP_PROXY, long, env = "DTR_HTTP_PROXY")]
     pub http_proxy: Option<String>,
-    /// HTTPS proxy for outgoing requests of the services
-    #[arg(long, env = "DTR_HTTPS_PROXY")]
+    #[arg(help = help::HTTPS_PROXY, long, env = "DTR_HTTPS_PROXY")]
     pub https_proxy: Option<String>,
-    /// Domains that bypass the proxies, comma-separated
-    #[arg(long, env = "DTR_NO_PROXY")]
+    #[arg(help = help::NO_PROXY, long, env = "DTR_NO_PROXY")]
     pub no_proxy: Option<String>,
-    /// Log level of the service containers: debug, info, warn, error, fatal
-    #[arg(long, env = "LOG_LEVEL", default_value = "INFO")]
+    #[arg(help = help::LOG_LEVEL, long, env = "LOG_LEVEL", default_value = "INFO")]
     pub log_level: String,
-    /// Where the services send logs: internal (the node's log driver), tcp or udp
-    #[arg(long, env = "LOG_PROTOCOL", default_value = "internal")]
+    #[arg(help = help::LOG_PROTOCOL, long, env = "LOG_PROTOCOL", default_value = "internal")]
     pub log_protocol: String,
-    /// Syslog endpoint for --log-protocol tcp/udp
-    #[arg(long, env = "LOG_HOST")]
+    #[arg(help = help::LOG_HOST, long, env = "LOG_HOST")]
     pub log_host: Option<String>,
-    /// Serve profiling endpoints
-    #[arg(long, env = "DTR_PPROF", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(help = help::ENABLE_PPROF, long, env = "DTR_PPROF", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub enable_pprof: bool,
-    /// Also authenticate users by TLS client certificates
-    #[arg(long, env = "ENABLE_CLIENT_CERT_AUTH", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(help = help::ENABLE_CLIENT_CERT_AUTH, long, env = "ENABLE_CLIENT_CERT_AUTH", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub enable_client_cert_auth: bool,
-    /// PEM root CAs for client-certificate authentication
-    #[arg(long, allow_hyphen_values = true, env = "CLIENT_CA")]
+    #[arg(help = help::CLIENT_CERT_AUTH_CA, long, allow_hyphen_values = true, env = "CLIENT_CA")]
     pub client_cert_auth_ca: Option<String>,
-    /// Extra PEM CAs the services trust when they call remote TLS servers
-    #[arg(long, allow_hyphen_values = true, env = "CUSTOM_CA_CERTS_BUNDLE")]
+    #[arg(help = help::CUSTOM_CA_CERT_BUNDLE, long, allow_hyphen_values = true, env = "CUSTOM_CA_CERTS_BUNDLE")]
     pub custom_ca_cert_bundle: Option<String>,
 }
 
@@ -279,52 +293,53 @@ pub struct ReconfigureArgs {
     /// A healthy replica to operate through
     #[arg(long, env = "DTR_REPLICA_ID")]
     pub existing_replica_id: Option<String>,
-    #[arg(long, env = "REPLICA_HTTP_PORT")]
+    #[arg(help = help::REPLICA_HTTP_PORT, long, env = "REPLICA_HTTP_PORT")]
     pub replica_http_port: Option<u16>,
-    #[arg(long, env = "REPLICA_HTTPS_PORT")]
+    #[arg(help = help::REPLICA_HTTPS_PORT, long, env = "REPLICA_HTTPS_PORT")]
     pub replica_https_port: Option<u16>,
-    #[arg(long, env = "RETHINKDB_CACHE_MB")]
+    #[arg(help = help::REPLICA_RETHINKDB_CACHE_MB, long, env = "RETHINKDB_CACHE_MB")]
     pub replica_rethinkdb_cache_mb: Option<u32>,
-    #[arg(long, allow_hyphen_values = true, env = "DTR_CA")]
+    #[arg(help = help::DTR_CA, long, allow_hyphen_values = true, env = "DTR_CA")]
     pub dtr_ca: Option<String>,
-    #[arg(long, allow_hyphen_values = true, env = "DTR_CERT")]
+    #[arg(help = help::DTR_CERT, long, allow_hyphen_values = true, env = "DTR_CERT")]
     pub dtr_cert: Option<String>,
     #[arg(
+        help = help::DTR_KEY,
         long,
         allow_hyphen_values = true,
         env = "DTR_KEY",
         hide_env_values = true
     )]
     pub dtr_key: Option<String>,
-    #[arg(long, env = "DTR_EXTERNAL_URL")]
+    #[arg(help = help::DTR_EXTERNAL_URL, long, env = "DTR_EXTERNAL_URL")]
     pub dtr_external_url: Option<String>,
-    #[arg(long, env = "DTR_STORAGE_VOLUME")]
+    #[arg(help = help::DTR_STORAGE_VOLUME, long, env = "DTR_STORAGE_VOLUME")]
     pub dtr_storage_volume: Option<String>,
-    #[arg(long, env = "NFS_STORAGE_URL")]
+    #[arg(help = help::NFS_STORAGE_URL, long, env = "NFS_STORAGE_URL")]
     pub nfs_storage_url: Option<String>,
-    #[arg(long, env = "NFS_OPTIONS")]
+    #[arg(help = help::NFS_OPTIONS, long, env = "NFS_OPTIONS")]
     pub nfs_options: Option<String>,
-    #[arg(long, env = "ASYNC_NFS", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(help = help::ASYNC_NFS, long, env = "ASYNC_NFS", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub async_nfs: Option<bool>,
-    #[arg(long, env = "DTR_HTTP_PROXY")]
+    #[arg(help = help::HTTP_PROXY, long, env = "DTR_HTTP_PROXY")]
     pub http_proxy: Option<String>,
-    #[arg(long, env = "DTR_HTTPS_PROXY")]
+    #[arg(help = help::HTTPS_PROXY, long, env = "DTR_HTTPS_PROXY")]
     pub https_proxy: Option<String>,
-    #[arg(long, env = "DTR_NO_PROXY")]
+    #[arg(help = help::NO_PROXY, long, env = "DTR_NO_PROXY")]
     pub no_proxy: Option<String>,
-    #[arg(long, env = "LOG_LEVEL")]
+    #[arg(help = help::LOG_LEVEL, long, env = "LOG_LEVEL")]
     pub log_level: Option<String>,
-    #[arg(long, env = "LOG_PROTOCOL")]
+    #[arg(help = help::LOG_PROTOCOL, long, env = "LOG_PROTOCOL")]
     pub log_protocol: Option<String>,
-    #[arg(long, env = "LOG_HOST")]
+    #[arg(help = help::LOG_HOST, long, env = "LOG_HOST")]
     pub log_host: Option<String>,
-    #[arg(long, env = "DTR_PPROF", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(help = help::ENABLE_PPROF, long, env = "DTR_PPROF", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub enable_pprof: Option<bool>,
-    #[arg(long, env = "ENABLE_CLIENT_CERT_AUTH", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(help = help::ENABLE_CLIENT_CERT_AUTH, long, env = "ENABLE_CLIENT_CERT_AUTH", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub enable_client_cert_auth: Option<bool>,
-    #[arg(long, allow_hyphen_values = true, env = "CLIENT_CA")]
+    #[arg(help = help::CLIENT_CERT_AUTH_CA, long, allow_hyphen_values = true, env = "CLIENT_CA")]
     pub client_cert_auth_ca: Option<String>,
-    #[arg(long, allow_hyphen_values = true, env = "CUSTOM_CA_CERTS_BUNDLE")]
+    #[arg(help = help::CUSTOM_CA_CERT_BUNDLE, long, allow_hyphen_values = true, env = "CUSTOM_CA_CERTS_BUNDLE")]
     pub custom_ca_cert_bundle: Option<String>,
     /// The new storage backend already holds the old data (keeps tags and manifests)
     #[arg(long, env = "STORAGE_MIGRATED", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
