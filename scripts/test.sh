@@ -5,8 +5,10 @@
 #      and the upgrade tests' second version (--test-version, crates/dtr/tests/it/upgrade-version) if absent
 #   3. lints: cargo fmt --check, cargo clippy -D warnings
 #   4. the component images on their own (scripts/smoke-components.sh)
-#   5. every Rust test: unit, plan snapshot, CLI, CLI reference, and the engine tests, which
-#      fail (not skip) here when the engine is missing (DTR_REQUIRE_ENGINE=1)
+#   5. the servers the unit tests of dtr-server use: a scratch PostgreSQL and distribution's
+#      binary from Debian (scripts/test-servers.sh, stopped when this script ends)
+#   6. every Rust test: unit, snapshots, CLI, CLI reference, and the engine tests, which
+#      fail (not skip) here when the engine or a server is missing (DTR_REQUIRE_ENGINE=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DTR_REQUIRE_ENGINE=1 CARGO_TERM_COLOR=never
@@ -22,6 +24,8 @@ cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 step "component images"
 bash scripts/smoke-components.sh
+step "test servers"
+. scripts/test-servers.sh
 step "rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast

@@ -759,16 +759,15 @@ mod tests {
         (sha256(&body), body.len())
     }
 
-    /// `gc()` on a storage written by distribution itself: set `DTR_TEST_PG` (see
-    /// `roles::jobs::tests`) and `DTR_REGISTRY_BIN` (distribution 2.8's binary, e.g. copied
-    /// out of the registry image); skipped otherwise.
+    /// `gc()` on a storage written by distribution itself: `DTR_TEST_PG` (a scratch database)
+    /// and `DTR_REGISTRY_BIN` (Debian's distribution 2.8, the registry image's binary), both
+    /// from `scripts/test-servers.sh`.
     #[tokio::test]
     async fn gc_frees_exactly_the_unreferenced_blobs() {
-        let (Ok(conn), Ok(bin)) = (
-            std::env::var("DTR_TEST_PG"),
-            std::env::var("DTR_REGISTRY_BIN"),
+        let (Some(conn), Some(bin)) = (
+            crate::testing::required_env("DTR_TEST_PG"),
+            crate::testing::required_env("DTR_REGISTRY_BIN"),
         ) else {
-            eprintln!("skipped: DTR_TEST_PG or DTR_REGISTRY_BIN is not set");
             return;
         };
         let dir = tempfile::tempdir().unwrap();

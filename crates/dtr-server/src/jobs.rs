@@ -519,13 +519,12 @@ mod tests {
         assert_eq!(JOB_COLUMNS.matches("to_char(").count(), 5);
     }
 
-    /// The SQL against a real PostgreSQL: set `DTR_TEST_PG` to a connection string of a
-    /// scratch database (e.g. `host=/tmp/pg user=postgres dbname=postgres`); skipped otherwise.
-    /// Creates and drops the tables of migrations 2 and 3 in a schema of its own.
+    /// The SQL against a real PostgreSQL: `DTR_TEST_PG` is the connection string of a scratch
+    /// database (`scripts/test-servers.sh`). Creates and drops the tables of the migrations in
+    /// a schema of its own.
     #[tokio::test]
     async fn claims_retries_and_recovery_against_postgres() {
-        let Ok(conn) = std::env::var("DTR_TEST_PG") else {
-            eprintln!("skipped: DTR_TEST_PG is not set");
+        let Some(conn) = crate::testing::required_env("DTR_TEST_PG") else {
             return;
         };
         let (mut db, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)

@@ -15,5 +15,7 @@ pub mod jobs;
 pub mod password;
 pub mod phase2;
 pub mod runtime;
+#[cfg(test)]
+mod testing;
 
 pub use error::{Error, Result};
