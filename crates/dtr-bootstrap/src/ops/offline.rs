@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use crate::bundle::{self, check, BundleError, BundleManifest, Links, Store, Written};
-use crate::engine::Target;
+use crate::engine::{Engine, Target};
 use crate::error::{Error, PreflightFailure, Result};
 use crate::ops::steps;
 use crate::report::{Reporter, Step};
@@ -184,11 +184,32 @@ pub async fn save<W: Write + Send + 'static>(
 ) -> Result<(SaveReport, W)> {
     let engine = steps::connect(target, reporter).await?;
     let images = all_images();
+    let ids = find_images(&engine, &images, reporter).await?;
+    let dir = super::private_temp_dir("dtr-images-", "the image bundle")?;
+    let (store, exported) = export_images(&engine, &images, dir.path(), reporter).await?;
+    let records = check_export(&store, &images, &ids, reporter)?;
+    let (manifest, written, out) = write_out(store, records, out, reporter).await?;
+    drop(dir);
+    Ok((
+        SaveReport {
+            manifest,
+            written,
+            exported,
+        },
+        out,
+    ))
+}
 
+/// The image ID of each of this version's images; all must be on the engine.
+async fn find_images(
+    engine: &Engine,
+    images: &[String],
+    reporter: &Reporter,
+) -> Result<Vec<String>> {
     let step = reporter.step("find the images of this version");
     let mut ids = Vec::new();
     let mut failures = Vec::new();
-    for image in &images {
+    for image in images {
         match engine.image_id(image).await? {
             Some(id) => ids.push(id),
             None => failures.push(PreflightFailure {
@@ -208,15 +229,23 @@ pub async fn save<W: Write + Send + 'static>(
         return Err(Error::Preflight { failures });
     }
     step.done(format!("{} images", images.len()));
+    Ok(ids)
+}
 
-    let dir = super::private_temp_dir("dtr-images-", "the image bundle")?;
+/// The engine's `docker save` of the images, spooled into `dir`; and how many bytes it sent.
+async fn export_images(
+    engine: &Engine,
+    images: &[String],
+    dir: &std::path::Path,
+    reporter: &Reporter,
+) -> Result<(Store, u64)> {
     let step = reporter.step(format!(
         "export the images from the engine into {}",
-        dir.path().display()
+        dir.display()
     ));
     let started = Instant::now();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-    let spool_dir = dir.path().to_path_buf();
+    let spool_dir = dir.to_path_buf();
     let spool = tokio::task::spawn_blocking(move || {
         Store::spool(
             std::io::BufReader::with_capacity(
@@ -230,7 +259,7 @@ pub async fn save<W: Write + Send + 'static>(
             Links::Resolve,
         )
     });
-    let mut stream = Box::pin(engine.export_images(&images));
+    let mut stream = Box::pin(engine.export_images(images));
     let mut exported = 0u64;
     let mut pumped = Ok(());
     while let Some(chunk) = stream.next().await {
@@ -257,10 +286,20 @@ pub async fn save<W: Write + Send + 'static>(
         mb(exported),
         store.entries().len()
     ));
+    Ok((store, exported))
+}
 
+/// Every image is in the engine's archive, with the ID its tag resolves to, and every config
+/// and layer matches its digest.
+fn check_export(
+    store: &Store,
+    images: &[String],
+    ids: &[String],
+    reporter: &Reporter,
+) -> Result<Vec<bundle::ImageRecord>> {
     let step = reporter.step("check the engine's archive");
-    let records = bundle::check_docker_save(&store, &images).map_err(save_failed)?;
-    for (record, id) in records.iter().zip(&ids) {
+    let records = bundle::check_docker_save(store, images).map_err(save_failed)?;
+    for (record, id) in records.iter().zip(ids) {
         if record.id != *id {
             return Err(Error::io(
                 format!("the engine's archive of {}", record.reference),
@@ -272,7 +311,16 @@ pub async fn save<W: Write + Send + 'static>(
         }
     }
     step.done("every image is there; every config and layer matches its digest");
+    Ok(records)
+}
 
+/// `dtr-bundle.json` first, then the archive's files, into `out`.
+async fn write_out<W: Write + Send + 'static>(
+    store: Store,
+    records: Vec<bundle::ImageRecord>,
+    out: W,
+    reporter: &Reporter,
+) -> Result<(BundleManifest, Written, W)> {
     let step = reporter.step("write the bundle");
     let created = dtr_core::timestamp();
     let (out, count) = Counting::new(out);
@@ -283,21 +331,12 @@ pub async fn save<W: Write + Send + 'static>(
         .await
         .expect("the writer thread does not panic")
         .map_err(save_failed)?;
-    let out = out.inner;
     step.done(format!(
         "dtr-bundle.json and {} files, {}",
         manifest.files.len(),
         mb(written.bytes)
     ));
-    drop(dir);
-    Ok((
-        SaveReport {
-            manifest,
-            written,
-            exported,
-        },
-        out,
-    ))
+    Ok((manifest, written, out.inner))
 }
 
 /// `dtr images load`: reads and checks the whole bundle, then loads it and checks that every
@@ -309,12 +348,35 @@ pub async fn load<R: Read + Send + 'static>(
 ) -> Result<LoadReport> {
     let engine = steps::connect(target, reporter).await?;
     let dir = super::private_temp_dir("dtr-images-", "the image bundle")?;
+    let (manifest, store) = read_and_check(input, dir.path(), reporter).await?;
+    if already_loaded(&engine, &manifest, reporter).await? {
+        reporter.info(
+            "every image of the bundle is already on this engine with the same ID: nothing to load",
+        );
+        return Ok(LoadReport {
+            manifest,
+            loaded: false,
+            messages: Vec::new(),
+        });
+    }
+    let messages = send_to_engine(&engine, store, reporter).await?;
+    check_loaded(&engine, &manifest, reporter).await?;
+    drop(dir);
+    Ok(LoadReport {
+        manifest,
+        loaded: true,
+        messages,
+    })
+}
 
-    let step = reporter.step(format!(
-        "read and check the bundle (in {})",
-        dir.path().display()
-    ));
-    let spool_dir = dir.path().to_path_buf();
+/// The whole bundle, spooled into `dir` and checked before the engine sees a byte.
+async fn read_and_check<R: Read + Send + 'static>(
+    input: R,
+    dir: &std::path::Path,
+    reporter: &Reporter,
+) -> Result<(BundleManifest, Store)> {
+    let step = reporter.step(format!("read and check the bundle (in {})", dir.display()));
+    let spool_dir = dir.to_path_buf();
     let (input, count) = Counting::new(input);
     let reader = tokio::task::spawn_blocking(move || {
         bundle::read_bundle(
@@ -344,7 +406,16 @@ pub async fn load<R: Read + Send + 'static>(
         manifest.files.len(),
         mb(manifest.files.iter().map(|f| f.size).sum())
     ));
+    Ok((manifest, store))
+}
 
+/// Whether every image of the bundle is on the engine with the bundle's ID already; an image
+/// it would replace is warned about.
+async fn already_loaded(
+    engine: &Engine,
+    manifest: &BundleManifest,
+    reporter: &Reporter,
+) -> Result<bool> {
     let mut all_present = true;
     for image in &manifest.images {
         match engine.image_id(&image.reference).await? {
@@ -361,17 +432,12 @@ pub async fn load<R: Read + Send + 'static>(
             None => all_present = false,
         }
     }
-    if all_present {
-        reporter.info(
-            "every image of the bundle is already on this engine with the same ID: nothing to load",
-        );
-        return Ok(LoadReport {
-            manifest,
-            loaded: false,
-            messages: Vec::new(),
-        });
-    }
+    Ok(all_present)
+}
 
+/// The bundle rebuilt as a `docker save` archive, streamed to the engine's load; the engine's
+/// messages.
+async fn send_to_engine(engine: &Engine, store: Store, reporter: &Reporter) -> Result<Vec<String>> {
     let step = reporter.step("load the images into the engine");
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
     let abort = tx.clone();
@@ -406,7 +472,15 @@ pub async fn load<R: Read + Send + 'static>(
         (Ok(messages), Ok(written)) => (messages, written),
     };
     step.done(format!("{} files, {}", written.files, mb(written.bytes)));
+    Ok(messages)
+}
 
+/// Every reference of the bundle resolves to the bundle's image ID after the load.
+async fn check_loaded(
+    engine: &Engine,
+    manifest: &BundleManifest,
+    reporter: &Reporter,
+) -> Result<()> {
     let step = reporter.step("check the loaded images");
     for image in &manifest.images {
         let id = engine.image_id(&image.reference).await?;
@@ -422,10 +496,5 @@ pub async fn load<R: Read + Send + 'static>(
         }
     }
     step.done("every reference resolves to the bundle's image ID");
-    drop(dir);
-    Ok(LoadReport {
-        manifest,
-        loaded: true,
-        messages,
-    })
+    Ok(())
 }

@@ -11,6 +11,7 @@
 //!    make the survivor primary by itself, `patronictl failover --candidate` does.
 //! 4. The survivor's unhealthy components are restarted and `/_ping` is checked.
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -49,11 +50,45 @@ pub async fn repair(
     reporter: &Reporter,
 ) -> Result<RepairReport> {
     let engine = steps::connect(target, reporter).await?;
+    let lost = read_cluster(&engine, opts.existing.clone(), choose, reporter).await?;
+    if !confirm(&lost.survivor, &lost.others)? {
+        return Err(Error::Aborted);
+    }
+    let kept = retire_others(&engine, &lost, opts.prune, reporter).await?;
+    one_member_etcd(&engine, &lost.survivor, reporter).await?;
+    survivor_database_primary(&engine, &lost, reporter).await?;
+    bring_back(&engine, &lost.survivor, reporter).await?;
+    Ok(RepairReport {
+        survivor: lost.survivor,
+        others: lost.others,
+        pruned: opts.prune,
+        kept,
+    })
+}
+
+/// A cluster that lost its quorum: the replica kept, and the others.
+struct LostCluster {
+    replicas: BTreeMap<ReplicaId, ReplicaView>,
+    survivor: ReplicaId,
+    /// The other replicas on this engine.
+    others: Vec<ReplicaId>,
+    /// etcd members whose replica is not on this engine.
+    strangers: Vec<String>,
+}
+
+/// Reads the cluster and refuses the repair while etcd still has quorum (`dtr remove` is the
+/// way then) or when the survivor lacks its stores.
+async fn read_cluster(
+    engine: &Engine,
+    existing: Option<ReplicaId>,
+    choose: cluster::Chooser<'_>,
+    reporter: &Reporter,
+) -> Result<LostCluster> {
     let step = reporter.step("read the cluster");
-    let replicas = cluster::replicas(&engine).await?;
+    let replicas = cluster::replicas(engine).await?;
     let survivor = cluster::pick_replica(
         &replicas,
-        opts.existing.clone(),
+        existing,
         |_| true,
         |v| v.running(Component::Etcd),
         choose,
@@ -76,7 +111,7 @@ pub async fn repair(
         .start(&Component::Etcd.container_name(&survivor))
         .await
         .ok();
-    let members = cluster::etcd_view(&engine, &survivor)
+    let members = cluster::etcd_view(engine, &survivor)
         .await
         .unwrap_or_default();
     let q = Quorum::of(&members);
@@ -112,62 +147,88 @@ pub async fn repair(
             strangers.join(", ")
         ));
     }
-    if !confirm(&survivor, &others)? {
-        return Err(Error::Aborted);
-    }
+    Ok(LostCluster {
+        replicas,
+        survivor,
+        others,
+        strangers,
+    })
+}
 
+/// Stops the other replicas for good (tombstoned), or with `--prune` removes them; returns
+/// the volumes kept because another replica uses them.
+async fn retire_others(
+    engine: &Engine,
+    lost: &LostCluster,
+    prune: bool,
+    reporter: &Reporter,
+) -> Result<Vec<String>> {
     let mut kept = Vec::new();
-    for o in &others {
+    for o in &lost.others {
         let step = reporter.step(format!("retire replica {o}"));
-        retire(&engine, o, &replicas[o]).await?;
-        if opts.prune {
-            let d = destroy::destroy(&engine, o, reporter).await?;
+        retire(engine, o, &lost.replicas[o]).await?;
+        if prune {
+            let d = destroy::destroy(engine, o, reporter).await?;
             kept.extend(d.kept);
             step.done("containers and volumes removed (--prune)");
         } else {
             step.done("stopped, and marked so that it never starts again");
         }
     }
+    Ok(kept)
+}
 
+/// The survivor's etcd restarts as a one-member cluster (`--force-new-cluster`, once).
+async fn one_member_etcd(engine: &Engine, survivor: &ReplicaId, reporter: &Reporter) -> Result<()> {
     let step = reporter.step(format!("make the etcd of {survivor} a one-member cluster"));
-    let etcd = Component::Etcd.container_name(&survivor);
+    let etcd = Component::Etcd.container_name(survivor);
     engine
         .upload(&etcd, "/data", &[(FORCE_NEW_CLUSTER_MARKER, b"", 0o644)])
         .await?;
     engine.restart(&etcd).await?;
-    wait_component(&engine, &etcd).await?;
-    let members = cluster::etcd_members(&engine, &survivor).await?;
+    wait_component(engine, &etcd).await?;
+    let members = cluster::etcd_members(engine, survivor).await?;
     step.done(format!("{} member", members.len()));
+    Ok(())
+}
 
+/// The other members leave Patroni's records, and the survivor's database becomes the primary
+/// (by itself, else by a forced failover).
+async fn survivor_database_primary(
+    engine: &Engine,
+    lost: &LostCluster,
+    reporter: &Reporter,
+) -> Result<()> {
+    let survivor = &lost.survivor;
     let step = reporter.step(format!("make the database of {survivor} the primary"));
-    for o in others.iter().map(|r| r.to_string()).chain(strangers) {
-        cluster::etcdctl(
-            &engine,
-            &survivor,
-            &["del", &format!("{PATRONI_MEMBERS}{o}")],
-        )
-        .await?;
+    for o in lost
+        .others
+        .iter()
+        .map(|r| r.to_string())
+        .chain(lost.strangers.iter().cloned())
+    {
+        cluster::etcdctl(engine, survivor, &["del", &format!("{PATRONI_MEMBERS}{o}")]).await?;
     }
     let leader = cluster::etcdctl(
-        &engine,
-        &survivor,
+        engine,
+        survivor,
         &["get", PATRONI_LEADER, "--print-value-only"],
     )
     .await?;
     if leader.trim() != survivor.as_str() {
-        cluster::etcdctl(&engine, &survivor, &["del", PATRONI_LEADER]).await?;
+        cluster::etcdctl(engine, survivor, &["del", PATRONI_LEADER]).await?;
     }
-    let db = Component::Rethinkdb.container_name(&survivor);
+    let db = Component::Rethinkdb.container_name(survivor);
     engine.start(&db).await?;
-    if !cluster::wait_primary(&engine, &survivor, Duration::from_secs(20)).await {
+    if !cluster::wait_primary(engine, survivor, Duration::from_secs(20)).await {
         reporter.info("Patroni did not promote the survivor by itself: forcing a failover to it");
         cluster::patronictl(
-            &engine,
-            &survivor,
+            engine,
+            survivor,
             &["failover", "--candidate", survivor.as_str(), "--force"],
         )
         .await?;
-        if !cluster::wait_primary(&engine, &survivor, Duration::from_secs(60)).await {
+        if !cluster::wait_primary(engine, survivor, Duration::from_secs(60)).await {
             return Err(Error::Unhealthy {
                 container: db.clone(),
                 waited: Duration::from_secs(60),
@@ -177,22 +238,20 @@ pub async fn repair(
         }
     }
     step.done("writable");
+    Ok(())
+}
 
+/// Restarts what is unhealthy on the survivor and checks `/_ping`.
+async fn bring_back(engine: &Engine, survivor: &ReplicaId, reporter: &Reporter) -> Result<()> {
     let step = reporter.step(format!("bring every component of {survivor} back"));
-    let after = cluster::replicas(&engine).await?;
-    if let Some(v) = after.get(&survivor) {
-        restart_unhealthy(&engine, v).await?;
+    let after = cluster::replicas(engine).await?;
+    if let Some(v) = after.get(survivor) {
+        restart_unhealthy(engine, v).await?;
     }
-    let user_cert = has_user_cert(&engine, &survivor).await;
-    steps::verify_ping(&engine, &survivor, user_cert).await?;
+    let user_cert = has_user_cert(engine, survivor).await;
+    steps::verify_ping(engine, survivor, user_cert).await?;
     step.done("all components healthy");
-
-    Ok(RepairReport {
-        survivor,
-        others,
-        pruned: opts.prune,
-        kept,
-    })
+    Ok(())
 }
 
 /// Stops every container of a replica left out of the repaired cluster and writes the

@@ -91,14 +91,61 @@ pub async fn upgrade(
     reporter: &Reporter,
 ) -> Result<UpgradeReport> {
     let engine = steps::connect(target, reporter).await?;
+    let cluster = match read_cluster(&engine, opts.existing, choose, reporter).await? {
+        Read::Upgrade(c) => c,
+        Read::UpToDate { existing } => {
+            return Ok(UpgradeReport::NothingToDo {
+                existing,
+                version: version::VERSION.into(),
+            })
+        }
+    };
+    let mut progress = record_start(&engine, &cluster, reporter).await?;
+    let migration = queue_schema_migration(&engine, &cluster, &mut progress, reporter).await?;
+    let done = replace_replicas(&engine, &cluster, migration, opts.max_wait, reporter).await?;
+    cluster::etcdctl(&engine, &cluster.via, &["del", PROGRESS_KEY]).await?;
+    Ok(UpgradeReport::Upgraded {
+        from: cluster.from,
+        to: version::VERSION.into(),
+        resumed: cluster.progress.is_some(),
+        replicas: done,
+        migration,
+    })
+}
 
+/// The cluster an upgrade works on, read before anything changes.
+struct Cluster {
+    replicas: BTreeMap<ReplicaId, ReplicaView>,
+    /// A replica whose etcd answers: where the upgrade record lives.
+    via: ReplicaId,
+    /// The version the upgrade moves from.
+    from: String,
+    /// The record of an upgrade under way (a re-run continues it).
+    progress: Option<Progress>,
+}
+
+enum Read {
+    Upgrade(Cluster),
+    /// Every replica runs this version already (checked through `existing`).
+    UpToDate {
+        existing: ReplicaId,
+    },
+}
+
+/// Reads the cluster and the record of an upgrade under way, and refuses a move the version
+/// rules or the cluster's health do not allow.
+async fn read_cluster(
+    engine: &Engine,
+    existing: Option<ReplicaId>,
+    choose: Chooser<'_>,
+    reporter: &Reporter,
+) -> Result<Read> {
     let step = reporter.step("read the cluster");
-    let replicas = cluster::replicas(&engine).await?;
+    let replicas = cluster::replicas(engine).await?;
     // no replica at all: pick_replica says so, naming none
-    let existing =
-        cluster::pick_replica(&replicas, opts.existing, |_| true, |v| v.healthy(), choose)?;
+    let existing = cluster::pick_replica(&replicas, existing, |_| true, |v| v.healthy(), choose)?;
     let via = etcd_via(&replicas).unwrap_or_else(|| existing.clone());
-    let progress = read_progress(&engine, &via).await?;
+    let progress = read_progress(engine, &via).await?;
     let from = progress
         .as_ref()
         .filter(|p| p.to == version::VERSION)
@@ -107,91 +154,112 @@ pub async fn upgrade(
     decide(&replicas, progress.as_ref(), &from)?;
     if progress.is_none() && replicas.values().all(|r| r.version == version::VERSION) {
         step.done(format!("every replica runs {}", version::VERSION));
-        return Ok(UpgradeReport::NothingToDo {
-            existing,
-            version: version::VERSION.into(),
-        });
+        return Ok(Read::UpToDate { existing });
     }
-    let view = ClusterView::read(&engine).await?;
+    let view = ClusterView::read(engine).await?;
     check_health(&view, progress.is_some())?;
-    let resumed = progress.is_some();
     step.done(format!(
         "{} replica(s), {from} → {}{}",
         replicas.len(),
         version::VERSION,
-        if resumed {
+        if progress.is_some() {
             " (continuing the upgrade under way)"
         } else {
             ""
         }
     ));
+    Ok(Read::Upgrade(Cluster {
+        replicas,
+        via,
+        from,
+        progress,
+    }))
+}
 
-    let mut progress = match progress {
-        Some(p) => {
-            reporter.info(format!(
-                "continuing the upgrade from {} to {} started at {} (unix time)",
-                p.from, p.to, p.started_at
-            ));
-            p
-        }
-        None => {
-            let p = Progress {
-                from: from.clone(),
-                to: version::VERSION.into(),
-                started_at: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
-                migration_job: None,
-            };
-            write_progress(&engine, &via, &p).await?;
-            p
-        }
-    };
-
-    let step = reporter.step("queue the schema migration");
-    let leader = db_leader(&engine, &replicas).await?;
-    let schema_before = schema_version(&engine, &leader).await?;
-    let target = db::schema_target();
-    let mut migration: Option<(i64, i32, i32)> = None;
-    if schema_before < target {
-        let job = match progress.migration_job {
-            Some(id) if job_state(&engine, &leader, id).await?.status != "failed" => id,
-            _ => {
-                let id = queue_migration(&engine, &leader, &progress, target).await?;
-                progress.migration_job = Some(id);
-                write_progress(&engine, &via, &progress).await?;
-                id
-            }
-        };
-        step.done(format!(
-            "job {job}: schema version {schema_before} → {target}, run by the first jobrunner of {}",
-            version::VERSION
+/// The record in etcd that lets a re-run continue: the one under way, or a new one.
+async fn record_start(engine: &Engine, cluster: &Cluster, reporter: &Reporter) -> Result<Progress> {
+    if let Some(p) = &cluster.progress {
+        reporter.info(format!(
+            "continuing the upgrade from {} to {} started at {} (unix time)",
+            p.from, p.to, p.started_at
         ));
-        migration = Some((job, schema_before, target));
-    } else {
+        return Ok(p.clone());
+    }
+    let p = Progress {
+        from: cluster.from.clone(),
+        to: version::VERSION.into(),
+        started_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        migration_job: None,
+    };
+    write_progress(engine, &cluster.via, &p).await?;
+    Ok(p)
+}
+
+/// Queues the metadatastoremigration job when the schema is behind this version's (once: a
+/// re-run reuses the recorded job unless it failed). `(job, schema before, target)`.
+async fn queue_schema_migration(
+    engine: &Engine,
+    cluster: &Cluster,
+    progress: &mut Progress,
+    reporter: &Reporter,
+) -> Result<Option<(i64, i32, i32)>> {
+    let step = reporter.step("queue the schema migration");
+    let leader = db_leader(engine, &cluster.replicas).await?;
+    let schema_before = schema_version(engine, &leader).await?;
+    let target = db::schema_target();
+    if schema_before >= target {
         step.done(format!(
             "schema version {schema_before}: nothing to migrate"
         ));
+        return Ok(None);
     }
-
-    let replacer = Replacer {
-        engine: &engine,
-        reporter,
-        max_wait: opts.max_wait,
+    let job = match progress.migration_job {
+        Some(id) if job_state(engine, &leader, id).await?.status != "failed" => id,
+        _ => {
+            let id = queue_migration(engine, &leader, progress, target).await?;
+            progress.migration_job = Some(id);
+            write_progress(engine, &cluster.via, progress).await?;
+            id
+        }
     };
+    step.done(format!(
+        "job {job}: schema version {schema_before} → {target}, run by the first jobrunner of {}",
+        version::VERSION
+    ));
+    Ok(Some((job, schema_before, target)))
+}
+
+/// Replaces every replica's containers, one replica at a time, the database primary last
+/// (after a switchover, so that it moves once, to a replica already upgraded); the first new
+/// api waits for the migration. Returns how long each replica took.
+async fn replace_replicas(
+    engine: &Engine,
+    cluster: &Cluster,
+    migration: Option<(i64, i32, i32)>,
+    max_wait: Option<Duration>,
+    reporter: &Reporter,
+) -> Result<Vec<(ReplicaId, Duration)>> {
+    let replicas = &cluster.replicas;
+    let replacer = Replacer {
+        engine,
+        reporter,
+        max_wait,
+    };
+    let leader = db_leader(engine, replicas).await?;
     let mut order: Vec<ReplicaId> = replicas.keys().cloned().collect();
-    // the database primary last, so that it moves once, to a replica already upgraded
     order.sort_by_key(|r| *r == leader);
     let mut done = Vec::new();
     let mut migrated = migration.is_none();
     for rid in &order {
         let start = Instant::now();
         reporter.info(format!("upgrading replica {rid}"));
-        if replicas.len() > 1 && db_leader(&engine, &replicas).await? == *rid {
-            switch_over(&engine, &replicas, rid, &done, opts.max_wait, reporter).await?;
+        if replicas.len() > 1 && db_leader(engine, replicas).await? == *rid {
+            switch_over(engine, replicas, rid, &done, max_wait, reporter).await?;
         }
-        let running = replace::observe(&engine, rid).await?;
+        let running = replace::observe(engine, rid).await?;
         let ctx = running.context().map_err(|e| Error::BrokenReplica {
             replica: rid.to_string(),
             problem: format!("cannot tell how it was made: {e}; repair it before upgrading"),
@@ -201,7 +269,7 @@ pub async fn upgrade(
         for component in ORDER {
             if component == Component::Api && !migrated {
                 if let Some((job, _, _)) = migration {
-                    wait_migration(&engine, &replicas, job, opts.max_wait, reporter).await?;
+                    wait_migration(engine, replicas, job, max_wait, reporter).await?;
                     migrated = true;
                 }
             }
@@ -222,17 +290,9 @@ pub async fn upgrade(
         done.push((rid.clone(), took));
     }
     if let (false, Some((job, _, _))) = (migrated, migration) {
-        wait_migration(&engine, &replicas, job, opts.max_wait, reporter).await?;
+        wait_migration(engine, replicas, job, max_wait, reporter).await?;
     }
-    let via = etcd_via(&replicas).unwrap_or(existing);
-    cluster::etcdctl(&engine, &via, &["del", PROGRESS_KEY]).await?;
-    Ok(UpgradeReport::Upgraded {
-        from,
-        to: version::VERSION.into(),
-        resumed,
-        replicas: done,
-        migration,
-    })
+    Ok(done)
 }
 
 /// The oldest version any replica runs.
