@@ -14,8 +14,8 @@ pub fn markdown() -> String {
     cmd.build();
     let mut out = String::from(
         "# dtr command-line reference\n\n\
-         Generated from the parser (`src/cli/args.rs`) by `DTR_UPDATE_DOCS=1 cargo test --test \
-         cli_reference`; do not edit by hand. Exit codes, environment variable aliases and \
+         Generated from the parser (`crates/dtr/src/cli/args.rs`) by `DTR_UPDATE_DOCS=1 cargo \
+         nextest run -E 'test(cli_reference)'`; do not edit by hand. Exit codes, environment variable aliases and \
          behaviour are described in [cli.md](cli.md).\n\n",
     );
     out.push_str("## dtr\n\n```text\n");
