@@ -280,11 +280,10 @@ impl<'a> Apply<'a> {
             .containers_labelled(&[&format!("{}=true", labels::PHASE2)])
             .await?;
         for c in found {
-            let names = c.names.unwrap_or_default();
-            if !names.iter().any(|n| n.trim_start_matches('/') == name) {
+            if c.name != name {
                 continue;
             }
-            if c.state.map(|s| s.to_string()) == Some("running".into()) {
+            if c.state == "running" {
                 return Err(Error::Phase2 {
                     step: "start".into(),
                     message: format!("a {name} container is already running: another dtr operation is in progress on this node; wait for it or remove it"),

@@ -7,7 +7,7 @@ mod images;
 pub mod mke;
 pub mod probe;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bollard::models::{
@@ -29,7 +29,7 @@ use crate::plan::{
     Uploads, VolumeSpec,
 };
 
-pub use bollard::models::{ContainerInspectResponse, ContainerSummary, Volume};
+use bollard::models::{ContainerInspectResponse, ContainerSummary, Volume};
 use bollard::models::{Network, Node};
 
 /// What an operation drives, chosen by the CLI and handed down: the local engine (the usual
@@ -112,6 +112,124 @@ pub struct NodeInfo {
     pub engine_version: Option<String>,
     pub cpus: Option<i64>,
     pub memory_bytes: Option<i64>,
+}
+
+/// A container as the engine lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerInfo {
+    /// Its name, without the leading `/`.
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// `running`, `exited`, `restarting`, ...
+    pub state: String,
+    /// `Up 3 minutes (healthy)`, as `docker ps` shows it.
+    pub status: String,
+    /// `(container port, published host port)`.
+    pub ports: Vec<(u16, Option<u16>)>,
+    /// The named volumes it mounts.
+    pub volumes: Vec<String>,
+}
+
+fn container_info(c: ContainerSummary) -> ContainerInfo {
+    ContainerInfo {
+        name: c
+            .names
+            .unwrap_or_default()
+            .first()
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_default(),
+        labels: c.labels.unwrap_or_default().into_iter().collect(),
+        state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+        status: c.status.unwrap_or_default(),
+        ports: c
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.private_port, p.public_port))
+            .collect(),
+        volumes: c
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| m.name)
+            .collect(),
+    }
+}
+
+/// A container as the engine describes it in detail: what it was made of.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerDetails {
+    pub labels: BTreeMap<String, String>,
+    /// Its environment, the image's variables included.
+    pub env: BTreeMap<String, String>,
+    pub mounts: Vec<MountSpec>,
+    /// The host ports it publishes.
+    pub ports: Vec<PortSpec>,
+    pub running: bool,
+}
+
+fn container_details(c: ContainerInspectResponse) -> ContainerDetails {
+    let config = c.config.unwrap_or_default();
+    let env = config
+        .env
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let mounts = c
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            let bind = m.typ.map(|t| t.to_string()) == Some("bind".into());
+            MountSpec {
+                source: if bind { m.source } else { m.name }.unwrap_or_default(),
+                target: m.destination.unwrap_or_default(),
+                read_only: !m.rw.unwrap_or(true),
+                bind,
+            }
+        })
+        .collect();
+    let ports = c
+        .host_config
+        .and_then(|h| h.port_bindings)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(port, bindings)| {
+            let container = port.split('/').next()?.parse().ok()?;
+            let host = bindings?.first()?.host_port.as_deref()?.parse().ok()?;
+            Some(PortSpec { host, container })
+        })
+        .collect();
+    ContainerDetails {
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        env,
+        mounts,
+        ports,
+        running: c.state.and_then(|s| s.running) == Some(true),
+    }
+}
+
+/// A volume as the engine describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub driver: String,
+    /// The driver's options (`type`, `o`, `device` for the local driver's NFS volumes).
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+fn volume_info(v: Volume) -> VolumeInfo {
+    VolumeInfo {
+        name: v.name,
+        driver: v.driver,
+        options: v.options.into_iter().collect(),
+        labels: v.labels.into_iter().collect(),
+    }
 }
 
 /// A network as the engine lists it.
@@ -302,16 +420,9 @@ impl Engine {
     pub async fn published_ports(&self) -> Result<Vec<(u16, String)>> {
         let mut out = Vec::new();
         for c in self.containers_labelled(&[]).await? {
-            let name = c
-                .names
-                .iter()
-                .flatten()
-                .next()
-                .map(|n| n.trim_start_matches('/').to_string())
-                .unwrap_or_default();
-            for p in c.ports.iter().flatten() {
-                if let Some(public) = p.public_port {
-                    out.push((public, name.clone()));
+            for (_, public) in &c.ports {
+                if let Some(public) = public {
+                    out.push((*public, c.name.clone()));
                 }
             }
         }
@@ -394,15 +505,15 @@ impl Engine {
         }
     }
 
-    pub async fn volume(&self, name: &str) -> Result<Option<Volume>> {
+    pub async fn volume(&self, name: &str) -> Result<Option<VolumeInfo>> {
         match self.docker.inspect_volume(name).await {
-            Ok(v) => Ok(Some(v)),
+            Ok(v) => Ok(Some(volume_info(v))),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(Error::docker("inspect volume", name, e)),
         }
     }
 
-    pub async fn volumes_labelled(&self, labels: &[&str]) -> Result<Vec<Volume>> {
+    pub async fn volumes_labelled(&self, labels: &[&str]) -> Result<Vec<VolumeInfo>> {
         let pairs: Vec<(&str, &str)> = labels.iter().map(|l| ("label", *l)).collect();
         let r = self
             .docker
@@ -411,7 +522,11 @@ impl Engine {
             }))
             .await
             .map_err(|e| Error::docker("list volumes", labels.join(","), e))?;
-        Ok(r.volumes.unwrap_or_default())
+        Ok(r.volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(volume_info)
+            .collect())
     }
 
     pub async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
@@ -439,16 +554,19 @@ impl Engine {
         }
     }
 
-    pub async fn containers_labelled(&self, labels: &[&str]) -> Result<Vec<ContainerSummary>> {
+    /// The containers, running or not, that carry every label filter (`key=value`).
+    pub async fn containers_labelled(&self, labels: &[&str]) -> Result<Vec<ContainerInfo>> {
         let pairs: Vec<(&str, &str)> = labels.iter().map(|l| ("label", *l)).collect();
-        self.docker
+        let list = self
+            .docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 filters: Some(filters(&pairs)),
                 ..Default::default()
             }))
             .await
-            .map_err(|e| Error::docker("list containers", labels.join(","), e))
+            .map_err(|e| Error::docker("list containers", labels.join(","), e))?;
+        Ok(list.into_iter().map(container_info).collect())
     }
 
     /// Creates a component container (not started) on its first network, then connects the others.
@@ -543,11 +661,9 @@ impl Engine {
         };
         let filter = format!("{}={replica}", crate::plan::labels::REPLICA);
         let siblings = self.containers_labelled(&[&filter]).await?;
-        Ok(siblings.iter().find_map(|c| {
-            c.labels
-                .as_ref()
-                .and_then(|l| l.get(crate::plan::labels::NODE).cloned())
-        }))
+        Ok(siblings
+            .iter()
+            .find_map(|c| c.labels.get(crate::plan::labels::NODE).cloned()))
     }
 
     /// Runs a one-shot container to its end: a leftover of the same name is removed first,
@@ -824,9 +940,9 @@ impl Engine {
     }
 
     /// The container's full description, or `None` if it does not exist.
-    pub async fn inspect(&self, name: &str) -> Result<Option<ContainerInspectResponse>> {
+    pub async fn inspect(&self, name: &str) -> Result<Option<ContainerDetails>> {
         match self.docker.inspect_container(name, None).await {
-            Ok(c) => Ok(Some(c)),
+            Ok(c) => Ok(Some(container_details(c))),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(Error::docker("inspect container", name, e)),
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::engine::{ContainerSummary, Engine};
+use crate::engine::{ContainerInfo, Engine};
 use crate::error::{Error, Result};
 use crate::plan::labels;
 use dtr_core::component::Component;
@@ -69,11 +69,10 @@ impl ReplicaView {
     }
 }
 
-fn health_of(c: &ContainerSummary) -> Health {
-    let running = c.state.map(|s| s.to_string()) == Some("running".into());
-    let status = c.status.clone().unwrap_or_default();
+fn health_of(c: &ContainerInfo) -> Health {
+    let status = &c.status;
     match () {
-        _ if !running => Health::Stopped,
+        _ if c.state != "running" => Health::Stopped,
         _ if status.contains("(healthy)") => Health::Healthy,
         _ if status.contains("(unhealthy)") => Health::Unhealthy,
         _ => Health::Starting,
@@ -87,7 +86,7 @@ pub async fn replicas(engine: &Engine) -> Result<BTreeMap<ReplicaId, ReplicaView
         .containers_labelled(&[&labels::managed_filter()])
         .await?
     {
-        let l = c.labels.clone().unwrap_or_default();
+        let l = &c.labels;
         let (Some(rid), Some(component)) = (
             l.get(labels::REPLICA)
                 .and_then(|r| ReplicaId::parse(r).ok()),
@@ -98,8 +97,7 @@ pub async fn replicas(engine: &Engine) -> Result<BTreeMap<ReplicaId, ReplicaView
         };
         let name = component.container_name(&rid);
         // `-next` and `-previous` containers of a replacement under way are not the replica's
-        let names = c.names.clone().unwrap_or_default();
-        if !names.iter().any(|n| n.trim_start_matches('/') == name) {
+        if c.name != name {
             continue;
         }
         let version = l.get(labels::VERSION).cloned().unwrap_or_default();
@@ -114,10 +112,10 @@ pub async fn replicas(engine: &Engine) -> Result<BTreeMap<ReplicaId, ReplicaView
             view.version = version.clone();
         }
         if component == Component::Nginx {
-            for p in c.ports.iter().flatten() {
-                match p.private_port {
-                    dtr_core::component::NGINX_HTTPS_PORT => view.https_port = p.public_port,
-                    dtr_core::component::NGINX_HTTP_PORT => view.http_port = p.public_port,
+            for (private, public) in &c.ports {
+                match *private {
+                    dtr_core::component::NGINX_HTTPS_PORT => view.https_port = *public,
+                    dtr_core::component::NGINX_HTTP_PORT => view.http_port = *public,
                     _ => {}
                 }
             }

@@ -12,6 +12,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use dtr_core::component::Component;
 use dtr_core::contract::phase2::{SeedFiles, SEED_FILES};
+use dtr_core::contract::STORAGE_MOUNT;
 use dtr_core::options::{ExternalUrl, LogLevel, Proxies, ReplicaId, Storage};
 use dtr_core::pki::UserCertPublic;
 use dtr_core::secret::Secret;
@@ -80,16 +81,13 @@ impl ClusterConfig {
                 replica: replica.to_string(),
                 existing: vec![],
             })?;
-        let env = env_map(&api);
+        let env = &api.env;
         let registry_name = Component::Registry.container_name(replica);
         let registry = engine.inspect(&registry_name).await?;
         let storage = registry
             .as_ref()
-            .and_then(|r| r.mounts.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .find(|m| m.destination.as_deref() == Some("/storage"))
-            .and_then(|m| m.name.or(m.source))
+            .and_then(|r| r.mounts.iter().find(|m| m.target == STORAGE_MOUNT))
+            .map(|m| m.source.clone())
             .ok_or_else(|| Error::BrokenReplica {
                 replica: replica.to_string(),
                 problem: format!(
@@ -160,19 +158,6 @@ impl ClusterConfig {
             _ => (None, None),
         }
     }
-}
-
-fn env_map(c: &crate::engine::ContainerInspectResponse) -> BTreeMap<String, String> {
-    c.config
-        .as_ref()
-        .and_then(|c| c.env.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect()
 }
 
 /// The `wanted` files of a `GET /containers/<c>/archive?path=/ca` tar, by path inside the volume.

@@ -68,7 +68,7 @@ pub async fn replicas(engine: &Engine) -> Result<Vec<String>> {
         .containers_labelled(&[&labels::managed_filter()])
         .await?
         .into_iter()
-        .filter_map(|c| c.labels.and_then(|l| l.get(labels::REPLICA).cloned()))
+        .filter_map(|c| c.labels.get(labels::REPLICA).cloned())
         .chain(
             engine
                 .volumes_labelled(&[&labels::managed_filter()])
@@ -102,15 +102,7 @@ pub async fn destroy(
     let mut kept = Vec::new();
 
     let step = reporter.step(format!("remove the containers of replica {replica}"));
-    let names: Vec<String> = containers
-        .iter()
-        .filter_map(|c| {
-            c.names
-                .as_ref()?
-                .first()
-                .map(|n| n.trim_start_matches('/').to_string())
-        })
-        .collect();
+    let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
     // one after the other: parallel removals of containers on one bridge network can leave the
     // engine (20.10) counting an endpoint that is gone, and the network then cannot be removed
     for name in &names {
@@ -128,18 +120,8 @@ pub async fn destroy(
         .await?
         .into_iter()
         .flat_map(|c| {
-            let owner = c
-                .names
-                .as_ref()
-                .and_then(|n| n.first().cloned())
-                .unwrap_or_default();
-            c.mounts
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(move |m| {
-                    m.name
-                        .map(|n| (n, owner.trim_start_matches('/').to_string()))
-                })
+            let owner = c.name;
+            c.volumes.into_iter().map(move |v| (v, owner.clone()))
         })
         .collect();
     for v in &volumes {

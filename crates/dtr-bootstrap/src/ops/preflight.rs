@@ -624,11 +624,7 @@ pub async fn gather(engine: &Engine, request: &PreflightRequest) -> Result<Facts
         .await?;
     let mut replicas: Vec<String> = ours
         .iter()
-        .filter_map(|c| {
-            c.labels
-                .as_ref()
-                .and_then(|l| l.get(labels::REPLICA).cloned())
-        })
+        .filter_map(|c| c.labels.get(labels::REPLICA).cloned())
         .collect();
     replicas.sort();
     replicas.dedup();

@@ -17,11 +17,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::{probe, ContainerInspectResponse, Engine};
+use crate::engine::{probe, ContainerDetails, Engine};
 use crate::error::Result;
 use crate::plan::labels;
 use crate::plan::running::{RunningContainer, RunningReplica};
-use crate::plan::{ContainerSpec, MountSpec, PortSpec};
+use crate::plan::ContainerSpec;
 use crate::report::Reporter;
 use dtr_core::component::Component;
 use dtr_core::options::ReplicaId;
@@ -51,51 +51,13 @@ pub async fn observe(engine: &Engine, rid: &ReplicaId) -> Result<RunningReplica>
     })
 }
 
-fn running_of(c: &ContainerInspectResponse) -> RunningContainer {
-    let config = c.config.clone().unwrap_or_default();
-    let labels = config.labels.unwrap_or_default();
-    let env = config
-        .env
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect();
-    let mounts = c
-        .mounts
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| {
-            let bind = m.typ.map(|t| t.to_string()) == Some("bind".into());
-            MountSpec {
-                source: if bind { m.source } else { m.name }.unwrap_or_default(),
-                target: m.destination.unwrap_or_default(),
-                read_only: !m.rw.unwrap_or(true),
-                bind,
-            }
-        })
-        .collect();
-    let ports = c
-        .host_config
-        .as_ref()
-        .and_then(|h| h.port_bindings.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(port, bindings)| {
-            let container = port.split('/').next()?.parse().ok()?;
-            let host = bindings?.first()?.host_port.as_deref()?.parse().ok()?;
-            Some(PortSpec { host, container })
-        })
-        .collect();
+fn running_of(c: &ContainerDetails) -> RunningContainer {
     RunningContainer {
-        version: labels.get(labels::VERSION).cloned().unwrap_or_default(),
-        fingerprint: labels.get(labels::SPEC).cloned(),
-        env,
-        mounts,
-        ports,
+        version: c.labels.get(labels::VERSION).cloned().unwrap_or_default(),
+        fingerprint: c.labels.get(labels::SPEC).cloned(),
+        env: c.env.clone(),
+        mounts: c.mounts.clone(),
+        ports: c.ports.clone(),
     }
 }
 
@@ -153,8 +115,7 @@ impl Replacer<'_> {
             Some(c) => c,
         };
         if running_of(&current).made_from(spec) {
-            let running = current.state.as_ref().and_then(|s| s.running) == Some(true);
-            if !running || had_previous {
+            if !current.running || had_previous {
                 let step = self.reporter.step(format!("check {name}"));
                 self.start_healthy(spec, name, &step).await?;
             }
