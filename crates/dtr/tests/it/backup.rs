@@ -18,15 +18,12 @@ const PASSPHRASE: &str = "a passphrase for the test backup";
 
 /// `dtr backup` of the replica into `file`; `env` e.g. asks for encryption.
 fn backup(replica: &TestReplica, file: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["backup", "--existing-replica-id", &replica.id])
-        .args(extra)
+    let mut cmd = dtr_command(&["backup", "--existing-replica-id", &replica.id]);
+    cmd.args(extra)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(file).unwrap())
         .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -43,28 +40,22 @@ fn restore(
     env: &[(&str, &str)],
 ) -> Output {
     let node = docker_ok(&["info", "-f", "{{.Name}}"]);
-    let mut cmd = Command::new(BIN);
-    cmd.args(["restore", "--ucp-node", &node, "--replica-id", &replica.id])
+    dtr_command(&["restore", "--ucp-node", &node, "--replica-id", &replica.id])
         .args(["--replica-https-port", &replica.https_port.to_string()])
         .args(["--replica-http-port", &replica.http_port.to_string()])
         .args(extra)
-        .env_remove("DTR_BACKUP_PASSPHRASE")
-        .stdin(std::fs::File::open(file).unwrap());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+        .envs(env.iter().copied())
+        .stdin(std::fs::File::open(file).unwrap())
+        .output()
+        .unwrap()
 }
 
 fn verify(file: &std::path::Path, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["backup", "verify"])
-        .env_remove("DTR_BACKUP_PASSPHRASE")
-        .stdin(std::fs::File::open(file).unwrap());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    dtr_command(&["backup", "verify"])
+        .envs(env.iter().copied())
+        .stdin(std::fs::File::open(file).unwrap())
+        .output()
+        .unwrap()
 }
 
 fn get(reg: &Registry, path: &str) -> Value {
@@ -120,7 +111,13 @@ fn backup_destroy_restore_brings_everything_back_and_signed_pulls_verify() {
         Some(r#"{"action":"metadatastoremigration"}"#),
     );
     assert_eq!(code, 202, "{job}");
-    let job = wait_for_job(&reg, job["id"].as_i64().unwrap(), 60);
+    let job = wait_for_job(
+        &reg.client(),
+        ("admin", admin_password()),
+        job["id"].as_i64().unwrap(),
+        &["done", "failed"],
+        Duration::from_secs(60),
+    );
     assert_eq!(job["status"], "done", "{job}");
 
     assert!(reg.login("admin", admin_password()).status.success());

@@ -1,32 +1,7 @@
 //! The command line without an engine: the subcommands, validation, env var aliases,
 //! "not available yet" answers and exit codes (docs/cli.md).
 
-use std::process::{Command, Output, Stdio};
-
-use crate::common::{text, BIN, COMPONENTS};
-
-fn dtr(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).stdin(Stdio::null());
-    cmd.env_remove("DTR_ADMIN_PASSWORD");
-    for var in [
-        "DTR_REPLICA_ID",
-        "DTR_INSTALL_REPLICA_ID",
-        "MSR_REPLICA_ID",
-        "MSR_INSTALL_REPLICA_ID",
-        "UCP_URL",
-        "UCP_USERNAME",
-        "UCP_PASSWORD",
-        "UCP_CA",
-        "UCP_INSECURE_TLS",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run dtr")
-}
+use crate::common::{dtr, dtr_command, text, COMPONENTS};
 
 #[test]
 fn help_lists_the_ten_subcommands_of_the_original() {
@@ -305,8 +280,7 @@ fn backup_verify_checks_an_archive_from_stdin() {
     let run = |bytes: &[u8]| {
         let file = dir.path().join("backup.tar");
         std::fs::write(&file, bytes).unwrap();
-        Command::new(BIN)
-            .args(["backup", "verify"])
+        dtr_command(&["backup", "verify"])
             .stdin(std::fs::File::open(&file).unwrap())
             .output()
             .unwrap()

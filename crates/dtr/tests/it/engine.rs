@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use crate::common::http::Request;
 use crate::common::*;
 use dtr_core::version::VERSION;
 
@@ -14,8 +15,9 @@ fn write_temp(dir: &tempfile::TempDir, name: &str, content: &str) -> std::path::
 }
 
 fn assert_ping_healthy(ca: &std::path::Path, url: &str, replica_id: &str) {
-    let (code, body) = curl(ca, url);
-    assert_eq!(code, 200, "{url}: {body}");
+    let resp = Request::get(url).ca(ca).send();
+    let body = resp.text();
+    assert_eq!(resp.status, 200, "{url}: {resp}");
     let ping: serde_json::Value = serde_json::from_str(&body).expect("/_ping is JSON");
     assert_eq!(ping["Healthy"], true, "{body}");
     assert_eq!(ping["ReplicaID"], replica_id, "{body}");
@@ -125,11 +127,15 @@ fn install_serves_ping_then_destroy_leaves_nothing() {
         &format!("https://127.0.0.1:{}/_ping", r.https_port),
         &r.id,
     );
-    let (code, served_ca) = curl(&ca, &format!("https://127.0.0.1:{}/ca", r.https_port));
-    assert_eq!(code, 200);
-    assert_eq!(served_ca.trim(), r.external_ca().trim());
-    let (code, _) = curl(&ca, &format!("http://127.0.0.1:{}/v2/", r.http_port));
-    assert_eq!(code, 301, "plain HTTP redirects to HTTPS");
+    let served_ca = Request::get(format!("https://127.0.0.1:{}/ca", r.https_port))
+        .ca(&ca)
+        .send();
+    assert_eq!(served_ca.status, 200);
+    assert_eq!(served_ca.text().trim(), r.external_ca().trim());
+    let plain = Request::get(format!("http://127.0.0.1:{}/v2/", r.http_port))
+        .ca(&ca)
+        .send();
+    assert_eq!(plain.status, 301, "plain HTTP redirects to HTTPS");
 
     // a second install on the same engine is refused before anything is created
     let second = TestReplica::new();
@@ -144,11 +150,7 @@ fn install_serves_ping_then_destroy_leaves_nothing() {
     assert_eq!(second.volumes(), Vec::<String>::new());
 
     // an upgrade to the version the cluster already runs has nothing to do
-    let out = std::process::Command::new(BIN)
-        .args(["upgrade", "--existing-replica-id", &r.id])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = dtr(&["upgrade", "--existing-replica-id", &r.id], &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("nothing to do"), "{}", text(&out));
 
@@ -219,28 +221,16 @@ fn install_from_the_image_with_the_users_certificate() {
 
     let dir = tempfile::tempdir().unwrap();
     let user_ca = write_temp(&dir, "user-ca.pem", &ca.cert_pem);
-    let resolve = format!("registry.test:{}:127.0.0.1", r.https_port);
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--noproxy",
-            "*",
-            "-m",
-            "10",
-            "--resolve",
-            &resolve,
-            "--cacert",
-        ])
-        .arg(&user_ca)
-        .arg(format!("https://{external}/_ping"))
-        .output()
-        .unwrap();
+    let resp = Request::get(format!("https://{external}/_ping"))
+        .resolve(&format!("registry.test:{}:127.0.0.1", r.https_port))
+        .ca(&user_ca)
+        .timeout(10)
+        .send();
     assert!(
-        out.status.success(),
-        "TLS with the user's certificate: {}",
-        text(&out)
+        resp.failure.is_none(),
+        "TLS with the user's certificate: {resp}"
     );
-    let ping: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ping: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
     assert_eq!(ping["Healthy"], true);
 
     let out = Command::new("docker")
@@ -288,8 +278,7 @@ fn an_interrupted_install_rolls_back_but_keeps_volumes_it_did_not_make() {
     let r = TestReplica::new();
     // the user prepared the registry volume (that is how a storage driver is chosen)
     let users = UserVolume::create(&format!("dtr-registry-{}", r.id));
-    let mut child = Command::new(BIN)
-        .args(["install", "--replica-id", &r.id])
+    let mut child = dtr_command(&["install", "--replica-id", &r.id])
         .env("DTR_ADMIN_PASSWORD", admin_password())
         .args(["--replica-https-port", &r.https_port.to_string()])
         .args(["--replica-http-port", &r.http_port.to_string()])
@@ -354,19 +343,12 @@ fn two_networks_with_our_name_are_reported_before_anything_is_created() {
     // the engine API (unlike the CLI) lets two creations with one name both succeed
     let mut made = TestNetworks(Vec::new());
     for _ in 0..2 {
-        let out = Command::new("curl")
-            .args(["-sS", "--unix-socket", "/var/run/docker.sock", "-X", "POST"])
-            .args([
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                r#"{"Name":"dtr-br"}"#,
-            ])
-            .arg("http://localhost/networks/create")
-            .output()
-            .unwrap();
+        let resp = Request::post("http://localhost/networks/create")
+            .unix_socket(std::path::Path::new("/var/run/docker.sock"))
+            .json(&serde_json::json!({"Name": "dtr-br"}))
+            .send();
         let created: serde_json::Value =
-            serde_json::from_slice(&out.stdout).expect("network created");
+            serde_json::from_slice(&resp.body).expect("network created");
         made.0
             .push(created["Id"].as_str().expect("an id").to_string());
     }

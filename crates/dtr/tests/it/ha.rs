@@ -13,17 +13,20 @@ use serde_json::{json, Value};
 
 /// `dtr remove` of `gone` through `existing`, with the flag spelling given.
 fn remove(existing: &TestReplica, flag: &str, gone: &TestReplica) -> Output {
-    dtr(&[
-        "remove",
-        "--existing-replica-id",
-        &existing.id,
-        flag,
-        &gone.id,
-    ])
+    dtr(
+        &[
+            "remove",
+            "--existing-replica-id",
+            &existing.id,
+            flag,
+            &gone.id,
+        ],
+        &[],
+    )
 }
 
 fn status() -> Value {
-    let out = dtr(&["status", "--json"]);
+    let out = dtr(&["status", "--json"], &[]);
     assert!(out.status.success(), "status:\n{}", text(&out));
     serde_json::from_slice(&out.stdout).expect("status JSON")
 }
@@ -69,49 +72,25 @@ fn kill_replica(r: &TestReplica) {
 }
 
 /// The API of one replica, as the administrator.
-struct Api {
-    ca: std::path::PathBuf,
-    base: String,
-}
+struct Api(http::Api);
 
 impl Api {
     fn new(ca: &std::path::Path, r: &TestReplica) -> Api {
-        Api {
-            ca: ca.to_path_buf(),
-            base: format!("https://vm:{}", r.https_port),
-        }
+        Api(http::Api::new(format!("https://vm:{}", r.https_port), ca))
     }
 
+    /// `method path` with an optional JSON body, given `timeout` seconds.
     fn call(&self, method: &str, path: &str, body: Option<Value>, timeout: u32) -> (u16, Value) {
-        let mut cmd = Command::new("curl");
-        cmd.args([
-            "-sS",
-            "--noproxy",
-            "*",
-            "-m",
-            &timeout.to_string(),
-            "-X",
-            method,
-        ])
-        .arg("--cacert")
-        .arg(&self.ca)
-        .args(["-u", &format!("admin:{}", admin_password())])
-        .args([
-            "-H",
-            "Content-Type: application/json",
-            "-w",
-            "\n%{http_code}",
-        ]);
+        let mut req = self
+            .0
+            .request(method, path)
+            .basic("admin", admin_password())
+            .timeout(timeout);
         if let Some(b) = body {
-            cmd.args(["--data-binary", &b.to_string()]);
+            req = req.json(&b);
         }
-        let out = cmd.arg(format!("{}{path}", self.base)).output().unwrap();
-        let s = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = s.rsplit_once('\n').unwrap_or(("", s.as_str()));
-        (
-            code.trim().parse().unwrap_or(0),
-            serde_json::from_str(body).unwrap_or(Value::String(body.into())),
-        )
+        let resp = req.send();
+        (resp.status, resp.json())
     }
 
     fn repositories(&self) -> Vec<String> {
@@ -284,17 +263,23 @@ fn three_replicas_survive_the_primary_dying_and_are_repaired_after_losing_two() 
         "reads are still served"
     );
 
-    let out = dtr(&["emergency-repair", "--existing-replica-id", &rs[via].id]);
+    let out = dtr(
+        &["emergency-repair", "--existing-replica-id", &rs[via].id],
+        &[],
+    );
     assert!(
         !out.status.success(),
         "no terminal and no --yes: must not repair"
     );
-    let out = dtr(&[
-        "emergency-repair",
-        "--existing-replica-id",
-        &rs[via].id,
-        "--yes",
-    ]);
+    let out = dtr(
+        &[
+            "emergency-repair",
+            "--existing-replica-id",
+            &rs[via].id,
+            "--yes",
+        ],
+        &[],
+    );
     assert!(
         out.status.success(),
         "emergency-repair failed:\n{}",
@@ -539,20 +524,7 @@ fn remove_keeps_quorum_and_an_interrupted_join_converges() {
 
     // a join killed right after its etcd member was added converges when run again
     let d = TestReplica::new();
-    let mut child = Command::new(BIN)
-        .args([
-            "join",
-            "--existing-replica-id",
-            &stay.id,
-            "--replica-id",
-            &d.id,
-        ])
-        .args([
-            "--replica-https-port",
-            &d.https_port.to_string(),
-            "--replica-http-port",
-            &d.http_port.to_string(),
-        ])
+    let mut child = dtr_command(&strs(&join_args(&d, stay)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

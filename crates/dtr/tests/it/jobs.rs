@@ -2,10 +2,9 @@
 //! errors, the metadata migration job, and garbage collection that fences pushes, waits for the
 //! last write token and frees a blob nobody references. docs/jobs.md describes what is checked.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::http::Api;
 use crate::common::*;
 use data_encoding::BASE64URL_NOPAD;
 use serde_json::{json, Value};
@@ -18,105 +17,14 @@ fn replica() -> TestReplica {
     r
 }
 
-struct Client {
-    ca: PathBuf,
-    base: String,
-}
-
-impl Client {
-    /// `curl` with optional Basic credentials, extra headers and a body; (status, headers, body).
-    fn raw(
-        &self,
-        method: &str,
-        url: &str,
-        auth: Option<&str>,
-        headers: &[String],
-        body: Option<&[u8]>,
-    ) -> (u16, String, Vec<u8>) {
-        let dir = tempfile::tempdir().unwrap();
-        let head = dir.path().join("headers");
-        let mut cmd = Command::new("curl");
-        cmd.args([
-            "-sS",
-            "--noproxy",
-            "*",
-            "-m",
-            "30",
-            "-X",
-            method,
-            "--cacert",
-        ])
-        .arg(&self.ca)
-        .arg("-D")
-        .arg(&head)
-        .args(["-o", "-", "-w", "\n%{http_code}"]);
-        if let Some(a) = auth {
-            cmd.args(["-u", a]);
-        }
-        for h in headers {
-            cmd.args(["-H", h]);
-        }
-        if body.is_some() {
-            cmd.args(["--data-binary", "@-"]);
-        }
-        let url = if url.starts_with("http") {
-            url.to_string()
-        } else {
-            format!("{}{url}", self.base)
-        };
-        cmd.arg(url)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("run curl");
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().unwrap();
-            if let Some(b) = body {
-                stdin.write_all(b).unwrap();
-            }
-        }
-        let out = child.wait_with_output().unwrap();
-        let mut stdout = out.stdout;
-        let split = stdout.iter().rposition(|b| *b == b'\n').unwrap_or(0);
-        let code = String::from_utf8_lossy(&stdout[split..])
-            .trim()
-            .parse()
-            .unwrap_or(0);
-        stdout.truncate(split);
-        let headers = std::fs::read_to_string(&head).unwrap_or_default();
-        (code, headers, stdout)
-    }
-
-    fn json(
-        &self,
-        method: &str,
-        path: &str,
-        auth: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let body = body.map(|b| serde_json::to_vec(&b).unwrap());
-        let (code, _, out) = self.raw(
-            method,
-            path,
-            auth,
-            &["Content-Type: application/json".to_string()],
-            body.as_deref(),
-        );
-        let v = serde_json::from_slice(&out)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&out).into()));
-        (code, v)
-    }
-}
-
 fn code_of(v: &Value) -> &str {
     v["errors"][0]["code"].as_str().unwrap_or("")
 }
 
 /// The grants of a registry token for `scope`, and the token.
-fn token(c: &Client, service: &str, auth: &str, scope: &str) -> (Vec<Value>, String) {
+fn token(c: &Api, service: &str, auth: (&str, &str), scope: &str) -> (Vec<Value>, String) {
     let url = format!("/auth/token?service={service}&scope={scope}");
-    let (code, v) = c.json("GET", &url, Some(auth), None);
+    let (code, v) = c.call("GET", &url, Some(auth), None);
     assert_eq!(code, 200, "{v}");
     let jwt = v["token"].as_str().unwrap().to_string();
     let claims: Value = serde_json::from_slice(
@@ -140,57 +48,29 @@ fn grants_push(access: &[Value]) -> bool {
 }
 
 /// Uploads a blob through nginx with a bearer token; returns its digest.
-fn upload_blob(c: &Client, jwt: &str, repo: &str, data: &[u8]) -> String {
+fn upload_blob(c: &Api, jwt: &str, repo: &str, data: &[u8]) -> String {
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(data)));
     let bearer = format!("Authorization: Bearer {jwt}");
-    let (code, headers, body) = c.raw(
-        "POST",
-        &format!("/v2/{repo}/blobs/uploads/"),
-        None,
-        std::slice::from_ref(&bearer),
-        Some(b""),
-    );
-    assert_eq!(code, 202, "{headers}{}", String::from_utf8_lossy(&body));
-    let location = headers
-        .lines()
-        .find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .expect("Location of the upload");
+    let started = c
+        .request("POST", &format!("/v2/{repo}/blobs/uploads/"))
+        .header(&bearer)
+        .body(Vec::new())
+        .send();
+    assert_eq!(started.status, 202, "{started}");
+    let location = started.header("location").expect("Location of the upload");
     let sep = if location.contains('?') { '&' } else { '?' };
-    let (code, headers, body) = c.raw(
-        "PUT",
-        &format!("{location}{sep}digest={digest}"),
-        None,
-        &[bearer, "Content-Type: application/octet-stream".into()],
-        Some(data),
-    );
-    assert_eq!(code, 201, "{headers}{}", String::from_utf8_lossy(&body));
+    let done = c
+        .request("PUT", &format!("{location}{sep}digest={digest}"))
+        .header(&bearer)
+        .header("Content-Type: application/octet-stream")
+        .body(data)
+        .send();
+    assert_eq!(done.status, 201, "{done}");
     digest
 }
 
-fn wait_for_job(c: &Client, admin: &str, id: i64, status: &[&str], timeout: Duration) -> Value {
-    let start = Instant::now();
-    loop {
-        let (code, job) = c.json("GET", &format!("/api/v0/jobs/{id}"), Some(admin), None);
-        assert_eq!(code, 200, "{job}");
-        if status.contains(&job["status"].as_str().unwrap_or("")) {
-            return job;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "job {id} not {status:?} after {timeout:?}: {job}\nlogs: {}",
-            c.json("GET", &format!("/api/v0/jobs/{id}/logs"), Some(admin), None)
-                .1
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn log_lines(c: &Client, admin: &str, id: i64) -> Vec<String> {
-    let (code, v) = c.json("GET", &format!("/api/v0/jobs/{id}/logs"), Some(admin), None);
+fn log_lines(c: &Api, admin: (&str, &str), id: i64) -> Vec<String> {
+    let (code, v) = c.call("GET", &format!("/api/v0/jobs/{id}/logs"), Some(admin), None);
     assert_eq!(code, 200, "{v}");
     v["logs"]
         .as_array()
@@ -209,19 +89,15 @@ fn jobs_api_migration_and_gc_on_a_real_replica() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, r.external_ca()).unwrap();
-    let c = Client {
-        ca,
-        base: format!("https://127.0.0.1:{}", r.https_port),
-    };
-    let admin = format!("admin:{}", admin_password());
-    let admin = admin.as_str();
+    let c = Api::new(format!("https://127.0.0.1:{}", r.https_port), &ca);
+    let admin = ("admin", admin_password());
     let node = docker_ok(&["info", "-f", "{{.Name}}"]);
     let service = format!("{node}:{}", r.https_port);
 
     // who may: administrators only
-    let (code, v) = c.json("POST", "/api/v0/jobs", None, Some(json!({"action": "gc"})));
+    let (code, v) = c.call("POST", "/api/v0/jobs", None, Some(json!({"action": "gc"})));
     assert_eq!((code, code_of(&v)), (401, "UNAUTHORIZED"), "{v}");
-    let (code, v) = c.json(
+    let (code, v) = c.call(
         "POST",
         "/api/v0/accounts",
         Some(admin),
@@ -229,10 +105,10 @@ fn jobs_api_migration_and_gc_on_a_real_replica() {
     );
     assert_eq!(code, 201, "{v}");
     for (method, path) in [("POST", "/api/v0/jobs"), ("GET", "/api/v0/jobs")] {
-        let (code, v) = c.json(
+        let (code, v) = c.call(
             method,
             path,
-            Some("alice:alice-password"),
+            Some(("alice", "alice-password")),
             Some(json!({"action": "gc"})).filter(|_| method == "POST"),
         );
         assert_eq!(
@@ -257,24 +133,22 @@ fn jobs_api_migration_and_gc_on_a_real_replica() {
             "INVALID_PARAMETERS",
         ),
     ] {
-        let (got, v) = c.json("POST", "/api/v0/jobs", Some(admin), Some(body.clone()));
+        let (got, v) = c.call("POST", "/api/v0/jobs", Some(admin), Some(body.clone()));
         assert_eq!((got, code_of(&v)), (status, code), "{body}: {v}");
     }
-    let (code, _, out) = c.raw(
-        "POST",
-        "/api/v0/jobs",
-        Some(admin),
-        &["Content-Type: application/json".into()],
-        Some(b"{not json"),
-    );
-    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&out));
+    let resp = c
+        .request("POST", "/api/v0/jobs")
+        .basic(admin.0, admin.1)
+        .json_bytes(&b"{not json"[..])
+        .send();
+    assert_eq!(resp.status, 400, "{}", resp.text());
     for path in [
         "/api/v0/jobs/999999",
         "/api/v0/jobs/abc",
         "/api/v0/jobs/999999/logs",
         "/api/v0/jobs/-1/logs",
     ] {
-        let (code, v) = c.json("GET", path, Some(admin), None);
+        let (code, v) = c.call("GET", path, Some(admin), None);
         assert_eq!((code, code_of(&v)), (404, "NO_SUCH_JOB"), "{path}: {v}");
     }
     for (query, code) in [
@@ -283,15 +157,15 @@ fn jobs_api_migration_and_gc_on_a_real_replica() {
         ("limit=0", "INVALID_LIMIT"),
         ("x=1", "INVALID_QUERY"),
     ] {
-        let (got, v) = c.json("GET", &format!("/api/v0/jobs?{query}"), Some(admin), None);
+        let (got, v) = c.call("GET", &format!("/api/v0/jobs?{query}"), Some(admin), None);
         assert_eq!((got, code_of(&v)), (400, code), "{query}: {v}");
     }
-    let (code, v) = c.json("GET", "/api/v0/jobs", Some(admin), None);
+    let (code, v) = c.call("GET", "/api/v0/jobs", Some(admin), None);
     assert_eq!(code, 200);
     assert_eq!(v["jobs"], json!([]), "nothing was queued by bad requests");
 
     // the metadata migration job (what the original runs after an upgrade)
-    let (code, job) = c.json(
+    let (code, job) = c.call(
         "POST",
         "/api/v0/jobs",
         Some(admin),
@@ -319,7 +193,7 @@ fn jobs_api_migration_and_gc_on_a_real_replica() {
         lines.iter().any(|l| l.contains("schema is up to date")),
         "{lines:#?}"
     );
-    let (_, events) = c.json("GET", "/api/v0/events?object=job:", Some(admin), None);
+    let (_, events) = c.call("GET", "/api/v0/events?object=job:", Some(admin), None);
     assert!(
         events["events"]
             .as_array()
@@ -330,7 +204,7 @@ fn jobs_api_migration_and_gc_on_a_real_replica() {
     );
 
     // garbage collection: short tokens so the wait is short (the 60 s leeway stays)
-    let (code, v) = c.json(
+    let (code, v) = c.call(
         "POST",
         "/api/v0/meta/settings",
         Some(admin),
@@ -342,7 +216,7 @@ fn jobs_api_migration_and_gc_on_a_real_replica() {
     let orphan: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
     upload_blob(&c, &jwt, "admin/junk", &orphan);
 
-    let (code, job) = c.json(
+    let (code, job) = c.call(
         "POST",
         "/api/v0/jobs",
         Some(admin),
@@ -369,7 +243,7 @@ fn jobs_api_migration_and_gc_on_a_real_replica() {
             .any(|a| a == "pull"),
         "{access:?}"
     );
-    let (code, listed) = c.json(
+    let (code, listed) = c.call(
         "GET",
         "/api/v0/jobs?action=gc&status=running",
         Some(admin),

@@ -7,6 +7,7 @@
 
 use std::process::{Command, Output, Stdio};
 
+use crate::common::http::Api;
 use crate::common::mke::{MkeOptions, MkeStandIn};
 use crate::common::*;
 
@@ -17,17 +18,16 @@ fn node() -> String {
 
 /// `dtr <args>` that can reach the engine only through MKE: DOCKER_HOST points nowhere.
 fn dtr_via(mke: &MkeStandIn, password: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .args(["--ucp-url", &mke.url(), "--ucp-username", mke.username()])
-        .env("UCP_PASSWORD", password)
-        .env_remove("DTR_ADMIN_PASSWORD")
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .env_remove("UCP_CA")
-        .env_remove("UCP_INSECURE_TLS")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dtr")
+    let url = mke.url();
+    let mut args = args.to_vec();
+    args.extend(["--ucp-url", &url, "--ucp-username", mke.username()]);
+    dtr(
+        &args,
+        &[
+            ("UCP_PASSWORD", password),
+            ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        ],
+    )
 }
 
 /// `install` of `r` (its id and ports) on `node`, then `extra`.
@@ -48,10 +48,6 @@ fn install_args(r: &TestReplica, node: &str, extra: &[&str]) -> Vec<String> {
     .chain(extra)
     .map(|s| s.to_string())
     .collect()
-}
-
-fn strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
 }
 
 /// Every container of `r` was created through MKE's scheduler on `node` (as `placements`, the
@@ -134,27 +130,18 @@ fn install_and_destroy_go_through_mke() {
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, r.external_ca()).unwrap();
-    let (code, body) = curl(
-        &ca_file,
-        &format!("https://127.0.0.1:{}/_ping", r.https_port),
-    );
-    assert_eq!(code, 200, "{body}");
+    let api = Api::new(format!("https://127.0.0.1:{}", r.https_port), &ca_file);
+    let ping = api.request("GET", "/_ping").send();
+    assert_eq!(ping.status, 200, "{ping}");
     // DTR's first administrator is MKE's: same name, same password (not asked, not given)
     let accounts = |user: &str, password: &str| {
-        let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-            .arg(&ca_file)
-            .args(["-u", &format!("{user}:{password}")])
-            .arg(format!(
-                "https://127.0.0.1:{}/api/v0/accounts",
-                r.https_port
-            ))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
+        api.request("GET", "/api/v0/accounts")
+            .basic(user, password)
+            .send()
+            .status
     };
-    assert_eq!(accounts(mke.username(), mke.password()), "200");
-    assert_eq!(accounts(mke.username(), &generated_secret()), "401");
+    assert_eq!(accounts(mke.username(), mke.password()), 200);
+    assert_eq!(accounts(mke.username(), &generated_secret()), 401);
 
     // every container went through MKE's scheduler, placed on the node
     let (logins_ok, refused) = mke.logins();
@@ -176,8 +163,7 @@ fn install_and_destroy_go_through_mke() {
     assert!(out.status.success(), "backup through MKE:\n{}", text(&out));
     let archive = dir.path().join("backup.tar");
     std::fs::write(&archive, &out.stdout).unwrap();
-    let verify = Command::new(BIN)
-        .args(["backup", "verify"])
+    let verify = dtr_command(&["backup", "verify"])
         .stdin(std::fs::File::open(&archive).unwrap())
         .output()
         .unwrap();
@@ -297,15 +283,12 @@ fn at_a_terminal_only_the_password_is_asked_and_progress_is_drawn() {
     let r = TestReplica::new();
     let node = node();
     let ca = mke.ca_pem();
-    let mut cmd = Command::new(BIN);
-    cmd.args(install_args(&r, &node, &[]))
-        .args(["--ucp-url", &mke.url(), "--ucp-username", mke.username()])
+    let mut cmd = dtr_command(&strs(&install_args(&r, &node, &[])));
+    cmd.args(["--ucp-url", &mke.url(), "--ucp-username", mke.username()])
         .args(["--ucp-ca", &ca])
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .env("TERM", "xterm")
-        .env_remove("NO_COLOR")
-        .env_remove("UCP_PASSWORD")
-        .env_remove("DTR_ADMIN_PASSWORD");
+        .env_remove("NO_COLOR");
     let mut p = rexpect::session::spawn_command(cmd, Some(180_000)).expect("spawn in a pty");
     let before = p
         .exp_string("ucp-password: ")
@@ -415,19 +398,18 @@ fn a_client_bundle_reaches_mke_without_a_login() {
     let node = node();
     let bundle = tempfile::tempdir().unwrap();
     mke.write_client_bundle(bundle.path());
+    let host = format!("tcp://127.0.0.1:{}", mke.port());
+    let cert_path = bundle.path().to_string_lossy().to_string();
     let with_bundle = |args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .env("DOCKER_HOST", format!("tcp://127.0.0.1:{}", mke.port()))
-            .env("DOCKER_TLS_VERIFY", "1")
-            .env("DOCKER_CERT_PATH", bundle.path())
-            .env("DTR_ADMIN_PASSWORD", admin_password())
-            .env_remove("UCP_URL")
-            .env_remove("UCP_USERNAME")
-            .env_remove("UCP_PASSWORD")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run dtr")
+        dtr(
+            args,
+            &[
+                ("DOCKER_HOST", &host),
+                ("DOCKER_TLS_VERIFY", "1"),
+                ("DOCKER_CERT_PATH", &cert_path),
+                ("DTR_ADMIN_PASSWORD", admin_password()),
+            ],
+        )
     };
     let out = with_bundle(&strs(&install_args(&r, &node, &[])));
     let log = text(&out);

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use crate::common::http::Request;
 use crate::common::*;
 use dtr_core::version::{all_images, VERSION};
 
@@ -183,7 +184,10 @@ fn a_saved_bundle_loads_on_an_engine_without_the_images_then_installs() {
     assert_eq!(missing_images(), refs);
 
     // the tampered copy is refused, exit 7, before anything is loaded
-    let out = dtr(&["images", "load", "--input", &tampered.to_string_lossy()]);
+    let out = dtr(
+        &["images", "load", "--input", &tampered.to_string_lossy()],
+        &[],
+    );
     let log = text(&out);
     assert_eq!(out.status.code(), Some(7), "{log}");
     assert!(log.contains("refused") && log.contains(&layer), "{log}");
@@ -192,7 +196,10 @@ fn a_saved_bundle_loads_on_an_engine_without_the_images_then_installs() {
 
     // the bundle loads, and every reference has its old ID back
     let started = Instant::now();
-    let out = dtr(&["images", "load", "--input", &archive.to_string_lossy()]);
+    let out = dtr(
+        &["images", "load", "--input", &archive.to_string_lossy()],
+        &[],
+    );
     let load_secs = started.elapsed().as_secs_f64();
     let log = text(&out);
     assert!(out.status.success(), "images load failed:\n{log}");
@@ -207,7 +214,10 @@ fn a_saved_bundle_loads_on_an_engine_without_the_images_then_installs() {
     }
 
     // loading again: nothing to do
-    let out = dtr(&["images", "load", "--input", &archive.to_string_lossy()]);
+    let out = dtr(
+        &["images", "load", "--input", &archive.to_string_lossy()],
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Already present: "));
 
@@ -221,8 +231,10 @@ fn a_saved_bundle_loads_on_an_engine_without_the_images_then_installs() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, r.external_ca()).unwrap();
-    let (code, body) = curl(&ca, &format!("https://127.0.0.1:{}/_ping", r.https_port));
-    assert_eq!(code, 200, "{body}");
+    let ping = Request::get(format!("https://127.0.0.1:{}/_ping", r.https_port))
+        .ca(&ca)
+        .send();
+    assert_eq!(ping.status, 200, "{ping}");
     r.destroy();
     drop(guard);
     assert!(!archive.exists(), "the bundle is removed at the end");

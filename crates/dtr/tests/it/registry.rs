@@ -161,7 +161,13 @@ fn docker_cli_login_push_pull_sign_permissions_and_gc() {
         Some(r#"{"action":"gc"}"#),
     );
     assert_eq!(code, 202, "{job}");
-    let job = wait_for_job(&reg, job["id"].as_i64().unwrap(), 180);
+    let job = wait_for_job(
+        &reg.client(),
+        ("admin", admin_password()),
+        job["id"].as_i64().unwrap(),
+        &["done", "failed"],
+        std::time::Duration::from_secs(180),
+    );
     assert_eq!(job["status"], "done", "{job}");
     let after = reg.blob_bytes();
     assert!(

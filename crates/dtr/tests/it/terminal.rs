@@ -2,26 +2,14 @@
 //! the original's order and shape, the password is not echoed, the answers are used. No engine
 //! is needed: the MKE URL answered points at a closed port, and the error names it.
 
-use std::process::{Command, Stdio};
-
-use crate::common::{generated_secret, text, BIN};
+use crate::common::{dtr, dtr_command, generated_secret, text};
 
 /// `dtr <args>` in a pseudo-terminal, without the variables that would answer the prompts.
 fn spawn(args: &[&str]) -> rexpect::session::PtySession {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    for var in [
-        "UCP_URL",
-        "UCP_USERNAME",
-        "UCP_PASSWORD",
-        "UCP_CA",
-        "UCP_INSECURE_TLS",
-        "DOCKER_HOST",
-        "DTR_DESTROY_REPLICA_ID",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("NO_COLOR", "1").env("TERM", "xterm");
+    let mut cmd = dtr_command(args);
+    cmd.env_remove("DOCKER_HOST")
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm");
     rexpect::session::spawn_command(cmd, Some(20_000)).expect("spawn dtr in a pty")
 }
 
@@ -86,15 +74,7 @@ fn a_given_value_is_not_asked_for() {
 
 #[test]
 fn the_same_command_without_a_terminal_lists_what_is_missing() {
-    let out = Command::new(BIN)
-        .args(["destroy", "--ucp-insecure-tls"])
-        .env_remove("UCP_URL")
-        .env_remove("UCP_USERNAME")
-        .env_remove("UCP_PASSWORD")
-        .env_remove("DTR_DESTROY_REPLICA_ID")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = dtr(&["destroy", "--ucp-insecure-tls"], &[]);
     let log = text(&out);
     assert_eq!(out.status.code(), Some(5), "{log}");
     for line in [

@@ -7,6 +7,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::http::Request;
 use crate::common::pull::Puller;
 use crate::common::registry::Registry;
 use crate::common::*;
@@ -195,7 +196,7 @@ fn one_replica_upgrades_to_the_next_minor_migrating_once_and_a_downgrade_is_refu
 
     // back to this version: a downgrade, refused, nothing touched
     let before = all_container_ids();
-    let out = dtr(&["upgrade", "--existing-replica-id", &id]);
+    let out = dtr(&["upgrade", "--existing-replica-id", &id], &[]);
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
     assert!(text(&out).contains("nothing was changed"), "{}", text(&out));
     assert_eq!(all_container_ids(), before);
@@ -335,7 +336,7 @@ fn three_replicas_upgrade_behind_a_balancer_without_a_failed_pull_and_a_killed_u
     }
     assert_migrated_once(&ids[0]);
     assert_eq!(upgrade_record(&ids[0]), "");
-    let status = dtr(&["status", "--json"]);
+    let status = dtr(&["status", "--json"], &[]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["etcd"].as_array().map(Vec::len), Some(3), "{status}");
     reg.docker_ok(&["rmi", &image], &[]);
@@ -377,39 +378,41 @@ fn reconfigure_moves_the_https_port_and_certificate_of_a_running_replica_and_kee
     );
     let before = reg.api("GET", "/api/v0/repositories", reg.admin(), None);
 
-    let out = dtr(&[
-        "reconfigure",
-        "--existing-replica-id",
-        &id,
-        "--replica-https-port",
-        &port.to_string(),
-        "--dtr-external-url",
-        &authority,
-        "--dtr-cert",
-        &cert,
-        "--dtr-key",
-        &key,
-        "--dtr-ca",
-        &ca_file,
-        "--log-level",
-        "debug",
-    ]);
+    let out = dtr(
+        &[
+            "reconfigure",
+            "--existing-replica-id",
+            &id,
+            "--replica-https-port",
+            &port.to_string(),
+            "--dtr-external-url",
+            &authority,
+            "--dtr-cert",
+            &cert,
+            "--dtr-key",
+            &key,
+            "--dtr-ca",
+            &ca_file,
+            "--log-level",
+            "debug",
+        ],
+        &[],
+    );
     let log = text(&out);
     assert!(out.status.success(), "reconfigure failed:\n{log}");
     assert!(log.contains("Reconfiguration is complete"), "{log}");
     assert!(!log.contains("BEGIN"), "a PEM in the output:\n{log}");
 
     // the new port serves the new certificate; the old port is closed
-    let (code, _) = curl(
-        std::path::Path::new(&ca_file),
-        &format!("https://{authority}/_ping"),
-    );
+    let ping = |ca: &std::path::Path, url: String| Request::get(url).ca(ca).send().status;
+    let new_ca = std::path::Path::new(&ca_file);
+    let code = ping(new_ca, format!("https://{authority}/_ping"));
     assert_eq!(code, 200);
-    let (code, _) = curl(&reg.ca, &format!("https://{authority}/_ping"));
+    let code = ping(&reg.ca, format!("https://{authority}/_ping"));
     assert_ne!(code, 200, "the old CA must not verify the new certificate");
-    let (code, _) = curl(
-        std::path::Path::new(&ca_file),
-        &format!("https://127.0.0.1:{}/_ping", reg.replica.https_port),
+    let code = ping(
+        new_ca,
+        format!("https://127.0.0.1:{}/_ping", reg.replica.https_port),
     );
     assert_ne!(code, 200, "the old port still answers");
 

@@ -3,6 +3,7 @@
 //! that removes what a test's replica made — and only that — even when the test fails.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod mke;
 pub mod pull;
 pub mod registry;
@@ -10,6 +11,9 @@ pub mod registry;
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dtr");
 
@@ -185,24 +189,16 @@ impl TestReplica {
     /// on this engine's node, with `extra` flags; the output, whatever the exit.
     pub fn install(&self, extra: &[&str]) -> Output {
         let node = docker_ok(&["info", "-f", "{{.Name}}"]);
-        Command::new(BIN)
-            .args(["install", "--ucp-node", &node, "--replica-id", &self.id])
-            .env("DTR_ADMIN_PASSWORD", admin_password())
-            .args(["--replica-https-port", &self.https_port.to_string()])
-            .args(["--replica-http-port", &self.http_port.to_string()])
-            .args(extra)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run dtr install")
+        let (https, http) = (self.https_port.to_string(), self.http_port.to_string());
+        let mut args = vec!["install", "--ucp-node", &node, "--replica-id", &self.id];
+        args.extend(["--replica-https-port", &https, "--replica-http-port", &http]);
+        args.extend(extra);
+        dtr(&args, &[("DTR_ADMIN_PASSWORD", admin_password())])
     }
 
     /// `dtr destroy` of this replica, which must succeed.
     pub fn destroy(&self) {
-        let out = Command::new(BIN)
-            .args(["destroy", "--replica-id", &self.id])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run dtr destroy");
+        let out = dtr(&["destroy", "--replica-id", &self.id], &[]);
         assert!(out.status.success(), "destroy failed:\n{}", text(&out));
     }
 
@@ -242,36 +238,114 @@ impl Drop for TestReplica {
     }
 }
 
-/// `dtr <args>` (the test build of this version), no terminal; the output, whatever the exit.
-pub fn dtr(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dtr")
+/// `dtr <args>` (the test build of this version) without the caller's settings: every `DTR_*`,
+/// `UCP_*` and `MSR_*` variable of the test process, and every other variable the parser reads
+/// (`YES`, `LOG_LEVEL`, ...), is removed, so that a test sees only what it sets. Stdin and the
+/// rest of the environment are the caller's: a test that needs no terminal uses [`dtr`].
+pub fn dtr_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for (name, _) in std::env::vars_os() {
+        let Some(n) = name.to_str() else { continue };
+        if ["DTR_", "UCP_", "MSR_"].iter().any(|p| n.starts_with(p))
+            || parser_env_vars().iter().any(|v| v == n)
+        {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
+/// The environment variables any `dtr` command reads through its flags.
+fn parser_env_vars() -> &'static [String] {
+    static VARS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
+        out.extend(
+            cmd.get_arguments()
+                .filter_map(|a| a.get_env())
+                .map(|v| v.to_string_lossy().to_string()),
+        );
+        for sub in cmd.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    VARS.get_or_init(|| {
+        let mut vars = Vec::new();
+        walk(
+            &<dtr::cli::args::Cli as clap::CommandFactory>::command(),
+            &mut vars,
+        );
+        vars
+    })
+}
+
+/// `dtr <args>` as [`dtr_command`] makes it, with `env` set and no terminal (stdin is empty);
+/// the output, whatever the exit.
+pub fn dtr(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = dtr_command(args);
+    cmd.envs(env.iter().copied()).stdin(Stdio::null());
+    cmd.output().expect("run dtr")
 }
 
 /// `dtr join` of `new` (its id and ports) through `existing`.
 pub fn join(new: &TestReplica, existing: &TestReplica) -> Output {
-    dtr(&[
+    dtr(&strs(&join_args(new, existing)), &[])
+}
+
+/// The arguments of `dtr join` of `new` through `existing`.
+pub fn join_args(new: &TestReplica, existing: &TestReplica) -> Vec<String> {
+    let (https, http) = (new.https_port.to_string(), new.http_port.to_string());
+    let args: [&str; 9] = [
         "join",
         "--existing-replica-id",
         &existing.id,
         "--replica-id",
         &new.id,
         "--replica-https-port",
-        &new.https_port.to_string(),
+        &https,
         "--replica-http-port",
-        &new.http_port.to_string(),
-    ])
+        &http,
+    ];
+    args.map(String::from).to_vec()
+}
+
+pub fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 /// Polls `ok` every 500 ms; fails the test after `timeout`.
-pub fn wait_until(what: &str, timeout: std::time::Duration, mut ok: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
     while !ok() {
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Polls job `id` through `api` as `admin` until its status is one of `statuses`; after
+/// `timeout` the test fails with the job and its logs.
+pub fn wait_for_job(
+    api: &http::Api,
+    admin: (&str, &str),
+    id: i64,
+    statuses: &[&str],
+    timeout: Duration,
+) -> Value {
+    let start = Instant::now();
+    let path = format!("/api/v0/jobs/{id}");
+    loop {
+        let (code, job) = api.call("GET", &path, Some(admin), None);
+        assert_eq!(code, 200, "{job}");
+        if statuses.contains(&job["status"].as_str().unwrap_or("")) {
+            return job;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "job {id} not {statuses:?} after {timeout:?}: {job}\nlogs: {}",
+            api.call("GET", &format!("{path}/logs"), Some(admin), None)
+                .1
+        );
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
@@ -312,19 +386,6 @@ pub fn lines(s: &str) -> Vec<String> {
         .filter(|l| !l.is_empty())
         .map(String::from)
         .collect()
-}
-
-/// `curl` with the given CA file; returns (HTTP status, body).
-pub fn curl(ca_file: &std::path::Path, url: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--noproxy", "*", "-m", "10", "--cacert"])
-        .arg(ca_file)
-        .args(["-w", "\n%{http_code}", url])
-        .output()
-        .expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
-    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 pub fn text(out: &Output) -> String {

@@ -2,12 +2,13 @@
 //! operation runs, and reports what failed and the longest stretch without a successful pull:
 //! the upgrade tests and scripts/bench-upgrade.sh measure availability with it.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use super::http::Request;
 
 /// One pull: when it started, how long it took, and what failed.
 struct Probe {
@@ -42,13 +43,13 @@ impl Puller {
     ) -> Puller {
         let stop = Arc::new(AtomicBool::new(false));
         let (authority, repo, tag) = (authority.to_string(), repo.to_string(), tag.to_string());
-        let creds = format!("{}:{}", user.0, user.1);
+        let user = (user.0.to_string(), user.1.to_string());
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
             let mut probes = Vec::new();
             while !flag.load(Ordering::Relaxed) {
                 let at = Instant::now();
-                let error = pull_once(&authority, &ca, &repo, &tag, &creds).err();
+                let error = pull_once(&authority, &ca, &repo, &tag, &user).err();
                 probes.push(Probe {
                     at,
                     took: at.elapsed(),
@@ -98,66 +99,52 @@ impl Puller {
     }
 }
 
-fn curl(ca: &PathBuf, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("curl")
-        .args(["-sS", "--noproxy", "*", "-m", "10", "--cacert"])
-        .arg(ca)
-        .args(["-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    if out.status.success() && code.trim() == "200" {
-        Ok(body.to_string())
-    } else {
-        Err(format!(
-            "{} {}: HTTP {} {}",
-            args.last().unwrap_or(&""),
-            String::from_utf8_lossy(&out.stderr).trim(),
-            code.trim(),
-            body.chars().take(200).collect::<String>()
-        ))
+/// The body of a successful (200) answer; anything else, described.
+fn fetch(req: Request, url: &str) -> Result<Vec<u8>, String> {
+    let resp = req.timeout(10).send();
+    match (&resp.failure, resp.status) {
+        (None, 200) => Ok(resp.body),
+        (failure, code) => Err(format!(
+            "{url} {}: HTTP {code} {}",
+            failure.as_deref().unwrap_or(""),
+            resp.text().chars().take(200).collect::<String>()
+        )),
     }
 }
 
 fn pull_once(
     authority: &str,
-    ca: &PathBuf,
+    ca: &Path,
     repo: &str,
     tag: &str,
-    creds: &str,
+    user: &(String, String),
 ) -> Result<(), String> {
     let token_url =
         format!("https://{authority}/auth/token?service={authority}&scope=repository:{repo}:pull");
-    let token: serde_json::Value =
-        serde_json::from_str(&curl(ca, &["-u", creds, &token_url])?).map_err(|e| e.to_string())?;
+    let token = fetch(
+        Request::get(&token_url).ca(ca).basic(&user.0, &user.1),
+        &token_url,
+    )?;
+    let token: serde_json::Value = serde_json::from_slice(&token).map_err(|e| e.to_string())?;
     let token = token["token"].as_str().ok_or("no token in the answer")?;
     let bearer = format!("Authorization: Bearer {token}");
-    let manifest = curl(
-        ca,
-        &[
-            "-H",
-            &bearer,
-            "-H",
-            "Accept: application/vnd.docker.distribution.manifest.v2+json",
-            &format!("https://{authority}/v2/{repo}/manifests/{tag}"),
-        ],
+    let manifest_url = format!("https://{authority}/v2/{repo}/manifests/{tag}");
+    let manifest = fetch(
+        Request::get(&manifest_url)
+            .ca(ca)
+            .header(&bearer)
+            .header("Accept: application/vnd.docker.distribution.manifest.v2+json"),
+        &manifest_url,
     )?;
-    let manifest: serde_json::Value = serde_json::from_str(&manifest).map_err(|e| e.to_string())?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&manifest).map_err(|e| e.to_string())?;
     let layer = manifest["layers"][0]["digest"]
         .as_str()
         .ok_or("no layer in the manifest")?;
-    curl(
-        ca,
-        &[
-            "-L",
-            "-o",
-            "/dev/null",
-            "-H",
-            &bearer,
-            &format!("https://{authority}/v2/{repo}/blobs/{layer}"),
-        ],
+    let blob_url = format!("https://{authority}/v2/{repo}/blobs/{layer}");
+    fetch(
+        Request::get(&blob_url).ca(ca).header(&bearer).follow(),
+        &blob_url,
     )?;
     Ok(())
 }

@@ -144,7 +144,13 @@ impl Registry {
         signed
     }
 
-    /// `curl` against the API: (status, JSON body or Null).
+    /// The API at the registry's authority, verified with its CA.
+    pub fn client(&self) -> http::Api {
+        http::Api::new(format!("https://{}", self.authority), &self.ca)
+    }
+
+    /// `method path` against the API as `auth`, with an optional body sent as JSON as it is
+    /// (malformed on purpose, sometimes): (status, JSON body, or the text as a JSON string).
     pub fn api(
         &self,
         method: &str,
@@ -152,37 +158,15 @@ impl Registry {
         auth: Option<(&str, &str)>,
         body: Option<&str>,
     ) -> (u16, Value) {
-        let mut cmd = Command::new("curl");
-        cmd.args([
-            "-sS",
-            "--noproxy",
-            "*",
-            "-m",
-            "30",
-            "-X",
-            method,
-            "--cacert",
-        ])
-        .arg(&self.ca)
-        .args(["-w", "\n%{http_code}"]);
-        if let Some((u, p)) = auth {
-            cmd.args(["-u", &format!("{u}:{p}")]);
+        let mut req = self.client().request(method, path);
+        if let Some((user, password)) = auth {
+            req = req.basic(user, password);
         }
         if let Some(b) = body {
-            // through a file: some bodies are larger than a command line may be
-            let file = self.dir.path().join("body.json");
-            std::fs::write(&file, b).unwrap();
-            cmd.args(["-H", "Content-Type: application/json", "--data-binary"])
-                .arg(format!("@{}", file.display()));
+            req = req.json_bytes(b);
         }
-        cmd.arg(format!("https://{}{path}", self.authority));
-        let out = cmd.output().unwrap();
-        let t = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = t.rsplit_once('\n').unwrap_or(("", &t));
-        (
-            code.trim().parse().unwrap_or(0),
-            serde_json::from_str(body).unwrap_or(Value::Null),
-        )
+        let resp = req.send();
+        (resp.status, resp.json())
     }
 
     pub fn admin(&self) -> Option<(&str, &str)> {
@@ -242,21 +226,4 @@ pub fn import_image(work: &std::path::Path, name: &str, data: &[u8]) {
 
 pub fn rand_byte() -> u8 {
     rand::random()
-}
-
-pub fn wait_for_job(reg: &Registry, id: i64, seconds: u64) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    loop {
-        let (code, job) = reg.api("GET", &format!("/api/v0/jobs/{id}"), reg.admin(), None);
-        assert_eq!(code, 200, "{job}");
-        let status = job["status"].as_str().unwrap_or("").to_string();
-        if status == "done" || status == "failed" {
-            return job;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "job {id} still {status}: {job}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
 }
