@@ -149,6 +149,26 @@ impl Writer {
         t.duration_since(self.started).as_secs_f64()
     }
 
+    /// How many writes were acknowledged (201) so far.
+    fn acks(&self) -> usize {
+        acked(&self.log.lock().unwrap())
+    }
+
+    /// Waits until `n` writes in all were acknowledged; after `timeout` the test fails with the
+    /// last attempts.
+    fn wait_for_acks(&self, n: usize, timeout: Duration) {
+        wait_for(&format!("{n} acknowledged writes"), timeout, || {
+            let log = self.log.lock().unwrap();
+            match acked(&log) {
+                got if got >= n => Ok(()),
+                got => Err(format!(
+                    "{got} acknowledged; last attempts {:?}",
+                    &log[log.len().saturating_sub(5)..]
+                )),
+            }
+        });
+    }
+
     fn first_ok_after(&self, t: f64) -> Option<f64> {
         self.log
             .lock()
@@ -165,6 +185,10 @@ impl Writer {
         }
         self.log.lock().unwrap().clone()
     }
+}
+
+fn acked(log: &[(f64, String, u16)]) -> usize {
+    log.iter().filter(|(_, _, code)| *code == 201).count()
 }
 
 fn install(r: &TestReplica) {
@@ -209,7 +233,7 @@ fn three_replicas_survive_the_primary_dying_and_are_repaired_after_losing_two() 
     let via = (dead + 1) % 3;
     let third = (dead + 2) % 3;
     let writer = Writer::start(Api::new(&ca, &rs[via]), "w");
-    std::thread::sleep(Duration::from_secs(3));
+    writer.wait_for_acks(10, Duration::from_secs(60));
     let killed_at = Instant::now();
     kill_replica(&rs[dead]);
     let killed = writer.since(killed_at);
@@ -218,7 +242,8 @@ fn three_replicas_survive_the_primary_dying_and_are_repaired_after_losing_two() 
         Duration::from_secs(90),
         || writer.first_ok_after(killed + 0.5).is_some(),
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // a few more after the recovery, so that the check below covers writes on the new primary
+    writer.wait_for_acks(writer.acks() + 5, Duration::from_secs(60));
     let log = writer.finish();
     let acked: Vec<&String> = log
         .iter()
@@ -324,31 +349,15 @@ fn three_replicas_survive_the_primary_dying_and_are_repaired_after_losing_two() 
     assert_eq!(etcd_member_names(&rs[via]), expected);
 
     // the stale replicas' containers are started again: they refuse, no second cluster
-    for r in [&rs[dead], &rs[third]] {
-        for c in ["etcd", "rethinkdb"] {
-            docker(&["start", &format!("dtr-{c}-{}", r.id)]);
-        }
+    let stale: Vec<String> = [&rs[dead], &rs[third]]
+        .iter()
+        .flat_map(|r| ["etcd", "rethinkdb"].map(|c| format!("dtr-{c}-{}", r.id)))
+        .collect();
+    for name in &stale {
+        docker(&["start", name]);
     }
-    std::thread::sleep(Duration::from_secs(8));
-    for r in [&rs[dead], &rs[third]] {
-        for c in ["etcd", "rethinkdb"] {
-            let name = format!("dtr-{c}-{}", r.id);
-            let logs = text(&docker(&["logs", "--tail", "5", &name]));
-            assert!(
-                logs.contains("no longer belongs to a cluster"),
-                "{name} did not refuse:\n{logs}"
-            );
-            let running = docker_ok(&[
-                "inspect",
-                "-f",
-                "{{.State.Running}} {{.State.Restarting}}",
-                &name,
-            ]);
-            assert!(
-                !running.starts_with("true false"),
-                "{name} is serving: {running}"
-            );
-        }
+    for name in &stale {
+        assert_keeps_refusing(name);
     }
     let s = status();
     let leaders: Vec<&Value> = s["db"]
@@ -369,6 +378,54 @@ fn three_replicas_survive_the_primary_dying_and_are_repaired_after_losing_two() 
     for r in [&rs[dead], &rs[third]] {
         r.destroy();
     }
+}
+
+/// What a component of a replica that emergency-repair cut off says when it is started.
+const REFUSAL: &str = "no longer belongs to a cluster";
+
+/// Container `name` (started again by the test) refuses to start, and keeps refusing: its
+/// restart policy starts it again and it refuses again, or it stays exited. A single sample
+/// cannot tell: between two refusals a restarted container runs for a moment.
+fn assert_keeps_refusing(name: &str) {
+    // (refusals in its logs, the last lines, "status restarting restart-count")
+    let look = || {
+        let logs = text(&docker(&["logs", name]));
+        let lines: Vec<&str> = logs.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(5)..];
+        let state = docker_ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Restarting}} {{.RestartCount}}",
+            name,
+        ]);
+        (logs.matches(REFUSAL).count(), tail.join("\n"), state)
+    };
+    let restarts = |state: &str| -> u64 {
+        let count = state.rsplit(' ').next().and_then(|n| n.parse().ok());
+        count.expect("a restart count")
+    };
+    let (refused, at_first) = wait_for(
+        &format!("{name} to refuse to start"),
+        Duration::from_secs(60),
+        || match look() {
+            (n, _, state) if n > 0 => Ok((n, restarts(&state))),
+            (_, tail, state) => Err(format!("{state}; logs end with:\n{tail}")),
+        },
+    );
+    wait_for(
+        &format!("{name} to refuse again or stay exited"),
+        Duration::from_secs(120),
+        || match look() {
+            (_, _, state) if state.starts_with("exited false") => Ok(()),
+            (n, _, state) if n > refused && restarts(&state) > at_first => Ok(()),
+            (n, tail, state) => Err(format!(
+                "{state}, {n} refusals ({refused} after {at_first} restarts at first); \
+                 logs end with:\n{tail}"
+            )),
+        },
+    );
+    let logs = text(&docker(&["logs", "--tail", "5", name]));
+    assert!(logs.contains(REFUSAL), "{name} did not refuse:\n{logs}");
 }
 
 /// Trusts the cluster CA for both replicas, logs in, pushes a small image through `a` and
@@ -506,14 +563,14 @@ fn remove_keeps_quorum_and_an_interrupted_join_converges() {
         (&rs[1], &rs[0])
     };
     let writer = Writer::start(Api::new(&ca, stay), "rm");
-    std::thread::sleep(Duration::from_secs(2));
+    writer.wait_for_acks(5, Duration::from_secs(60));
     let out = remove(stay, "--replica-ids", go);
     assert!(
         out.status.success(),
         "remove of a healthy standby:\n{}",
         text(&out)
     );
-    std::thread::sleep(Duration::from_secs(2));
+    writer.wait_for_acks(writer.acks() + 5, Duration::from_secs(60));
     let log = writer.finish();
     let failed: Vec<_> = log.iter().filter(|(_, _, c)| *c != 201).collect();
     assert!(

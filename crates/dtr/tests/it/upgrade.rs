@@ -149,14 +149,15 @@ fn one_replica_upgrades_to_the_next_minor_migrating_once_and_a_downgrade_is_refu
         "1",
         ("admin", admin_password()),
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // the pulls measured are those around the upgrade: some before it starts, some after it ends
+    puller.wait_for_pulls(5, Duration::from_secs(60));
     let started = Instant::now();
     let out = upgrade_to_next(&id);
     let took = started.elapsed();
-    std::thread::sleep(Duration::from_secs(2));
-    let stats = puller.finish();
     let log = text(&out);
     assert!(out.status.success(), "upgrade failed:\n{log}");
+    puller.wait_for_pulls(5, Duration::from_secs(60));
+    let stats = puller.finish();
     assert!(
         log.contains(&format!(
             "Upgrade from {} to {} is complete",
@@ -292,7 +293,7 @@ fn three_replicas_upgrade_behind_a_balancer_without_a_failed_pull_and_a_killed_u
         "1",
         ("admin", admin_password()),
     );
-    std::thread::sleep(Duration::from_secs(2));
+    puller.wait_for_pulls(5, Duration::from_secs(60));
 
     // the first run is killed once a replica is done
     let name = format!("dtr-upgrade-test-{}", ids[0]);
@@ -314,13 +315,13 @@ fn three_replicas_upgrade_behind_a_balancer_without_a_failed_pull_and_a_killed_u
 
     // the second run continues it
     let out = upgrade_to_next(&ids[0]);
-    std::thread::sleep(Duration::from_secs(2));
-    let stats = puller.finish();
     let log = text(&out);
     assert!(
         out.status.success(),
         "the second upgrade run failed:\n{log}"
     );
+    puller.wait_for_pulls(5, Duration::from_secs(60));
+    let stats = puller.finish();
     assert!(log.contains("continued from an interrupted run"), "{log}");
     eprintln!(
         "three-replica upgrade behind the balancer: {} pulls, longest outage {:.1}s",

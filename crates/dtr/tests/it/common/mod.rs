@@ -322,6 +322,26 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Polls `check` every 500 ms until it gives a value; after `timeout` the test fails with what
+/// the last check saw.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(seen) => assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for {what}; last seen: {seen}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Polls job `id` through `api` as `admin` until its status is one of `statuses`; after
 /// `timeout` the test fails with the job and its logs.
 pub fn wait_for_job(

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,10 +17,13 @@ struct Probe {
     error: Option<String>,
 }
 
+/// Stops pulling when finished or dropped (a failed test does not leave it running).
 pub struct Puller {
     stop: Arc<AtomicBool>,
     started: Instant,
-    handle: JoinHandle<Vec<Probe>>,
+    /// Every pull so far, shared with the pulling thread: a test waits on it.
+    probes: Arc<Mutex<Vec<Probe>>>,
+    handle: Option<JoinHandle<()>>,
 }
 
 #[derive(Debug)]
@@ -42,33 +45,68 @@ impl Puller {
         user: (&str, &str),
     ) -> Puller {
         let stop = Arc::new(AtomicBool::new(false));
+        let probes = Arc::new(Mutex::new(Vec::new()));
         let (authority, repo, tag) = (authority.to_string(), repo.to_string(), tag.to_string());
         let user = (user.0.to_string(), user.1.to_string());
-        let flag = stop.clone();
+        let (flag, record) = (stop.clone(), probes.clone());
         let handle = std::thread::spawn(move || {
-            let mut probes = Vec::new();
             while !flag.load(Ordering::Relaxed) {
                 let at = Instant::now();
                 let error = pull_once(&authority, &ca, &repo, &tag, &user).err();
-                probes.push(Probe {
+                record.lock().unwrap().push(Probe {
                     at,
                     took: at.elapsed(),
                     error,
                 });
+                // pacing of the load, not synchronisation
                 std::thread::sleep(Duration::from_millis(100));
             }
-            probes
         });
         Puller {
             stop,
             started: Instant::now(),
-            handle,
+            probes,
+            handle: Some(handle),
         }
     }
 
-    pub fn finish(self) -> PullStats {
+    fn successes(&self) -> usize {
+        let probes = self.probes.lock().unwrap();
+        probes.iter().filter(|p| p.error.is_none()).count()
+    }
+
+    /// Waits until `n` pulls that start from now have succeeded; fails the test after
+    /// `timeout`, with the last failures.
+    pub fn wait_for_pulls(&self, n: usize, timeout: Duration) {
+        let from = self.successes();
+        let start = Instant::now();
+        loop {
+            let got = self.successes() - from;
+            if got >= n {
+                return;
+            }
+            if start.elapsed() > timeout {
+                let probes = self.probes.lock().unwrap();
+                let errors: Vec<&String> = probes
+                    .iter()
+                    .rev()
+                    .filter_map(|p| p.error.as_ref())
+                    .take(5)
+                    .collect();
+                panic!(
+                    "expected {n} successful pulls within {timeout:?}, got {got}; last failures: {errors:#?}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn finish(mut self) -> PullStats {
         self.stop.store(true, Ordering::Relaxed);
-        let probes = self.handle.join().expect("the puller thread");
+        if let Some(h) = self.handle.take() {
+            h.join().expect("the puller thread");
+        }
+        let probes = std::mem::take(&mut *self.probes.lock().unwrap());
         let mut longest = Duration::ZERO;
         let mut outage_start: Option<Instant> = None;
         for p in &probes {
@@ -96,6 +134,12 @@ impl Puller {
                 .collect(),
             longest_outage: longest,
         }
+    }
+}
+
+impl Drop for Puller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
