@@ -7,6 +7,7 @@ mod common;
 mod backup;
 mod cli;
 mod cli_reference;
+mod cli_snapshots;
 mod engine;
 mod ha;
 mod jobs;
