@@ -9,12 +9,14 @@ pub mod api;
 pub mod db;
 pub mod dbproxy;
 pub mod error;
+pub mod etcd;
 pub mod health;
 pub mod jobrunner;
 pub mod jobs;
 pub mod password;
 pub mod phase2;
 pub mod runtime;
+pub mod storage;
 #[cfg(test)]
 mod testing;
 

@@ -1,0 +1,164 @@
+//! etcd as the roles use it: the v3 JSON gateway of the replica's own member (over mutual TLS,
+//! with the role's certificate), for the cluster-wide documents (`/dtr/settings`,
+//! `/dtr/storage`) and a lease-bound lock. Keys and values are base64 on the wire.
+
+use data_encoding::BASE64;
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+
+/// A client of the etcd endpoints a role was given (`DTR_ETCD_ENDPOINTS`): each request tries
+/// them in order until one answers.
+#[derive(Clone)]
+pub struct Etcd {
+    http: reqwest::Client,
+    endpoints: Vec<String>,
+}
+
+/// A value and the revision it was last written at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub value: Vec<u8>,
+    pub mod_revision: i64,
+}
+
+fn b64(s: &[u8]) -> String {
+    BASE64.encode(s)
+}
+
+impl Etcd {
+    pub fn new(http: reqwest::Client, endpoints: Vec<String>) -> Etcd {
+        Etcd { http, endpoints }
+    }
+
+    async fn call(&self, path: &str, body: Value) -> Result<Value> {
+        let mut last = None;
+        for endpoint in &self.endpoints {
+            let url = format!("{endpoint}{path}");
+            match self.http.post(&url).json(&body).send().await {
+                Ok(r) if r.status().is_success() => {
+                    return r.json().await.map_err(|e| Error::Http {
+                        url,
+                        reason: e.to_string(),
+                    })
+                }
+                Ok(r) => {
+                    let status = r.status();
+                    let text = r.text().await.unwrap_or_default();
+                    last = Some(Error::Http {
+                        url,
+                        reason: format!("answered {status}: {}", text.trim()),
+                    });
+                }
+                Err(e) => {
+                    last = Some(Error::Http {
+                        url,
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Usage("no etcd endpoint configured".into())))
+    }
+
+    /// The value of `key`. `serializable`: answered from the member's own state, without the
+    /// quorum (a replica keeps reading its configuration while the cluster has none).
+    pub async fn get(&self, key: &str, serializable: bool) -> Result<Option<Entry>> {
+        let r = self
+            .call(
+                "/v3/kv/range",
+                json!({"key": b64(key.as_bytes()), "serializable": serializable}),
+            )
+            .await?;
+        let Some(kv) = r["kvs"].get(0) else {
+            return Ok(None);
+        };
+        let value = BASE64
+            .decode(kv["value"].as_str().unwrap_or_default().as_bytes())
+            .map_err(|e| Error::BadFile {
+                what: format!("etcd key {key}"),
+                reason: e.to_string(),
+            })?;
+        let mod_revision = kv["mod_revision"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        Ok(Some(Entry {
+            value,
+            mod_revision,
+        }))
+    }
+
+    pub async fn put(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.call(
+            "/v3/kv/put",
+            json!({"key": b64(key.as_bytes()), "value": b64(value)}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Writes `value` only if `key` was last written at `mod_revision` (0: it does not exist);
+    /// false when someone else wrote it first.
+    pub async fn put_if(&self, key: &str, mod_revision: i64, value: &[u8]) -> Result<bool> {
+        let r = self
+            .call(
+                "/v3/kv/txn",
+                json!({
+                    "compare": [{"key": b64(key.as_bytes()), "target": "MOD",
+                                 "result": "EQUAL", "mod_revision": mod_revision.to_string()}],
+                    "success": [{"request_put": {"key": b64(key.as_bytes()), "value": b64(value)}}],
+                }),
+            )
+            .await?;
+        Ok(r["succeeded"].as_bool().unwrap_or(false))
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        self.call("/v3/kv/deleterange", json!({"key": b64(key.as_bytes())}))
+            .await
+            .map(|_| ())
+    }
+
+    /// Takes `key` as a lock held by `owner` for at most `ttl_secs` (the lease expires if the
+    /// holder dies): the lease id when taken, `None` when another holds it.
+    pub async fn try_lock(&self, key: &str, owner: &str, ttl_secs: i64) -> Result<Option<i64>> {
+        let lease = self
+            .call("/v3/lease/grant", json!({"TTL": ttl_secs}))
+            .await?;
+        let id: i64 = lease["ID"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::BadFile {
+                what: "etcd lease grant".into(),
+                reason: format!("no lease id in {lease}"),
+            })?;
+        let r = self
+            .call(
+                "/v3/kv/txn",
+                json!({
+                    "compare": [{"key": b64(key.as_bytes()), "target": "CREATE",
+                                 "result": "EQUAL", "create_revision": "0"}],
+                    "success": [{"request_put": {"key": b64(key.as_bytes()),
+                                                 "value": b64(owner.as_bytes()),
+                                                 "lease": id.to_string()}}],
+                }),
+            )
+            .await?;
+        if r["succeeded"].as_bool().unwrap_or(false) {
+            Ok(Some(id))
+        } else {
+            let _ = self
+                .call("/v3/lease/revoke", json!({"ID": id.to_string()}))
+                .await;
+            Ok(None)
+        }
+    }
+
+    /// Gives a lock taken with `try_lock` back (its key goes with its lease).
+    pub async fn unlock(&self, lease: i64) -> Result<()> {
+        self.call("/v3/lease/revoke", json!({"ID": lease.to_string()}))
+            .await
+            .map(|_| ())
+    }
+}
