@@ -106,6 +106,9 @@ RUN apt-get update; \
     mkdir -p /storage /run/dtr; chown docker-registry:docker-registry /storage /run/dtr
 COPY docker/registry/entrypoint.sh /usr/local/bin/dtr-entrypoint
 COPY docker/registry/dtr-health /usr/local/bin/dtr-health
+# dtr registry: supervises distribution (crates/dtr-server/src/registry.rs)
+ARG DTR_BINARY=build/dtr
+COPY ${DTR_BINARY} /usr/local/bin/dtr
 USER 10005:10005
 EXPOSE 5000
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD ["dtr-health"]
@@ -152,8 +155,8 @@ LABEL org.opencontainers.image.title="dtr-notary-signer" org.opencontainers.imag
 
 # ---------------------------------------------------------------------------------------
 # This project's binary (scripts/build-images.sh copies it to build/dtr). Everything
-# below needs it; above, only the notary images do (as their database proxy), in their
-# last layer so that the package layers stay cached.
+# below needs it; above, the registry (its supervisor) and the notary images (their
+# database proxy) do too, in their last layer so that the package layers stay cached.
 FROM base AS dtr-binary
 ARG DTR_BINARY=build/dtr
 COPY ${DTR_BINARY} /usr/local/bin/dtr

@@ -51,7 +51,7 @@ tag_latest() {
   fi
 }
 tag_of() { if [ "$1" = dtr ]; then echo "registry/dtr:$VERSION"; else echo "registry/dtr-$1:$VERSION"; fi; }
-needs_binary() { case "$1" in api | jobrunner | dtr | notary-server | notary-signer) return 0 ;; *) return 1 ;; esac; }
+needs_binary() { case "$1" in api | jobrunner | dtr | registry | notary-server | notary-signer) return 0 ;; *) return 1 ;; esac; }
 
 todo=()
 for t in "${targets[@]}"; do

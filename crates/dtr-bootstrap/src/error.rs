@@ -33,8 +33,10 @@ pub enum DockerFailure {
     SchedulingRefused,
     /// A network still has endpoints (of containers just removed).
     ActiveEndpoints,
-    /// The engine (or MKE in front of it) refused the credentials.
+    /// The engine refused the credentials (or MKE in front of it did).
     Unauthorized,
+    /// A volume could not be mounted when the container started (an NFS export, usually).
+    MountFailed,
     Other,
 }
 
@@ -141,6 +143,13 @@ pub enum Error {
         waiting_for: String,
         waited: Duration,
         hint: String,
+    },
+
+    /// The NFS export of the image storage could not be mounted on the node.
+    NfsMount {
+        url: String,
+        volume: String,
+        reason: String,
     },
 
     /// The operation's own work was done, but these objects could not be removed.

@@ -328,6 +328,10 @@ pub fn render(err: &Error) -> String {
             "gave up after {}s waiting for {waiting_for}\nnext: {hint}",
             waited.as_secs()
         ),
+        Error::NfsMount { url, volume, reason } => format!(
+            "the NFS export {url} could not be mounted on the node (volume {volume}): {reason}\n\
+             next: check that the node has an NFS client (Debian: nfs-common), that the server exports the path to this node, and --nfs-options; nothing of this run was left behind"
+        ),
         Error::LeftBehind { operation, objects } => format!(
             "{operation} did its work, but these objects could not be removed (remove them by hand):\n{}",
             objects.iter().map(|o| format!("  - {o}")).collect::<Vec<_>>().join("\n")

@@ -93,7 +93,9 @@ impl Component {
     pub fn depends_on(self) -> &'static [Component] {
         use Component::*;
         match self {
-            Etcd | Registry => &[],
+            Etcd => &[],
+            // it reads the storage configuration from etcd
+            Registry => &[Etcd],
             Rethinkdb => &[Etcd],
             NotarySigner => &[Rethinkdb],
             NotaryServer => &[NotarySigner],

@@ -206,7 +206,8 @@ impl Subnet {
     }
 }
 
-/// Where image blobs live.
+/// Where image blobs live when the registry stores them on its `/storage` mount (an object
+/// store is configured through the API instead, `dtr_server::storage`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Storage {
@@ -216,6 +217,133 @@ pub enum Storage {
     NamedVolume(String),
     /// An absolute path on the node, bind-mounted.
     HostPath(PathBuf),
+    /// An NFS export (`--nfs-storage-url`): the volume `dtr-nfs-registry-<id>` of the local
+    /// driver with type `nfs`, on every replica's node.
+    Nfs(NfsStorage),
+}
+
+impl Storage {
+    /// Where replica `replica`'s images are, for the log.
+    pub fn describe(&self, replica: &ReplicaId) -> String {
+        match self {
+            Storage::DefaultVolume => format!("volume dtr-registry-{replica} (the replica's own)"),
+            Storage::NamedVolume(v) => format!("volume {v}"),
+            Storage::HostPath(p) => format!("host path {}", p.display()),
+            Storage::Nfs(n) => format!("NFS export {} (volume dtr-nfs-registry-{replica})", n.url),
+        }
+    }
+}
+
+/// `--nfs-storage-url nfs://host[:port]/path`, `--nfs-options` and `--async-nfs`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NfsStorage {
+    /// As given, for messages and for the cluster's record.
+    pub url: String,
+    pub host: String,
+    pub port: Option<u16>,
+    /// The exported path, absolute.
+    pub path: String,
+    /// `--nfs-options`: mount options given verbatim (the server's address is added).
+    pub options: Option<String>,
+    /// `--async-nfs`: mount with `async` instead of `sync`.
+    pub async_nfs: bool,
+}
+
+/// The mount options of an NFS volume when `--nfs-options` is not given.
+pub const NFS_DEFAULT_OPTIONS: &str = "rw,nfsvers=4,hard";
+
+impl NfsStorage {
+    pub fn parse(url: &str, options: Option<&str>, async_nfs: bool) -> Result<NfsStorage> {
+        let bad = |reason: &str| Error::InvalidValue {
+            flag: "--nfs-storage-url",
+            value: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let rest = url
+            .strip_prefix("nfs://")
+            .ok_or_else(|| bad("use nfs://<host>[:<port>]/<exported path>"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => return Err(bad("no exported path: use nfs://<host>[:<port>]/<path>")),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.ends_with(']') => (
+                h,
+                Some(
+                    p.parse::<u16>()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| bad("the port must be a number from 1 to 65535"))?,
+                ),
+            ),
+            _ => (authority, None),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host_ok = !host.is_empty()
+            && (host.parse::<std::net::IpAddr>().is_ok()
+                || host.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                }));
+        if !host_ok {
+            return Err(bad("the host is not a valid DNS name or IP address"));
+        }
+        if path.split('/').any(|p| p == "..")
+            || path.contains(',')
+            || path.contains(char::is_whitespace)
+        {
+            return Err(bad(
+                "the exported path must be absolute, without `..`, commas or spaces",
+            ));
+        }
+        let options = options.map(str::trim).filter(|o| !o.is_empty());
+        if let Some(o) = options {
+            if o.contains(char::is_whitespace) || o.split(',').any(str::is_empty) {
+                return Err(Error::InvalidValue {
+                    flag: "--nfs-options",
+                    value: o.to_string(),
+                    reason:
+                        "give comma-separated mount options without spaces, e.g. rw,nfsvers=4.1"
+                            .into(),
+                });
+            }
+        }
+        Ok(NfsStorage {
+            url: url.to_string(),
+            host: host.to_string(),
+            port,
+            path: path.trim_end_matches('/').to_string().max("/".to_string()),
+            options: options.map(str::to_string),
+            async_nfs,
+        })
+    }
+
+    /// The local driver's options of the volume: `type=nfs`, the mount options (the
+    /// server's address first) and the device (`:<path>`).
+    pub fn driver_opts(&self) -> std::collections::BTreeMap<String, String> {
+        let mut o = format!("addr={}", self.host);
+        if let Some(p) = self.port {
+            o.push_str(&format!(",port={p}"));
+        }
+        match &self.options {
+            Some(given) => {
+                o.push(',');
+                o.push_str(given);
+            }
+            None => {
+                o.push(',');
+                o.push_str(NFS_DEFAULT_OPTIONS);
+                o.push_str(if self.async_nfs { ",async" } else { ",sync" });
+            }
+        }
+        if self.options.is_some() && self.async_nfs {
+            o.push_str(",async");
+        }
+        std::collections::BTreeMap::from([
+            ("type".to_string(), "nfs".to_string()),
+            ("o".to_string(), o),
+            ("device".to_string(), format!(":{}", self.path)),
+        ])
+    }
 }
 
 impl Storage {
@@ -277,6 +405,8 @@ pub struct InstallOptions {
     pub admin: AdminAccount,
     /// `--ignore-preflight-errors`.
     pub ignore_checks: Vec<&'static str>,
+    /// `--custom-ca-cert-bundle`: PEM certificates the services trust for remote servers.
+    pub custom_ca_bundle: Option<String>,
 }
 
 /// One component of an account, namespace or repository name (the registry's grammar):
@@ -382,6 +512,46 @@ mod tests {
             "::1/64",
         ] {
             assert!(Subnet::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn nfs_urls_and_the_volume_options_they_make() {
+        let n = NfsStorage::parse("nfs://nas.example.com/exports/dtr/", None, false).unwrap();
+        assert_eq!(
+            (n.host.as_str(), n.port, n.path.as_str()),
+            ("nas.example.com", None, "/exports/dtr")
+        );
+        let o = n.driver_opts();
+        assert_eq!(o["type"], "nfs");
+        assert_eq!(o["o"], "addr=nas.example.com,rw,nfsvers=4,hard,sync");
+        assert_eq!(o["device"], ":/exports/dtr");
+        let n = NfsStorage::parse("nfs://10.0.0.7:2049/", Some("rw,nfsvers=4.1"), true).unwrap();
+        assert_eq!(n.path, "/");
+        assert_eq!(
+            n.driver_opts()["o"],
+            "addr=10.0.0.7,port=2049,rw,nfsvers=4.1,async"
+        );
+        assert_eq!(n.driver_opts()["device"], ":/");
+        for bad in [
+            "http://nas/x",
+            "nfs://nas",
+            "nfs:///x",
+            "nfs://nas:0/x",
+            "nfs://na s/x",
+            "nfs://nas/a/../b",
+            "nfs://nas/a,b",
+        ] {
+            match NfsStorage::parse(bad, None, false) {
+                Err(Error::InvalidValue { flag, .. }) => {
+                    assert_eq!(flag, "--nfs-storage-url", "{bad}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        match NfsStorage::parse("nfs://nas/x", Some("rw, sync"), false) {
+            Err(Error::InvalidValue { flag, .. }) => assert_eq!(flag, "--nfs-options"),
+            other => panic!("{other:?}"),
         }
     }
 

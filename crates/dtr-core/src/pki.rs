@@ -246,6 +246,18 @@ impl TlsMaterial {
     }
 }
 
+/// How many certificates a PEM document holds, or why it cannot be read.
+pub fn certificate_count(pem: &str) -> std::result::Result<usize, String> {
+    let certs = rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| format!("not PEM certificates: {e}"))?;
+    for c in &certs {
+        x509_parser::parse_x509_certificate(c)
+            .map_err(|e| format!("a certificate does not parse: {e}"))?;
+    }
+    Ok(certs.len())
+}
+
 /// The last certificate of a PEM chain: without `--dtr-ca`, the top-most certificate of the
 /// user's chain is what clients must trust.
 pub fn last_pem_block(pem: &str) -> String {

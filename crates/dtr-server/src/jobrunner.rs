@@ -3,9 +3,10 @@
 //! the jobrunner unhealthy when it goes stale), `/tmp/dtr-jobrunner-heartbeat` (read by
 //! `dtr health jobrunner`), and `jobs.heartbeat_at` of the job it runs.
 //!
-//! Actions: `metadatastoremigration` (the api's schema migrations) and `gc` (distribution's
-//! garbage collector on the registry storage mounted at `/storage`, after write tokens are
-//! fenced off and the last one has expired).
+//! Actions: `metadatastoremigration` (the api's schema migrations), `gc` (distribution's
+//! garbage collector on the cluster's image storage — the volume mounted at `/storage` or the
+//! object store of `/dtr/storage` — after write tokens are fenced off and the last one has
+//! expired) and `tagreconcile` (the tags whose content the storage does not hold, removed).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -18,8 +19,12 @@ use tokio::sync::{watch, Mutex};
 
 use crate::db;
 use crate::error::Result;
-use crate::jobs::{self, Action, Claimed, GcParameters, MigrationParameters, Outcome};
+use crate::jobs::{
+    self, Action, Claimed, GcParameters, MigrationParameters, Outcome, ReconcileParameters,
+};
 use crate::runtime::{log, RoleConfig};
+use crate::storage::probe::{Store, Trust};
+use crate::storage::StorageConfig;
 use dtr_core::component::Component;
 use dtr_core::options::LogLevel;
 
@@ -48,11 +53,31 @@ struct Current {
 struct Runner {
     cfg: RoleConfig,
     current: Mutex<Option<Current>>,
+    /// Where the storage configuration is (`/dtr/storage`).
+    etcd: crate::etcd::Etcd,
 }
 
 impl Runner {
     fn log(&self, level: LogLevel, msg: impl AsRef<str>) {
         log(level, self.cfg.log_level, msg);
+    }
+
+    /// The cluster's image storage, as the registries use it now.
+    async fn storage(&self, log: &JobLog<'_>) -> std::result::Result<Storage, String> {
+        let (stored, _) = crate::storage::load(&self.etcd, false)
+            .await
+            .map_err(|e| format!("read the storage configuration: {e}"))?;
+        log.line(format!(
+            "image storage: {} (generation {})",
+            stored.config.describe(),
+            stored.generation
+        ))
+        .await;
+        Ok(Storage {
+            config: stored.config,
+            root: PathBuf::from(STORAGE),
+            trust: crate::storage::trust(&self.cfg.ca_dir),
+        })
     }
 
     fn id(&self) -> &str {
@@ -70,7 +95,9 @@ pub async fn run() -> Result<()> {
             cfg.version, cfg.replica_id
         ),
     );
+    let http = cfg.http_client()?;
     let runner = Arc::new(Runner {
+        etcd: crate::etcd::Etcd::new(http, cfg.etcd_endpoints.clone()),
         cfg,
         current: Mutex::new(None),
     });
@@ -336,7 +363,14 @@ async fn run_action(
             let params: GcParameters = serde_json::from_value(job.parameters.clone())
                 .map_err(|e| format!("parameters: {e}"))?;
             let bin = std::env::var("DTR_REGISTRY_BIN").unwrap_or_else(|_| REGISTRY_BIN.into());
-            gc(log, &params, Path::new(STORAGE), &bin).await
+            let storage = runner.storage(log).await?;
+            gc(log, &params, &storage, &bin).await
+        }
+        Some(Action::TagReconcile) => {
+            let params: ReconcileParameters = serde_json::from_value(job.parameters.clone())
+                .map_err(|e| format!("parameters: {e}"))?;
+            let storage = runner.storage(log).await?;
+            tag_reconcile(log, &params, &storage).await
         }
         None => Err(format!(
             "this jobrunner ({}) does not know the action {:?}",
@@ -425,20 +459,94 @@ pub fn blob_usage(root: &Path) -> std::io::Result<(u64, u64)> {
     }
 }
 
-async fn blob_usage_async(root: &Path) -> std::result::Result<(u64, u64), String> {
-    let r = root.to_path_buf();
-    tokio::task::spawn_blocking(move || blob_usage(&r))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("measure {}: {e}", root.display()))
+/// The image storage a job works on: the configuration, the volume's mount (for the
+/// filesystem driver), and the TLS trust for an object store.
+pub struct Storage {
+    pub config: StorageConfig,
+    pub root: PathBuf,
+    pub trust: Trust,
 }
 
-/// The minimal registry configuration distribution's collector needs: the same storage.
-pub fn gc_config(root: &Path) -> String {
-    format!(
-        "version: 0.1\nlog:\n  level: info\n  formatter: text\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
-        serde_json::to_string(&root.display().to_string()).expect("a string")
-    )
+impl Storage {
+    async fn store(&self) -> std::result::Result<Option<Store>, String> {
+        Store::open(&self.config, &self.trust)
+            .await
+            .map_err(|e| format!("open {}: {e}", self.config.describe()))
+    }
+
+    /// Size and number of the blobs (0 when none).
+    async fn blob_usage(&self) -> std::result::Result<(u64, u64), String> {
+        match self.store().await? {
+            None => {
+                let r = self.root.clone();
+                tokio::task::spawn_blocking(move || blob_usage(&r))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("measure {}: {e}", self.root.display()))
+            }
+            Some(store) => {
+                let prefix = self.config.object_key("/docker/registry/v2/blobs/");
+                let objects = store
+                    .list_all(&prefix)
+                    .await
+                    .map_err(|e| format!("list {}: {e}", self.config.describe()))?;
+                Ok((
+                    objects.iter().map(|(_, size)| size).sum(),
+                    objects.iter().filter(|(k, _)| k.ends_with("/data")).count() as u64,
+                ))
+            }
+        }
+    }
+
+    /// Whether anything was pushed yet.
+    async fn has_repositories(&self) -> std::result::Result<bool, String> {
+        match self.store().await? {
+            None => Ok(self.root.join("docker/registry/v2/repositories").is_dir()),
+            Some(store) => Ok(!store
+                .list(
+                    &self.config.object_key("/docker/registry/v2/repositories/"),
+                    1,
+                )
+                .await
+                .map_err(|e| format!("list {}: {e}", self.config.describe()))?
+                .is_empty()),
+        }
+    }
+
+    /// Whether the storage holds the tag's link.
+    async fn has_tag(
+        &self,
+        store: Option<&Store>,
+        repo: &str,
+        tag: &str,
+    ) -> std::result::Result<bool, String> {
+        let path = crate::storage::tag_link(repo, tag);
+        match store {
+            None => Ok(self.root.join(path.trim_start_matches('/')).is_file()),
+            Some(store) => store
+                .exists(&self.config.object_key(&path))
+                .await
+                .map_err(|e| format!("look {repo}:{tag} up: {e}")),
+        }
+    }
+}
+
+/// The minimal registry configuration distribution's collector needs: the same storage (on
+/// the filesystem driver, the volume as this container mounts it).
+pub fn gc_config(storage: &Storage) -> String {
+    let mut config = storage.config.clone();
+    if config.on_the_volume() {
+        config.params.insert(
+            "rootdirectory".into(),
+            json!(storage.root.display().to_string()),
+        );
+    }
+    json!({
+        "version": "0.1",
+        "log": {"level": "info", "formatter": "text"},
+        "storage": config.section(),
+    })
+    .to_string()
 }
 
 /// `docker-registry garbage-collect` arguments.
@@ -468,6 +576,81 @@ fn gc_line_is_error(line: &str) -> bool {
         || line.to_ascii_lowercase().contains("permission denied")
 }
 
+/// The system's CAs and `--custom-ca-cert-bundle` in one file for the collector, when there is
+/// a custom bundle (otherwise Go's own defaults apply).
+fn ca_bundle(trust: &Trust) -> Option<PathBuf> {
+    let extra = trust.extra_pem.as_ref()?;
+    let mut all = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    all.push('\n');
+    all.push_str(extra);
+    let path = std::env::temp_dir().join(format!("dtr-gc-ca-{}.pem", std::process::id()));
+    crate::runtime::write_private(&path, all.as_bytes()).ok()?;
+    Some(path)
+}
+
+/// `tagreconcile`: every tag whose link the storage does not hold is removed from the tag
+/// table (each removal logged and audited), so that the table matches what can be pulled.
+async fn tag_reconcile(
+    log: &JobLog<'_>,
+    params: &ReconcileParameters,
+    storage: &Storage,
+) -> std::result::Result<Value, String> {
+    let tags: Vec<(i64, String, String)> = log
+        .db
+        .query(
+            "SELECT t.repository_id, r.namespace || '/' || r.name, t.name FROM tags t
+             JOIN repositories r ON r.id = t.repository_id ORDER BY 2, 3",
+            &[],
+        )
+        .await
+        .map_err(|e| format!("list the tags: {e}"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let store = storage.store().await?;
+    let mut missing = Vec::new();
+    for (repo_id, repo, tag) in &tags {
+        if !storage.has_tag(store.as_ref(), repo, tag).await? {
+            missing.push((*repo_id, repo.clone(), tag.clone()));
+        }
+    }
+    log.important(format!(
+        "{} of {} tags have no content in {}",
+        missing.len(),
+        tags.len(),
+        storage.config.describe()
+    ))
+    .await;
+    let mut removed = 0u64;
+    for (repo_id, repo, tag) in &missing {
+        if params.dry_run {
+            log.line(format!("would remove {repo}:{tag}")).await;
+            continue;
+        }
+        let n = log
+            .db
+            .execute(
+                "WITH gone AS (DELETE FROM tags WHERE repository_id = $1 AND name = $2 RETURNING name)
+                 INSERT INTO events (actor, action, object, detail)
+                 SELECT 'tagreconcile', 'tag.delete', $3, $4 FROM gone",
+                &[repo_id, tag, &format!("{repo}:{tag}"), &json!({"reason": "not in the image storage"})],
+            )
+            .await
+            .map_err(|e| format!("remove {repo}:{tag}: {e}"))?;
+        if n > 0 {
+            removed += 1;
+            log.line(format!("removed {repo}:{tag}")).await;
+        }
+    }
+    Ok(json!({
+        "dryRun": params.dry_run,
+        "tags": tags.len(),
+        "missing": missing.len(),
+        "removed": removed,
+        "storage": storage.config.describe(),
+    }))
+}
+
 /// `uid N gid M` of this process (for error messages about file permissions).
 fn process_identity() -> String {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -487,7 +670,7 @@ fn process_identity() -> String {
 async fn gc(
     log: &JobLog<'_>,
     params: &GcParameters,
-    storage: &Path,
+    storage: &Storage,
     bin: &str,
 ) -> std::result::Result<Value, String> {
     let mut waited = 0.0;
@@ -524,16 +707,16 @@ async fn gc(
         log.line("no write token is valid any more").await;
     }
 
-    if !storage.join("docker/registry/v2/repositories").is_dir() {
+    if !storage.has_repositories().await? {
         log.line(format!(
-            "nothing stored yet under {}: nothing to collect",
-            storage.display()
+            "nothing stored yet in {}: nothing to collect",
+            storage.config.describe()
         ))
         .await;
-        let (bytes, blobs) = blob_usage_async(storage).await?;
+        let (bytes, blobs) = storage.blob_usage().await?;
         return Ok(gc_result(params, waited, (bytes, blobs), (bytes, blobs)));
     }
-    let before = blob_usage_async(storage).await?;
+    let before = storage.blob_usage().await?;
     log.line(format!(
         "blobs before: {} bytes in {} blobs",
         before.0, before.1
@@ -546,15 +729,20 @@ async fn gc(
         log.job.id,
         log.job.attempt
     ));
-    std::fs::write(&config, gc_config(storage))
-        .map_err(|e| format!("write {}: {e}", config.display()))?;
+    // it holds the store's credentials: readable by this user only, removed after the run
+    crate::runtime::write_private(&config, gc_config(storage).as_bytes())
+        .map_err(|e| e.to_string())?;
     let args = gc_args(params, &config);
     log.line(format!("running {bin} {}", args.join(" "))).await;
-    let run = run_logged(log, bin, &args).await;
+    let bundle = ca_bundle(&storage.trust);
+    let run = run_logged(log, bin, &args, bundle.as_deref()).await;
     let _ = std::fs::remove_file(&config);
+    if let Some(b) = &bundle {
+        let _ = std::fs::remove_file(b);
+    }
     let (status, error_line) = run?;
 
-    let after = blob_usage_async(storage).await?;
+    let after = storage.blob_usage().await?;
     log.line(format!(
         "blobs after: {} bytes in {} blobs",
         after.0, after.1
@@ -606,8 +794,14 @@ async fn run_logged(
     log: &JobLog<'_>,
     bin: &str,
     args: &[String],
+    ca_bundle: Option<&Path>,
 ) -> std::result::Result<(std::process::ExitStatus, Option<String>), String> {
-    let mut child = tokio::process::Command::new(bin)
+    let mut command = tokio::process::Command::new(bin);
+    if let Some(b) = ca_bundle {
+        // Go's TLS trusts this file (the s3 driver panics with AWS_CA_BUNDLE set)
+        command.env("SSL_CERT_FILE", b).env_remove("AWS_CA_BUNDLE");
+    }
+    let mut child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -648,12 +842,21 @@ mod tests {
 
     #[test]
     fn the_collector_gets_the_registry_storage_and_safe_flags() {
-        let cfg = gc_config(Path::new("/storage"));
-        assert!(cfg.starts_with("version: 0.1\n"), "{cfg}");
-        assert!(
-            cfg.contains("storage:\n  filesystem:\n    rootdirectory: \"/storage\"\n  delete:\n    enabled: true\n"),
-            "{cfg}"
+        let volume = |root: &str| Storage {
+            config: StorageConfig::default(),
+            root: PathBuf::from(root),
+            trust: Trust { extra_pem: None },
+        };
+        let cfg: Value = serde_json::from_str(&gc_config(&volume("/storage"))).unwrap();
+        assert_eq!(cfg["version"], "0.1");
+        assert_eq!(
+            cfg["storage"]["filesystem"],
+            json!({"rootdirectory": "/storage"})
         );
+        assert_eq!(cfg["storage"]["delete"], json!({"enabled": true}));
+        // elsewhere (a test's scratch directory), the collector is pointed there
+        let cfg: Value = serde_json::from_str(&gc_config(&volume("/tmp/x"))).unwrap();
+        assert_eq!(cfg["storage"]["filesystem"]["rootdirectory"], "/tmp/x");
         let args = gc_args(&GcParameters::default(), Path::new("/tmp/c.yml"));
         assert_eq!(
             args,
@@ -862,6 +1065,7 @@ mod tests {
         .await
         .unwrap();
         let runner = Runner {
+            etcd: crate::etcd::Etcd::new(reqwest::Client::new(), vec![]),
             cfg: RoleConfig {
                 component: Component::Jobrunner,
                 replica_id: dtr_core::options::ReplicaId::parse("b0b0b0b0b0b0").unwrap(),
@@ -893,7 +1097,12 @@ mod tests {
                     written: Default::default(),
                     dropped: Default::default(),
                 };
-                let result = gc(&log, &params, storage, &bin).await;
+                let storage = Storage {
+                    config: StorageConfig::default(),
+                    root: storage.clone(),
+                    trust: Trust { extra_pem: None },
+                };
+                let result = gc(&log, &params, &storage, &bin).await;
                 let lines: Vec<String> = jobs::logs(db, job.id, 0, 1000)
                     .await
                     .unwrap()

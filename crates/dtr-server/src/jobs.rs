@@ -34,15 +34,23 @@ pub enum Action {
     Gc,
     /// Applies the metadata database's schema migrations (run after upgrades).
     MetadataStoreMigration,
+    /// Removes the tags whose content the image storage does not hold (after a switch to a
+    /// store that lacks them, or lost notifications): the tag table made to match the store.
+    TagReconcile,
 }
 
 impl Action {
-    pub const ALL: [Action; 2] = [Action::Gc, Action::MetadataStoreMigration];
+    pub const ALL: [Action; 3] = [
+        Action::Gc,
+        Action::MetadataStoreMigration,
+        Action::TagReconcile,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Action::Gc => "gc",
             Action::MetadataStoreMigration => "metadatastoremigration",
+            Action::TagReconcile => "tagreconcile",
         }
     }
 
@@ -68,6 +76,11 @@ impl Action {
                     .map_err(|e| format!("parameters of metadatastoremigration: {e}"))?;
                 Ok(serde_json::to_value(m).expect("serializable"))
             }
+            Action::TagReconcile => {
+                let r: ReconcileParameters = serde_json::from_value(p)
+                    .map_err(|e| format!("parameters of tagreconcile: {e}"))?;
+                Ok(serde_json::to_value(r).expect("serializable"))
+            }
         }
     }
 }
@@ -87,6 +100,14 @@ pub struct MigrationParameters {
     /// replicas not yet replaced leave it to the new ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<i32>,
+}
+
+/// Parameters of `tagreconcile`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ReconcileParameters {
+    /// Only report the tags that would be removed.
+    pub dry_run: bool,
 }
 
 /// Parameters of `gc`.

@@ -15,6 +15,7 @@ pub mod jobrunner;
 pub mod jobs;
 pub mod password;
 pub mod phase2;
+pub mod registry;
 pub mod runtime;
 pub mod storage;
 #[cfg(test)]

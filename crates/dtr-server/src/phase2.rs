@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use dtr_core::component::Component;
 use dtr_core::contract::phase2::{
-    CertRequest, CertResult, Phase2Secrets, ADMIN_PATH, REQUEST_PATH, SEED_DIR, SEED_FILES,
-    USER_KEY_PATH,
+    CertRequest, CertResult, Phase2Secrets, ADMIN_PATH, CUSTOM_CA, REQUEST_PATH, SEED_DIR,
+    SEED_FILES, USER_KEY_PATH,
 };
 use dtr_core::options::ReplicaId;
 use dtr_core::pki::{self, Usage};
@@ -150,6 +150,9 @@ pub fn write_certs(ca_dir: &Path, req: &CertRequest, secrets: Phase2Secrets) -> 
         }
     }
     write_notify_token(ca_dir, req)?;
+    if let Some(bundle) = &req.custom_ca_bundle {
+        write_file(&ca_dir.join(CUSTOM_CA), bundle.as_bytes(), 0o644, 0)?;
+    }
 
     let nginx_uid = req
         .components
@@ -219,7 +222,7 @@ pub fn write_certs(ca_dir: &Path, req: &CertRequest, secrets: Phase2Secrets) -> 
 /// there is then reused like on a re-run of install.
 fn install_seed(ca_dir: &Path, seed: &[(String, Secret<Vec<u8>>)]) -> Result<()> {
     for (rel, contents) in seed {
-        let Some((_, mode, owner)) = SEED_FILES.iter().find(|(p, _, _)| p == rel) else {
+        let Some(file) = SEED_FILES.iter().find(|f| f.path == rel) else {
             return Err(Error::Phase2 {
                 step: "certs".into(),
                 message: format!("unexpected cluster file {rel}"),
@@ -237,8 +240,8 @@ fn install_seed(ca_dir: &Path, seed: &[(String, Secret<Vec<u8>>)]) -> Result<()>
         write_file(
             &path,
             contents.expose(),
-            *mode,
-            owner.map_or(0, Component::uid),
+            file.mode,
+            file.owner.map_or(0, Component::uid),
         )?;
     }
     Ok(())
@@ -285,7 +288,8 @@ pub fn run_certs() -> Result<()> {
         Err(_) => None,
     };
     let mut seed = Vec::new();
-    for (rel, _, _) in SEED_FILES {
+    for file in SEED_FILES {
+        let rel = file.path;
         let path = Path::new(SEED_DIR).join(rel);
         if let Ok(bytes) = fs::read(&path) {
             let _ = fs::remove_file(&path);
@@ -327,6 +331,7 @@ mod tests {
                 .collect(),
             external_names: vec!["node1".into(), "127.0.0.1".into()],
             user_cert: None,
+            custom_ca_bundle: Some("-----BEGIN CERTIFICATE-----\n".into()),
         };
         let admin = r#"{"username":"admin","password_hash":"$argon2id$x"}"#;
         let secrets = Phase2Secrets {
@@ -350,6 +355,7 @@ mod tests {
         );
         assert_eq!(meta("api/admin.json").uid(), Component::Api.uid());
         assert_eq!(meta("api/admin.json").mode() & 0o777, 0o600);
+        assert_eq!(meta(CUSTOM_CA).mode() & 0o777, 0o644);
         let token = fs::read_to_string(dir.path().join("api/notify-token")).unwrap();
         assert_eq!(token.len(), 64);
         assert_eq!(

@@ -2,6 +2,7 @@
 //! TLS set-up from the replica's certificates, and plain log lines on stderr.
 
 use std::io::BufReader;
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -78,19 +79,7 @@ impl RoleConfig {
 
     /// TLS client config: trusts only the cluster CA, presents this component's certificate.
     pub fn client_tls(&self) -> Result<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in self.ca_certs()? {
-            roots.add(c).map_err(|e| Error::tls("cluster CA", e))?;
-        }
-        let (certs, key) = self.identity()?;
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::tls("protocol versions", e))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .map_err(|e| Error::tls("client certificate", e))
+        client_tls(&self.ca_dir, self.component.name())
     }
 
     pub fn http_client(&self) -> Result<reqwest::Client> {
@@ -101,6 +90,23 @@ impl RoleConfig {
             .build()
             .map_err(|e| Error::tls("HTTP client", e))
     }
+}
+
+/// TLS client config from the dtr-ca volume at `ca_dir`: trusts only the cluster CA, presents
+/// the certificate of `component` (its directory in the volume).
+pub fn client_tls(ca_dir: &str, component: &str) -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in read_certs(&format!("{ca_dir}/ca.pem"))? {
+        roots.add(c).map_err(|e| Error::tls("cluster CA", e))?;
+    }
+    let certs = read_certs(&format!("{ca_dir}/{component}/cert.pem"))?;
+    let key = read_key(&format!("{ca_dir}/{component}/key.pem"))?;
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::tls("protocol versions", e))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| Error::tls("client certificate", e))
 }
 
 fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>> {
@@ -115,6 +121,21 @@ fn read_key(path: &str) -> Result<PrivateKeyDer<'static>> {
     rustls_pemfile::private_key(&mut BufReader::new(&data[..]))
         .map_err(|e| Error::io(format!("parse {path}"), e))?
         .ok_or_else(|| Error::tls(path, "no private key in it"))
+}
+
+/// Writes `data` to `path` readable by this user only (a configuration with credentials).
+pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+    f.write_all(data)
+        .map_err(|e| Error::io(format!("write {}", path.display()), e))
 }
 
 /// One log line on stderr: `2026-11-23T10:00:00Z INFO  message`.

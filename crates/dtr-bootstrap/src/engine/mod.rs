@@ -54,6 +54,10 @@ pub fn classify(e: &bollard::errors::Error) -> DockerFailure {
                 || message.contains("port is already allocated")
             {
                 DockerFailure::PortInUse
+            } else if message.contains("error while mounting volume")
+                || message.contains("failed to mount local volume")
+            {
+                DockerFailure::MountFailed
             } else if message.contains("active endpoints") {
                 DockerFailure::ActiveEndpoints
             } else if *status_code == 404 {
@@ -533,6 +537,9 @@ impl Engine {
         let request = VolumeCreateRequest {
             name: Some(spec.name.clone()),
             labels: Some(spec.labels.clone().into_iter().collect()),
+            driver: (!spec.driver_opts.is_empty()).then(|| "local".to_string()),
+            driver_opts: (!spec.driver_opts.is_empty())
+                .then(|| spec.driver_opts.clone().into_iter().collect()),
             ..Default::default()
         };
         self.docker

@@ -12,8 +12,11 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use dtr_core::component::Component;
 use dtr_core::contract::phase2::{SeedFiles, SEED_FILES};
+use dtr_core::contract::storage::StoredStorage;
 use dtr_core::contract::STORAGE_MOUNT;
-use dtr_core::options::{ExternalUrl, LogLevel, Proxies, ReplicaId, Storage};
+use dtr_core::options::{ExternalUrl, LogLevel, NfsStorage, Proxies, ReplicaId, Storage};
+
+use crate::plan::labels;
 use dtr_core::pki::UserCertPublic;
 use dtr_core::secret::Secret;
 
@@ -27,6 +30,9 @@ pub struct Settings {
     pub external_url: Option<String>,
     /// The registry's `/storage`: a volume name or an absolute host path.
     pub storage: String,
+    /// When that volume mounts an NFS export: the export (`--nfs-storage-url` and options).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<NfsStorage>,
     pub log_level: String,
     pub http_proxy: Option<String>,
     pub https_proxy: Option<String>,
@@ -54,14 +60,40 @@ impl Settings {
         }
     }
 
-    /// The storage for `replica`: its own default volume when the saved volume is the one
-    /// named after it, otherwise the saved volume or path itself.
+    /// The storage for `replica`: the same NFS export, its own default volume when the saved
+    /// volume is the one named after it, otherwise the saved volume or path itself.
     pub fn storage_for(&self, replica: &ReplicaId) -> Result<Storage> {
+        if let Some(nfs) = &self.nfs {
+            return Ok(Storage::Nfs(nfs.clone()));
+        }
         if self.storage == format!("dtr-registry-{replica}") {
             return Ok(Storage::DefaultVolume);
         }
         Ok(Storage::parse(Some(&self.storage))?)
     }
+}
+
+/// The cluster's storage configuration as the api recorded it in etcd (`/dtr/storage`), read
+/// through replica `via`; the replica's volume when none was ever set.
+pub async fn cluster_storage(engine: &Engine, via: &ReplicaId) -> Result<StoredStorage> {
+    let out = crate::ops::cluster::etcdctl(
+        engine,
+        via,
+        &[
+            "get",
+            dtr_core::contract::storage::KEY,
+            "--print-value-only",
+        ],
+    )
+    .await?;
+    if out.trim().is_empty() {
+        return Ok(StoredStorage::default());
+    }
+    serde_json::from_str(out.trim()).map_err(|e| Error::ClusterCommand {
+        command: format!("etcdctl get {}", dtr_core::contract::storage::KEY),
+        container: Component::Etcd.container_name(via),
+        output: format!("the storage configuration is unreadable: {e}"),
+    })
 }
 
 pub struct ClusterConfig {
@@ -94,11 +126,17 @@ impl ClusterConfig {
                     "{registry_name} has no /storage mount: cannot tell where the cluster keeps its images"
                 ),
             })?;
+        // an NFS volume's labels record the export it mounts
+        let nfs = match engine.volume(&storage).await? {
+            Some(v) if !v.options.is_empty() => labels::nfs_of(&v.labels),
+            _ => None,
+        };
         let settings = Settings {
             external_url: env
                 .get(dtr_core::contract::env::CLUSTER_EXTERNAL_URL)
                 .cloned(),
             storage,
+            nfs,
             log_level: env
                 .get("LOG_LEVEL")
                 .cloned()
@@ -116,7 +154,7 @@ impl ClusterConfig {
             .await?;
         let wanted: Vec<&str> = SEED_FILES
             .iter()
-            .map(|(p, _, _)| *p)
+            .map(|f| f.path)
             .chain(EXTERNAL_FILES.iter().copied())
             .collect();
         let files = read_ca_archive(&archive, &wanted)?;
@@ -128,15 +166,18 @@ impl ClusterConfig {
         Ok(config)
     }
 
-    /// The shared files a new replica's phase 2 needs (`SEED_FILES`), or the first one missing.
+    /// The shared files a new replica's phase 2 needs (`SEED_FILES`: the required ones and
+    /// the others the cluster has), or the first required one missing.
     pub fn seed(&self) -> std::result::Result<SeedFiles, String> {
-        SEED_FILES
-            .iter()
-            .map(|(rel, _, _)| match self.files.get(*rel) {
-                Some(bytes) => Ok((rel.to_string(), bytes.clone())),
-                None => Err(rel.to_string()),
-            })
-            .collect()
+        let mut out = Vec::new();
+        for f in SEED_FILES {
+            match self.files.get(f.path) {
+                Some(bytes) => out.push((f.path.to_string(), bytes.clone())),
+                None if f.required => return Err(f.path.to_string()),
+                None => {}
+            }
+        }
+        Ok(out)
     }
 
     /// The user's own HTTPS certificate and key, when they brought one (its CA is not the

@@ -46,7 +46,10 @@ pub async fn install(
             steps::volumes(&apply, &plan).await?;
             let certs =
                 steps::certificates_and_containers(&apply, &plan, &secrets, "phase 2").await?;
-            apply.start_in_order(&plan.containers).await?;
+            apply
+                .start_in_order(&plan.containers)
+                .await
+                .map_err(|e| steps::explain_storage(e, &opts.storage, &plan.replica_id))?;
             steps::verify(&engine, &plan, reporter).await?;
             Ok(certs)
         })

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use dtr_core::component::Component;
 use dtr_core::contract::phase2::Phase2Secrets;
-use dtr_core::options::{ReplicaId, Storage};
+use dtr_core::options::{NfsStorage, ReplicaId, Storage};
 use dtr_core::version;
 
 use crate::engine::apply::{Apply, Undo};
@@ -35,6 +35,8 @@ pub struct JoinOptions {
     pub https_port: u16,
     pub db_cache_mb: Option<u32>,
     pub skip_network_test: bool,
+    /// `--nfs-storage-url` and its options, restated: refused unless the cluster's.
+    pub nfs: Option<NfsStorage>,
     pub unsafe_join: bool,
     /// `--ignore-preflight-errors`.
     pub ignore_checks: Vec<&'static str>,
@@ -83,7 +85,10 @@ pub async fn join(
             .await?;
             let member = add_learner(&apply, &cluster.existing, &plan.replica_id).await?;
             start_and_promote(&engine, &plan, &cluster.existing, &member, reporter).await?;
-            apply.start_in_order(&plan.containers).await?;
+            apply
+                .start_in_order(&plan.containers)
+                .await
+                .map_err(|e| steps::explain_storage(e, &settings.storage, &plan.replica_id))?;
             wait_for_database_sync(&engine, &cluster.existing, &plan.replica_id, reporter).await?;
             steps::verify(&engine, &plan, reporter).await
         })
@@ -230,7 +235,7 @@ async fn read_settings(
         cluster_settings(engine, &cluster.existing, opts, &cluster.members).await?;
     step.done(format!(
         "storage {}, log level {}",
-        describe_storage(&settings.storage),
+        settings.storage.describe(&settings.replica_id),
         settings.log_level.as_str()
     ));
     Ok((settings, secrets))
@@ -592,8 +597,27 @@ async fn cluster_settings(
         opts.replica_id.to_string(),
         dtr_core::component::etcd_peer_url(&opts.replica_id),
     ));
-    // every replica shares the existing replica's storage, by its name
-    let storage = Storage::parse(Some(&config.settings.storage))?;
+    // every replica shares the existing replica's storage: the same NFS export, or the volume
+    // by its name
+    let storage = match &config.settings.nfs {
+        Some(nfs) => Storage::Nfs(nfs.clone()),
+        None => Storage::parse(Some(&config.settings.storage))?,
+    };
+    if let Some(given) = &opts.nfs {
+        if config.settings.nfs.as_ref() != Some(given) {
+            return Err(Error::Refused {
+                operation: "join",
+                reasons: vec![format!(
+                    "--nfs-storage-url {} (options {:?}, async {}) is not the cluster's storage ({})",
+                    given.url,
+                    given.options.as_deref().unwrap_or("default"),
+                    given.async_nfs,
+                    storage.describe(existing)
+                )],
+                hint: "a joining replica uses the cluster's storage: leave the NFS flags out, or change the cluster's with `dtr reconfigure --nfs-storage-url`".into(),
+            });
+        }
+    }
     let settings = ReplicaSettings {
         replica_id: opts.replica_id.clone(),
         http_port: opts.http_port,
@@ -607,6 +631,8 @@ async fn cluster_settings(
         db_cache_mb: opts.db_cache_mb,
         etcd_initial_cluster: initial,
         etcd_cluster_state: "existing",
+        // the cluster's comes with the shared files
+        custom_ca_bundle: None,
     };
     let secrets = Phase2Secrets {
         user_key,
@@ -614,14 +640,6 @@ async fn cluster_settings(
         seed,
     };
     Ok((settings, secrets))
-}
-
-fn describe_storage(s: &Storage) -> String {
-    match s {
-        Storage::DefaultVolume => "the replica's own volume".into(),
-        Storage::NamedVolume(v) => format!("volume {v} (shared)"),
-        Storage::HostPath(p) => format!("host path {} (shared)", p.display()),
-    }
 }
 
 #[cfg(test)]

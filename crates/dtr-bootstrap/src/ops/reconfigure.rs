@@ -1,15 +1,19 @@
 //! `dtr reconfigure`: changes the settings of a running cluster. Only the flags given change;
 //! every other value is read back from the running containers (`plan::running`).
 //!
-//! Cluster-wide (every replica): external URL, HTTPS certificate, storage volume, log level,
-//! proxies. Per replica (the one named by `--existing-replica-id`, as the original): its HTTP
-//! and HTTPS ports and its database cache. Everything is validated before anything changes;
-//! then, replica by replica, the new certificate files are written into its dtr-ca volume and
-//! every container whose spec changed is replaced (`ops::replace`, health-waited); nginx is
-//! restarted when only its certificate changed.
+//! Cluster-wide (every replica): external URL, HTTPS certificate, the image storage's volume
+//! (`--dtr-storage-volume`, `--nfs-storage-url`; an object store is set through the API), the
+//! custom CA bundle, log level, proxies. Per replica (the one named by `--existing-replica-id`,
+//! as the original): its HTTP and HTTPS ports and its database cache. Everything is validated
+//! before anything changes — a storage switch also counts the tags the new storage lacks and
+//! is refused while there are any, unless `--storage-migrated` — then, replica by replica, the
+//! new files are written into its dtr-ca volume, an NFS volume is made on its node, and every
+//! container whose spec changed is replaced (`ops::replace`, health-waited); the containers
+//! that read a changed file are restarted. A failure removes the volumes this run made.
 
 use std::collections::BTreeMap;
 
+use crate::engine::apply::Apply;
 use crate::engine::{Engine, Target};
 use crate::error::{Error, Result};
 use crate::ops::cluster::{self, Chooser, ClusterView};
@@ -35,6 +39,8 @@ pub struct Changes {
     pub tls: Option<TlsMaterial>,
     pub storage: Option<Storage>,
     pub storage_migrated: bool,
+    /// `--custom-ca-cert-bundle`.
+    pub custom_ca_bundle: Option<String>,
     pub log_level: Option<LogLevel>,
     /// `Some("")` removes the proxy.
     pub http_proxy: Option<String>,
@@ -50,6 +56,7 @@ impl Changes {
             && self.external_url.is_none()
             && self.tls.is_none()
             && self.storage.is_none()
+            && self.custom_ca_bundle.is_none()
             && self.log_level.is_none()
             && self.http_proxy.is_none()
             && self.https_proxy.is_none()
@@ -180,27 +187,65 @@ pub async fn reconfigure(
     validate(&engine, &changes, &existing, &plans, reporter).await?;
     step.done("valid");
 
+    let apply = Apply::new(&engine, reporter);
+    let changed = apply
+        .run("reconfigure", apply_changes(&apply, &changes, &plans))
+        .await?;
+    Ok(ReconfigureReport { existing, changed })
+}
+
+/// Replica by replica: the files, the storage volume, the containers.
+async fn apply_changes(
+    apply: &Apply<'_>,
+    changes: &Changes,
+    plans: &[ReplicaPlan],
+) -> Result<BTreeMap<ReplicaId, Vec<String>>> {
+    let (engine, reporter) = (apply.engine, apply.reporter);
     let replacer = Replacer {
-        engine: &engine,
+        engine,
         reporter,
         max_wait: None,
     };
     let mut changed = BTreeMap::new();
-    for plan in &plans {
+    for plan in plans {
         let mut done = Vec::new();
         if let Some(tls) = &changes.tls {
-            write_certificate(&engine, &plan.id, tls).await?;
+            write_certificate(engine, &plan.id, tls).await?;
+        }
+        if let Some(bundle) = &changes.custom_ca_bundle {
+            write_custom_ca(engine, &plan.id, bundle).await?;
+        }
+        if let Some(storage) = &changes.storage {
+            // the NFS volume is made on the replica's node (a named volume was checked)
+            let volumes = crate::plan::storage_volumes(storage, &plan.id, version::VERSION);
+            apply.volumes(&volumes).await?;
         }
         for spec in &plan.specs {
-            let outcome = replacer.replace(spec).await?;
-            let restart_for_cert = changes.tls.is_some() && spec.component == Component::Nginx;
-            match outcome {
-                Outcome::Replaced => done.push(spec.name.clone()),
-                Outcome::Kept if restart_for_cert => {
-                    let step = reporter.step(format!("restart {} (new certificate)", spec.name));
+            let outcome = match (replacer.replace(spec).await, &changes.storage) {
+                (Err(e), Some(storage)) => {
+                    return Err(steps::explain_storage(e, storage, &plan.id))
+                }
+                (result, _) => result?,
+            };
+            let restart_for = if changes.tls.is_some() && spec.component == Component::Nginx {
+                Some("new certificate")
+            } else if changes.custom_ca_bundle.is_some()
+                && matches!(
+                    spec.component,
+                    Component::Registry | Component::Api | Component::Jobrunner
+                )
+            {
+                Some("new custom CA bundle")
+            } else {
+                None
+            };
+            match (outcome, restart_for) {
+                (Outcome::Replaced, _) => done.push(spec.name.clone()),
+                (Outcome::Kept, Some(why)) => {
+                    let step = reporter.step(format!("restart {} ({why})", spec.name));
                     engine.restart(&spec.name).await?;
                     crate::engine::probe::wait_healthy_step(
-                        &engine,
+                        engine,
                         &spec.name,
                         &spec.health.command,
                         spec.readiness_timeout,
@@ -210,12 +255,12 @@ pub async fn reconfigure(
                     step.done("healthy");
                     done.push(spec.name.clone());
                 }
-                Outcome::Kept => {}
+                (Outcome::Kept, None) => {}
             }
         }
         changed.insert(plan.id.clone(), done);
     }
-    Ok(ReconfigureReport { existing, changed })
+    Ok(changed)
 }
 
 /// Everything that can be checked before a container is touched.
@@ -306,19 +351,138 @@ async fn validate(
                 }));
             }
         }
-        if !changes.storage_migrated {
-            reporter.warn(
-                "switching the image storage: the new storage must already hold the images \
-                 (copy them first, then pass --storage-migrated to say so); tags and manifests \
-                 stay in the metadata database, and pulling an image whose blobs are not in the \
-                 new storage fails",
-            );
+        let cluster = crate::ops::config::cluster_storage(engine, existing).await?;
+        if !cluster.config.on_the_volume() {
+            reporter.warn(format!(
+                "the cluster's images are in {} (set through the API): the new volume is used once the storage is set back to the filesystem driver",
+                cluster.config.describe()
+            ));
+        } else if !changes.storage_migrated {
+            if let Storage::Nfs(_) = storage {
+                reporter.warn("switching to NFS: the tags are kept; the export must hold the images already (copy them first; this bootstrapper cannot look into an NFS export before it is mounted)");
+            } else {
+                check_tags_in(engine, storage, existing, reporter).await?;
+            }
         }
         if plans.len() > 1 && matches!(storage, Storage::DefaultVolume) {
             reporter.warn("every replica must reach the same image storage: a local volume is not shared between nodes");
         }
     }
     Ok(())
+}
+
+/// A switch to `storage` (a volume or a host path) is refused while it lacks content the tags
+/// point at: the tags the database knows, looked up in the new storage by a throw-away
+/// container that mounts it.
+async fn check_tags_in(
+    engine: &Engine,
+    storage: &Storage,
+    existing: &ReplicaId,
+    reporter: &Reporter,
+) -> Result<()> {
+    let leader = cluster::db_members(engine, existing)
+        .await?
+        .into_iter()
+        .find(|m| m.role == "leader")
+        .and_then(|m| ReplicaId::parse(&m.name).ok())
+        .unwrap_or_else(|| existing.clone());
+    let out = cluster::psql(
+        engine,
+        &leader,
+        dtr_core::contract::db::DATABASE,
+        "SELECT r.namespace || '/' || r.name || '/_manifests/tags/' || t.name FROM tags t JOIN repositories r ON r.id = t.repository_id ORDER BY 1",
+    )
+    .await?;
+    let tags: Vec<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let list = tags.join("\n") + "\n";
+    let spec = tag_check_spec(storage, existing);
+    let out = engine
+        .run_once(
+            &spec,
+            Some(&crate::plan::Uploads {
+                dir: "/run",
+                files: vec![("dtr-tags.txt", list.as_bytes(), 0o644)],
+            }),
+        )
+        .await?;
+    let missing: Vec<&str> = out.stdout.lines().filter(|l| !l.is_empty()).collect();
+    if out.exit_code != 0 {
+        return Err(Error::ClusterCommand {
+            command: "look the tags up in the new storage".into(),
+            container: spec.name,
+            output: out.stderr,
+        });
+    }
+    if missing.is_empty() {
+        reporter.info(format!(
+            "the new storage holds the content of all {} tags",
+            tags.len()
+        ));
+        return Ok(());
+    }
+    Err(Error::Refused {
+        operation: "reconfigure",
+        reasons: vec![format!(
+            "{} of {} tags point at content the new storage does not hold (e.g. {})",
+            missing.len(),
+            tags.len(),
+            missing
+                .iter()
+                .take(5)
+                .map(|m| m.replace("/_manifests/tags/", ":"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )],
+        hint: "copy the images into the new storage first, then pass --storage-migrated; or switch anyway with --storage-migrated and remove the tags the new storage lacks with the tagreconcile job (POST /api/v0/jobs {\"action\": \"tagreconcile\"})".into(),
+    })
+}
+
+/// The throw-away container that prints each tag (`<repo>/_manifests/tags/<tag>` of
+/// `/run/dtr-tags.txt`) whose link is not in `storage`.
+fn tag_check_spec(storage: &Storage, replica: &ReplicaId) -> crate::plan::OneShotSpec {
+    let mut mount = crate::plan::storage_mount(storage, replica);
+    mount.read_only = true;
+    crate::plan::OneShotSpec {
+        name: format!("dtr-storage-check-{replica}"),
+        image: version::bootstrapper_image(),
+        entrypoint: Some(vec![
+            "bash".into(),
+            "-c".into(),
+            "while IFS= read -r t; do [ -f \"/storage/docker/registry/v2/repositories/$t/current/link\" ] || printf '%s\\n' \"$t\"; done < /run/dtr-tags.txt".into(),
+        ]),
+        command: Vec::new(),
+        user: None,
+        labels: labels::helper(replica, version::VERSION),
+        network: crate::plan::OneShotNetwork::None,
+        mounts: vec![mount],
+        ports: Vec::new(),
+    }
+}
+
+/// `--custom-ca-cert-bundle` into the replica's dtr-ca volume, as phase 2 writes it.
+async fn write_custom_ca(engine: &Engine, rid: &ReplicaId, bundle: &str) -> Result<()> {
+    let l: std::collections::HashMap<String, String> =
+        labels::helper(rid, version::VERSION).into_iter().collect();
+    engine
+        .write_into_volume(
+            &volume_name("ca", rid),
+            &format!("dtr-reconfigure-{rid}"),
+            &[(
+                dtr_core::contract::phase2::CUSTOM_CA,
+                bundle.as_bytes(),
+                0o644,
+            )],
+            0,
+            l,
+        )
+        .await
 }
 
 /// The user's certificate, key and CA into the replica's dtr-ca volume (`external/`), as

@@ -47,6 +47,8 @@ pub struct RestoreOptions {
     pub keys: crypt::Keys,
     /// `--ignore-preflight-errors`.
     pub ignore_checks: Vec<&'static str>,
+    /// `--custom-ca-cert-bundle`; `None`: the backup's.
+    pub custom_ca_bundle: Option<String>,
 }
 
 pub struct RestoreReport {
@@ -74,6 +76,18 @@ pub struct CheckedBackup {
 impl CheckedBackup {
     fn path(&self, rel: &str) -> PathBuf {
         self.dir.join(rel)
+    }
+
+    /// The storage configuration the backup's etcd keys hold (`/dtr/storage`): an object
+    /// store comes back with them; the replica's volume when none was set.
+    pub fn object_storage(&self) -> Option<dtr_core::contract::storage::StoredStorage> {
+        let key = self
+            .etcd
+            .keys
+            .iter()
+            .find(|k| k.key == dtr_core::contract::storage::KEY)?;
+        let raw = data_encoding::BASE64.decode(key.value.as_bytes()).ok()?;
+        serde_json::from_slice(&raw).ok()
     }
 }
 
@@ -117,9 +131,15 @@ pub fn read_backup<R: Read>(
         .filter(|rel| !listed(rel))
         .collect();
     let mut files = BTreeMap::new();
+    let optional = |rel: &str| {
+        config::EXTERNAL_FILES.contains(&rel)
+            || dtr_core::contract::phase2::SEED_FILES
+                .iter()
+                .any(|f| f.path == rel && !f.required)
+    };
     for rel in dtr_core::contract::phase2::SEED_FILES
         .iter()
-        .map(|(p, _, _)| *p)
+        .map(|f| f.path)
         .chain(config::EXTERNAL_FILES.iter().copied())
     {
         let entry = format!("{}{rel}", backup::CA_PREFIX);
@@ -127,7 +147,7 @@ pub fn read_backup<R: Read>(
             Ok(bytes) => {
                 files.insert(rel.to_string(), Secret::new(bytes));
             }
-            Err(_) if config::EXTERNAL_FILES.contains(&rel) => {}
+            Err(_) if optional(rel) => {}
             Err(_) => missing.push(entry),
         }
     }
@@ -207,12 +227,21 @@ pub async fn restore<R: Read + Send + 'static>(
     };
     let (engine, facts) = steps::preflight(&engine, &request, reporter).await?;
     let plan = plan::restore_plan(&settings, &facts);
+    let images = match checked
+        .object_storage()
+        .filter(|s| !s.config.on_the_volume())
+    {
+        // the object store comes back with the etcd keys; the volume is mounted, unused
+        Some(s) => format!("{}, as the backup recorded", s.config.describe()),
+        None if opts.storage.is_none() => format!(
+            "{}, as the backup recorded",
+            settings.storage.describe(&replica_id)
+        ),
+        None => settings.storage.describe(&replica_id),
+    };
     reporter.info(format!(
-        "restoring into replica {} of dtr {} on node {} (images: {})",
-        plan.replica_id,
-        plan.version,
-        plan.node,
-        describe_storage(&settings.storage, &replica_id)
+        "restoring into replica {} of dtr {} on node {} (images: {images})",
+        plan.replica_id, plan.version, plan.node
     ));
     steps::log_plan(reporter, &plan);
 
@@ -235,7 +264,10 @@ pub async fn restore<R: Read + Send + 'static>(
                 .partition(|c| matches!(c.component, Component::Etcd | Component::Rethinkdb));
             apply.start_in_order(&stores).await?;
             load_data(&engine, &replica_id, &checked, reporter).await?;
-            apply.start_in_order(&services).await?;
+            apply
+                .start_in_order(&services)
+                .await
+                .map_err(|e| steps::explain_storage(e, &settings.storage, &replica_id))?;
             steps::verify(&engine, &plan, reporter).await?;
             Ok((certs, counts(&engine, &replica_id).await?))
         })
@@ -346,6 +378,8 @@ fn replica_settings(
             dtr_core::component::etcd_peer_url(&replica_id),
         )],
         etcd_cluster_state: "new",
+        // the backup's, if any, comes with the shared files; the flag replaces it
+        custom_ca_bundle: opts.custom_ca_bundle.clone(),
     };
 
     let secrets = Phase2Secrets {
@@ -377,14 +411,6 @@ async fn load_data(
         step.done("one transaction");
     }
     Ok(())
-}
-
-fn describe_storage(s: &Storage, replica: &ReplicaId) -> String {
-    match s {
-        Storage::DefaultVolume => format!("volume dtr-registry-{replica}"),
-        Storage::NamedVolume(v) => format!("volume {v}"),
-        Storage::HostPath(p) => format!("host path {}", p.display()),
-    }
 }
 
 /// Each key's value is copied into the etcd container as a file and put from there: values

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use dtr_core::component::{Component, NGINX_HTTPS_PORT};
 use dtr_core::contract::phase2::{CertResult, Phase2Secrets};
+use dtr_core::options::{ReplicaId, Storage};
 
 use crate::engine::apply::Apply;
 use crate::engine::{Engine, Target};
-use crate::error::{Error, Result};
+use crate::error::{DockerFailure, Error, Result};
 use crate::ops::preflight::{self, PreflightRequest};
 use crate::plan::{InstallPlan, TargetFacts};
 use crate::report::Reporter;
@@ -101,6 +102,22 @@ pub async fn certificates_and_containers(
     Ok(certs)
 }
 
+/// A failure to start a container whose volume is the NFS export of `storage`, named as such
+/// (which export, which volume); any other error unchanged.
+pub fn explain_storage(e: Error, storage: &Storage, replica: &ReplicaId) -> Error {
+    let Storage::Nfs(nfs) = storage else {
+        return e;
+    };
+    if !e.is_docker(DockerFailure::MountFailed) {
+        return e;
+    }
+    Error::NfsMount {
+        url: nfs.url.clone(),
+        volume: crate::plan::volume_name("nfs-registry", replica),
+        reason: e.summary(),
+    }
+}
+
 /// The whole chain, as a client sees it: nginx's TLS, routing to the api, and the api's view of
 /// every component (`/_ping` answers 200). Checked from inside the nginx container, so it also
 /// works when dtr itself runs in a container without a route to the host's ports.
@@ -119,7 +136,7 @@ pub async fn verify(engine: &Engine, plan: &InstallPlan, reporter: &Reporter) ->
 /// `verify` without its progress line (upgrade and reconfigure report it as part of a replica).
 pub(crate) async fn verify_ping(
     engine: &Engine,
-    replica: &dtr_core::options::ReplicaId,
+    replica: &ReplicaId,
     user_cert: bool,
 ) -> Result<()> {
     let nginx = Component::Nginx.container_name(replica);

@@ -46,6 +46,37 @@ pub fn volume(replica: &ReplicaId, version: &str, kind: &str) -> BTreeMap<String
     l
 }
 
+/// The NFS export an `nfs-registry` volume mounts, as given (`--nfs-storage-url`,
+/// `--nfs-options`, `--async-nfs`): how `join`, `backup` and `reconfigure` read the cluster's
+/// NFS storage back.
+pub const NFS_URL: &str = "com.docker.dtr.nfs.url";
+pub const NFS_OPTIONS: &str = "com.docker.dtr.nfs.options";
+pub const NFS_ASYNC: &str = "com.docker.dtr.nfs.async";
+
+pub fn nfs_volume(
+    replica: &ReplicaId,
+    version: &str,
+    nfs: &dtr_core::options::NfsStorage,
+) -> BTreeMap<String, String> {
+    let mut l = volume(replica, version, "registry");
+    l.insert(NFS_URL.into(), nfs.url.clone());
+    if let Some(o) = &nfs.options {
+        l.insert(NFS_OPTIONS.into(), o.clone());
+    }
+    l.insert(NFS_ASYNC.into(), nfs.async_nfs.to_string());
+    l
+}
+
+/// The NFS storage an `nfs-registry` volume's labels record, if they do.
+pub fn nfs_of(labels: &BTreeMap<String, String>) -> Option<dtr_core::options::NfsStorage> {
+    dtr_core::options::NfsStorage::parse(
+        labels.get(NFS_URL)?,
+        labels.get(NFS_OPTIONS).map(String::as_str),
+        labels.get(NFS_ASYNC).is_some_and(|v| v == "true"),
+    )
+    .ok()
+}
+
 pub fn network(version: &str, kind: &str) -> BTreeMap<String, String> {
     let mut l = base(version);
     l.insert(NETWORK_KIND.into(), kind.into());

@@ -51,6 +51,10 @@ pub struct VolumeSpec {
     pub kind: &'static str,
     /// Labels set when the volume is created; an existing volume is reused as it is.
     pub labels: BTreeMap<String, String>,
+    /// The volume driver's options (the local driver's `type=nfs` volume); none for a plain
+    /// local volume.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -263,12 +267,42 @@ pub fn storage_mount(storage: &Storage, rid: &ReplicaId) -> MountSpec {
         Storage::DefaultVolume => (volume_name("registry", rid), false),
         Storage::NamedVolume(v) => (v.clone(), false),
         Storage::HostPath(p) => (p.display().to_string(), true),
+        Storage::Nfs(_) => (volume_name("nfs-registry", rid), false),
     };
     MountSpec {
         source,
         target: STORAGE_MOUNT.into(),
         read_only: false,
         bind,
+    }
+}
+
+/// The volume the image storage needs on the replica's node, if any: the replica's own, the
+/// user's (made if missing, but not labelled as the replica's, so that destroy never removes
+/// image data the user pointed us at), or the NFS mount; none for a host path.
+pub fn storage_volumes(storage: &Storage, rid: &ReplicaId, version: &str) -> Vec<VolumeSpec> {
+    match storage {
+        Storage::DefaultVolume => vec![VolumeSpec {
+            name: volume_name("registry", rid),
+            kind: "registry",
+            labels: labels::volume(rid, version, "registry"),
+            driver_opts: BTreeMap::new(),
+        }],
+        Storage::NamedVolume(v) => vec![VolumeSpec {
+            name: v.clone(),
+            kind: "registry",
+            labels: BTreeMap::new(),
+            driver_opts: BTreeMap::new(),
+        }],
+        Storage::HostPath(_) => vec![],
+        // the image data is on the NFS server: the volume is only how the node mounts it,
+        // and is the replica's (destroy removes it, not the data)
+        Storage::Nfs(nfs) => vec![VolumeSpec {
+            name: volume_name("nfs-registry", rid),
+            kind: "registry",
+            labels: labels::nfs_volume(rid, version, nfs),
+            driver_opts: nfs.driver_opts(),
+        }],
     }
 }
 
@@ -308,6 +342,9 @@ pub struct ReplicaSettings {
     /// cluster is `new` (install) or `existing` (join).
     pub etcd_initial_cluster: Vec<(String, String)>,
     pub etcd_cluster_state: &'static str,
+    /// `--custom-ca-cert-bundle`, written by phase 2; `None` keeps what the volume has (a join
+    /// brings the cluster's with the shared files).
+    pub custom_ca_bundle: Option<String>,
 }
 
 impl ReplicaSettings {
@@ -328,6 +365,7 @@ impl ReplicaSettings {
                 dtr_core::component::etcd_peer_url(&opts.replica_id),
             )],
             etcd_cluster_state: "new",
+            custom_ca_bundle: opts.custom_ca_bundle.clone(),
         }
     }
 }
@@ -405,23 +443,10 @@ fn replica_plan(opts: &ReplicaSettings, target: &TargetFacts) -> InstallPlan {
             name: volume_name(kind, rid),
             kind,
             labels: labels::volume(rid, &version, kind),
+            driver_opts: BTreeMap::new(),
         })
         .collect();
-    match &opts.storage {
-        Storage::DefaultVolume => volumes.push(VolumeSpec {
-            name: volume_name("registry", rid),
-            kind: "registry",
-            labels: labels::volume(rid, &version, "registry"),
-        }),
-        // The user's own volume: created if missing, but not labelled as the replica's, so that
-        // destroy never removes image data the user pointed us at.
-        Storage::NamedVolume(v) => volumes.push(VolumeSpec {
-            name: v.clone(),
-            kind: "registry",
-            labels: BTreeMap::new(),
-        }),
-        Storage::HostPath(_) => {}
-    }
+    volumes.extend(storage_volumes(&opts.storage, rid, &version));
 
     let request = CertRequest {
         replica_id: rid.clone(),
@@ -435,6 +460,7 @@ fn replica_plan(opts: &ReplicaSettings, target: &TargetFacts) -> InstallPlan {
             .collect(),
         external_names: external_names(opts.external_url.as_ref(), target),
         user_cert: opts.user_cert.clone(),
+        custom_ca_bundle: opts.custom_ca_bundle.clone(),
     };
 
     let phase2 = Phase2Spec {

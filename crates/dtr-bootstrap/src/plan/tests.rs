@@ -25,6 +25,7 @@ fn options() -> InstallOptions {
             password_hash: Secret::new("$argon2id$v=19$test".into()),
         },
         ignore_checks: Vec::new(),
+        custom_ca_bundle: None,
     }
 }
 
@@ -276,4 +277,48 @@ fn registry_and_notary_server_require_tokens_from_the_api() {
         );
         assert_eq!(c.env["DTR_TOKEN_SERVICE"], "node1:8443", "{}", c.name);
     }
+}
+
+#[test]
+fn nfs_storage_is_a_labelled_local_volume_of_type_nfs() {
+    let mut opts = options();
+    let nfs = dtr_core::options::NfsStorage::parse("nfs://nas.example.com/exports/dtr", None, true)
+        .unwrap();
+    opts.storage = Storage::Nfs(nfs.clone());
+    let plan = install_plan(&opts, &facts());
+    let v = plan
+        .volumes
+        .iter()
+        .find(|v| v.kind == "registry")
+        .expect("a storage volume");
+    assert_eq!(v.name, "dtr-nfs-registry-0123456789ab");
+    assert_eq!(v.driver_opts["type"], "nfs");
+    assert_eq!(v.driver_opts["device"], ":/exports/dtr");
+    assert_eq!(
+        v.driver_opts["o"],
+        "addr=nas.example.com,rw,nfsvers=4,hard,async"
+    );
+    assert_eq!(labels::nfs_of(&v.labels), Some(nfs));
+    for c in [Component::Registry, Component::Jobrunner] {
+        let spec = plan.containers.iter().find(|s| s.component == c).unwrap();
+        assert!(spec
+            .mounts
+            .iter()
+            .any(|m| m.source == "dtr-nfs-registry-0123456789ab"
+                && m.target == "/storage"
+                && !m.bind));
+    }
+}
+
+#[test]
+fn a_custom_ca_bundle_goes_to_phase_2() {
+    let mut opts = options();
+    opts.custom_ca_bundle =
+        Some("-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n".into());
+    let plan = install_plan(&opts, &facts());
+    assert!(plan.phase2.request.custom_ca_bundle.is_some());
+    // and nothing else of the plan carries it
+    let mut json = serde_json::to_value(&plan).unwrap();
+    json["phase2"]["request"]["custom_ca_bundle"] = serde_json::Value::Null;
+    assert!(!json.to_string().contains("BEGIN CERTIFICATE"));
 }

@@ -29,6 +29,7 @@ fn variant(e: &Error) -> &'static str {
         Error::ClusterCommand { .. } => "ClusterCommand",
         Error::BrokenReplica { .. } => "BrokenReplica",
         Error::TimedOut { .. } => "TimedOut",
+        Error::NfsMount { .. } => "NfsMount",
         Error::LeftBehind { .. } => "LeftBehind",
         Error::BadBackup { .. } => "BadBackup",
         Error::Mke { .. } => "Mke",
@@ -39,7 +40,7 @@ fn variant(e: &Error) -> &'static str {
     }
 }
 
-const ALL: [&str; 26] = [
+const ALL: [&str; 27] = [
     "Input",
     "MissingInput",
     "NotAvailableYet",
@@ -59,6 +60,7 @@ const ALL: [&str; 26] = [
     "ClusterCommand",
     "BrokenReplica",
     "TimedOut",
+    "NfsMount",
     "LeftBehind",
     "BadBackup",
     "Mke",
@@ -183,6 +185,11 @@ fn samples() -> Vec<Error> {
             waiting_for: "the database primary to move to aaaaaaaaaaaa".into(),
             waited: Duration::from_secs(60),
             hint: "check the database members with `dtr status`, then run the same `remove` again".into(),
+        },
+        Error::NfsMount {
+            url: "nfs://nas.example.com/exports/dtr".into(),
+            volume: "dtr-nfs-registry-0123456789ab".into(),
+            reason: "failed to mount local volume: mount :/exports/dtr: no such device".into(),
         },
         Error::LeftBehind {
             operation: "destroy",

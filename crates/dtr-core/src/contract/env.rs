@@ -232,6 +232,32 @@ impl ApiEnv {
     }
 }
 
+/// The registry's environment: it runs our binary as its supervisor (`dtr registry`), which
+/// reads the storage configuration from etcd and checks tokens for this realm and service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryEnv {
+    pub base: BaseEnv,
+    pub token: TokenAuth,
+    pub etcd_endpoints: Vec<String>,
+}
+
+impl RegistryEnv {
+    pub fn to_env(&self) -> Env {
+        let mut env = self.base.to_env();
+        env.extend(self.token.to_env());
+        env.insert(ETCD_ENDPOINTS.into(), self.etcd_endpoints.join(","));
+        env
+    }
+
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<RegistryEnv, EnvError> {
+        Ok(RegistryEnv {
+            token: TokenAuth::from_env(&lookup)?,
+            etcd_endpoints: list(&required(&lookup, ETCD_ENDPOINTS)?),
+            base: BaseEnv::from_env(lookup)?,
+        })
+    }
+}
+
 /// Lookup in the process's own environment (what a role passes to `from_env`).
 pub fn process_env(var: &str) -> Option<String> {
     std::env::var(var).ok()
@@ -279,6 +305,16 @@ mod tests {
             assert_eq!(ApiEnv::from_env(lookup).unwrap(), api);
             assert_eq!(RoleEnv::from_env(lookup).unwrap(), api.role);
             assert_eq!(api.role.external_authority(), "dtr.example.com:8443");
+            let registry = RegistryEnv {
+                base: api.role.base.clone(),
+                token: api.token.clone(),
+                etcd_endpoints: api.role.etcd_endpoints.clone(),
+            };
+            let env = registry.to_env();
+            assert_eq!(
+                RegistryEnv::from_env(|k: &str| env.get(k).cloned()).unwrap(),
+                registry
+            );
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod db;
 pub mod env;
 pub mod phase2;
+pub mod storage;
 
 /// Where every component sees its replica's `dtr-ca` volume (read-only; phase 2 writes it).
 pub const CA_MOUNT: &str = "/ca";

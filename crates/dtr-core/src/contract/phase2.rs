@@ -24,24 +24,54 @@ pub const TOMBSTONE: &str = "tombstone.json";
 /// Prefix of the one stdout line that carries the result back to phase 1.
 pub const RESULT_PREFIX: &str = "DTR-PHASE2-RESULT ";
 
-/// What every replica of a cluster shares, copied from an existing replica's dtr-ca volume when
-/// a replica joins: `(path in the volume, mode, owner)`, the owner `None` for root. The CA key
-/// signs the new replica's certificates; the token key because any replica's registry must
-/// accept the tokens any replica's api issues; the notification secret; and the passphrase of
-/// the notary signer's keys, which all replicas share through the database.
-pub const SEED_FILES: &[(&str, u32, Option<Component>)] = &[
-    ("ca.pem", 0o644, None),
-    ("root/ca-key.pem", 0o600, None),
-    ("api/token.pem", 0o644, None),
-    ("api/token-key.pem", 0o600, Some(Component::Api)),
-    ("api/notify-token", 0o600, Some(Component::Api)),
-    ("registry/notify-token", 0o600, Some(Component::Registry)),
-    (
+/// A file every replica of a cluster shares, copied from an existing replica's dtr-ca volume
+/// when a replica joins (and kept by backups): its path in the volume, mode and owner (`None`
+/// for root); `required` files every cluster has, the others only when configured.
+pub struct SeedFile {
+    pub path: &'static str,
+    pub mode: u32,
+    pub owner: Option<Component>,
+    pub required: bool,
+}
+
+const fn seed(path: &'static str, mode: u32, owner: Option<Component>, required: bool) -> SeedFile {
+    SeedFile {
+        path,
+        mode,
+        owner,
+        required,
+    }
+}
+
+/// What every replica of a cluster shares. The CA key signs the new replica's certificates;
+/// the token key because any replica's registry must accept the tokens any replica's api
+/// issues; the notification secret (the registries' shared upload secret is derived from it);
+/// the passphrase of the notary signer's keys, which all replicas share through the database;
+/// and the CAs the services trust for remote servers (`--custom-ca-cert-bundle`), when given.
+pub const SEED_FILES: &[SeedFile] = &[
+    seed("ca.pem", 0o644, None, true),
+    seed("root/ca-key.pem", 0o600, None, true),
+    seed("api/token.pem", 0o644, None, true),
+    seed("api/token-key.pem", 0o600, Some(Component::Api), true),
+    seed("api/notify-token", 0o600, Some(Component::Api), true),
+    seed(
+        "registry/notify-token",
+        0o600,
+        Some(Component::Registry),
+        true,
+    ),
+    seed(
         "notary-signer/passphrase",
         0o600,
         Some(Component::NotarySigner),
+        true,
     ),
+    seed(CUSTOM_CA, 0o644, None, false),
 ];
+
+/// `--custom-ca-cert-bundle` in the dtr-ca volume: PEM certificates the services trust, besides
+/// the system's, when they call remote TLS servers (an object store, a webhook receiver).
+pub const CUSTOM_CA: &str = "custom-ca.pem";
 
 /// The cluster's shared files as `(path in the volume, contents)`.
 pub type SeedFiles = Vec<(String, Secret<Vec<u8>>)>;
@@ -70,6 +100,10 @@ pub struct CertRequest {
     /// Names for the generated HTTPS certificate (ignored when the user brings one).
     pub external_names: Vec<String>,
     pub user_cert: Option<UserCertPublic>,
+    /// `--custom-ca-cert-bundle` (PEM certificates, not a secret); `None` keeps what the
+    /// volume has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_ca_bundle: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -124,9 +158,15 @@ mod tests {
 
     #[test]
     fn every_seed_file_is_under_the_ca_volume() {
-        for (path, mode, _) in SEED_FILES {
-            assert!(!path.starts_with('/') && !path.contains(".."), "{path}");
-            assert!(*mode == 0o600 || *mode == 0o644, "{path}");
+        for f in SEED_FILES {
+            assert!(
+                !f.path.starts_with('/') && !f.path.contains(".."),
+                "{}",
+                f.path
+            );
+            assert!(f.mode == 0o600 || f.mode == 0o644, "{}", f.path);
+            // a secret is readable by its owner only
+            assert!(f.mode == 0o600 || !f.path.contains("key"), "{}", f.path);
         }
     }
 }

@@ -11,6 +11,7 @@ mod jobs;
 mod names;
 mod repos;
 mod settings;
+mod storage;
 mod token;
 
 use std::collections::BTreeMap;
@@ -33,7 +34,7 @@ use crate::runtime::{log, RoleConfig};
 use dtr_core::component::Component;
 use dtr_core::contract::env::{process_env, TokenAuth};
 use dtr_core::options::LogLevel;
-use error::ApiError;
+use error::{ApiError, ApiResult};
 
 pub const PORT: u16 = dtr_core::component::API_PORT;
 /// A jobrunner whose heartbeat is older than this is reported unhealthy.
@@ -64,11 +65,31 @@ struct Api {
     token_service: String,
     /// The secret the registry's notifications carry (`/ca/api/notify-token`).
     notify_token: String,
+    /// The cluster's documents (settings, storage) in etcd.
+    etcd: crate::etcd::Etcd,
 }
 
 impl Api {
     fn log(&self, level: LogLevel, msg: impl AsRef<str>) {
         log(level, self.cfg.log_level, msg);
+    }
+
+    /// The replicas of the cluster: its etcd members, named by replica id.
+    async fn replica_ids(&self) -> ApiResult<Vec<String>> {
+        let url = format!("{}/v3/cluster/member/list", self.cfg.etcd_endpoints[0]);
+        let v = post_json(&self.http, &url)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("etcd members: {e}")))?;
+        let mut ids: Vec<String> = v["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["name"].as_str())
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect();
+        ids.sort();
+        Ok(ids)
     }
 
     /// A connected database client, reconnecting if the last one is gone. It reaches the primary
@@ -389,6 +410,7 @@ fn router(api: Arc<Api>) -> Router {
         .merge(token::routes())
         .merge(repos::routes())
         .merge(settings::routes())
+        .merge(storage::routes())
         .merge(jobs::routes())
         .merge(events::routes())
         .fallback(not_found)
@@ -475,7 +497,9 @@ pub async fn run() -> Result<()> {
     let signer = token::Signer::load(&read("api/token.pem")?, &read("api/token-key.pem")?)?;
     let notify_token = read("api/notify-token")?.trim().to_string();
     let token_service = TokenAuth::from_env(process_env)?.service;
+    let etcd = crate::etcd::Etcd::new(http.clone(), cfg.etcd_endpoints.clone());
     let api = Arc::new(Api {
+        etcd,
         cfg,
         http,
         tls,

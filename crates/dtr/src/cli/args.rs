@@ -80,6 +80,9 @@ pub enum Command {
     /// Run the job runner (inside the dtr-jobrunner container)
     #[command(hide = true)]
     Jobrunner,
+    /// Supervise the registry (inside the dtr-registry container)
+    #[command(hide = true)]
+    Registry,
     /// In-cluster work of phase 2 (inside the dtr-phase2 container)
     #[command(hide = true)]
     Phase2 {
@@ -216,7 +219,14 @@ pub struct ServiceArgs {
         hide_env_values = true
     )]
     pub dtr_key: Option<String>,
-    #[arg(help = help::DTR_EXTERNAL_URL, long, env = "DTR_EXTERNAL_URL")]
+    // `--dtr-load-balancer`: the 2.0-era name, still in the original's disaster-recovery
+    // documents; accepted, not shown
+    #[arg(
+        help = help::DTR_EXTERNAL_URL,
+        long,
+        env = "DTR_EXTERNAL_URL",
+        alias = "dtr-load-balancer"
+    )]
     pub dtr_external_url: Option<String>,
     #[arg(help = help::DTR_STORAGE_VOLUME, long, env = "DTR_STORAGE_VOLUME")]
     pub dtr_storage_volume: Option<String>,
@@ -279,6 +289,15 @@ pub struct JoinArgs {
     /// Skip the overlay network test between the nodes (not for production)
     #[arg(long, env = "DTR_SKIP_NETWORK_TEST", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub skip_network_test: bool,
+    /// The cluster's NFS storage, restated (a join inherits the cluster's storage; refused when it differs)
+    #[arg(long, env = "NFS_STORAGE_URL")]
+    pub nfs_storage_url: Option<String>,
+    /// The cluster's NFS options, restated (refused when they differ)
+    #[arg(long, env = "NFS_OPTIONS")]
+    pub nfs_options: Option<String>,
+    /// The cluster's async NFS mount, restated (refused when it differs)
+    #[arg(long, env = "ASYNC_NFS", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    pub async_nfs: bool,
     /// Join even if the cluster is unhealthy (risks split brain and data loss)
     #[arg(long, env = "DTR_UNSAFE_JOIN", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub unsafe_join: bool,

@@ -9,7 +9,7 @@ use dtr_bootstrap::backup::{archive, crypt};
 use dtr_bootstrap::engine::Target;
 use dtr_bootstrap::error::{Error, Result};
 use dtr_bootstrap::report::Reporter;
-use dtr_core::options::{LogLevel, Proxies, Storage, Subnet};
+use dtr_core::options::{LogLevel, Proxies, Subnet};
 use dtr_core::secret::Secret;
 
 /// Where the passphrase of an encrypted backup comes from: never a flag, so that it does not
@@ -86,7 +86,7 @@ pub fn backup(a: BackupArgs, target: &Target, reporter: &Reporter) -> Result<()>
         (false, true) => crypt::Protection::None,
     };
     let opts = dtr_bootstrap::ops::backup::BackupOptions {
-        existing: convert::replica_id_opt(&a.existing_replica_id)?,
+        existing: convert::existing_replica_id(&a.existing_replica_id)?,
         offline: a.offline_backup,
         protection,
     };
@@ -152,15 +152,13 @@ pub fn verify(a: BackupKeyArgs, reporter: &Reporter) -> Result<()> {
 
 pub fn restore(a: RestoreArgs, target: &Target, reporter: &Reporter) -> Result<()> {
     let s = &a.service;
-    let volume = convert::nonempty(&s.dtr_storage_volume);
-    let nfs = convert::nonempty(&s.nfs_storage_url);
-    let chosen = [a.dtr_use_default_storage, volume.is_some(), nfs.is_some()];
-    if chosen.iter().filter(|c| **c).count() != 1 {
-        return Err(Error::Input(dtr_core::InputError::InvalidValue {
-            flag: "--dtr-use-default-storage / --dtr-storage-volume / --nfs-storage-url",
-            value: format!("{} given", chosen.iter().filter(|c| **c).count()),
-            reason: "give exactly one: the storage of the backup's time, a volume or path, or an NFS URL".into(),
-        }));
+    let storage = convert::storage_choice(s)?;
+    if a.dtr_use_default_storage && storage.is_some() {
+        return Err(Error::invalid(
+            "--dtr-use-default-storage",
+            "true",
+            "it means the storage recorded in the backup: give it, --dtr-storage-volume or --nfs-storage-url, not two",
+        ));
     }
     convert::refuse_later_features(s)?;
     if std::io::stdin().is_terminal() {
@@ -187,7 +185,7 @@ pub fn restore(a: RestoreArgs, target: &Target, reporter: &Reporter) -> Result<(
             .map(|u| dtr_core::options::ExternalUrl::parse(&u))
             .transpose()?,
         tls: convert::tls(s)?,
-        storage: volume.map(|v| Storage::parse(Some(&v))).transpose()?,
+        storage,
         overlay_subnet: Subnet::parse(&a.overlay_subnet)?,
         log_level: LogLevel::parse(&s.log_level)?,
         proxies: any_proxy.then_some(proxies),
@@ -196,6 +194,7 @@ pub fn restore(a: RestoreArgs, target: &Target, reporter: &Reporter) -> Result<(
         ignore_checks: dtr_bootstrap::ops::preflight::ignorable(
             a.replica.ignore_preflight_errors.as_deref(),
         )?,
+        custom_ca_bundle: convert::custom_ca_bundle(&s.custom_ca_cert_bundle)?,
     };
     // after Ctrl-C the thread reading stdin may still wait for input: it is not waited for
     let report = super::block_on_detached(dtr_bootstrap::ops::restore::restore(

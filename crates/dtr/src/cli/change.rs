@@ -18,7 +18,7 @@ pub fn upgrade(a: UpgradeArgs, target: &Target, reporter: &Reporter) -> Result<(
         "DTR_REPLICA_ID",
     );
     let opts = dtr_bootstrap::ops::upgrade::UpgradeOptions {
-        existing: convert::replica_id_opt(&a.existing_replica_id)?,
+        existing: convert::existing_replica_id(&a.existing_replica_id)?,
         max_wait: convert::go_duration("--max-wait", &a.max_wait)?,
     };
     if a.no_image_check {
@@ -64,7 +64,7 @@ pub fn reconfigure(a: ReconfigureArgs, target: &Target, reporter: &Reporter) -> 
     );
     let report = runtime().block_on(dtr_bootstrap::ops::reconfigure::reconfigure(
         target,
-        convert::replica_id_opt(&a.existing_replica_id)?,
+        convert::existing_replica_id(&a.existing_replica_id)?,
         changes,
         &choose,
         reporter,

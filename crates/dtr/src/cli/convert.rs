@@ -7,7 +7,8 @@ use dtr_bootstrap::engine::mke::MkeTarget;
 use dtr_bootstrap::engine::Target;
 use dtr_bootstrap::error::{Error, Result};
 use dtr_core::options::{
-    AdminAccount, ExternalUrl, InstallOptions, LogLevel, Proxies, ReplicaId, Storage, Subnet,
+    AdminAccount, ExternalUrl, InstallOptions, LogLevel, NfsStorage, Proxies, ReplicaId, Storage,
+    Subnet,
 };
 use dtr_core::pki::TlsMaterial;
 use dtr_core::secret::Secret;
@@ -101,33 +102,90 @@ fn mke_url(v: &str) -> Result<url::Url> {
 
 pub fn refuse_later_features(s: &ServiceArgs) -> Result<()> {
     refuse_later([
-        s.nfs_storage_url.as_deref().is_some_and(|v| !v.is_empty()),
-        s.nfs_options.is_some(),
-        s.async_nfs,
         s.enable_client_cert_auth,
         s.client_cert_auth_ca.is_some(),
         s.log_host.is_some(),
         !s.log_protocol.eq_ignore_ascii_case("internal"),
         s.enable_pprof,
-        s.custom_ca_cert_bundle.is_some(),
     ])
 }
 
 /// The flags of features a later version brings, with what to do instead; install and
 /// reconfigure refuse them alike (`given` in this order).
-const LATER_FEATURES: [(&str, &str); 9] = [
-    ("--nfs-storage-url", "use --dtr-storage-volume with a volume of the NFS (local) driver, pre-created with `docker volume create`"),
-    ("--nfs-options", "pre-create the volume with the options and pass it as --dtr-storage-volume"),
-    ("--async-nfs", "pre-create the volume with the options and pass it as --dtr-storage-volume"),
-    ("--enable-client-cert-auth", "client-certificate authentication comes with a later version"),
-    ("--client-cert-auth-ca", "client-certificate authentication comes with a later version"),
-    ("--log-host", "the services log through the node's Docker log driver (--log-protocol internal)"),
-    ("--log-protocol", "the services log through the node's Docker log driver (--log-protocol internal)"),
-    ("--enable-pprof", "profiling endpoints come with a later version"),
-    ("--custom-ca-cert-bundle", "extra CAs for the services come with a later version"),
+const LATER_FEATURES: [(&str, &str); 5] = [
+    (
+        "--enable-client-cert-auth",
+        "client-certificate authentication comes with a later version",
+    ),
+    (
+        "--client-cert-auth-ca",
+        "client-certificate authentication comes with a later version",
+    ),
+    (
+        "--log-host",
+        "the services log through the node's Docker log driver (--log-protocol internal)",
+    ),
+    (
+        "--log-protocol",
+        "the services log through the node's Docker log driver (--log-protocol internal)",
+    ),
+    (
+        "--enable-pprof",
+        "profiling endpoints come with a later version",
+    ),
 ];
 
-fn refuse_later(given: [bool; 9]) -> Result<()> {
+/// `--custom-ca-cert-bundle`: PEM certificates (the content, or a file), checked.
+pub fn custom_ca_bundle(v: &Option<String>) -> Result<Option<String>> {
+    let Some(v) = nonempty(v) else {
+        return Ok(None);
+    };
+    let pem = pem_value("--custom-ca-cert-bundle", &v)?;
+    let count = dtr_core::pki::certificate_count(&pem)
+        .map_err(|reason| Error::invalid("--custom-ca-cert-bundle", "(given)", reason))?;
+    if count == 0 {
+        return Err(Error::invalid(
+            "--custom-ca-cert-bundle",
+            "(given)",
+            "no PEM certificate in it; pass the content, e.g. --custom-ca-cert-bundle \"$(cat ca.pem)\", or a file",
+        ));
+    }
+    Ok(Some(pem))
+}
+
+/// The image storage of install and restore: `--dtr-storage-volume` or `--nfs-storage-url`
+/// (with `--nfs-options`, `--async-nfs`), not both; `None` when neither is given.
+pub fn storage_choice(s: &ServiceArgs) -> Result<Option<Storage>> {
+    let volume = nonempty(&s.dtr_storage_volume);
+    let nfs = nonempty(&s.nfs_storage_url);
+    if nfs.is_none() && (s.nfs_options.is_some() || s.async_nfs) {
+        return Err(Error::invalid(
+            if s.async_nfs {
+                "--async-nfs"
+            } else {
+                "--nfs-options"
+            },
+            "(given)",
+            "it goes with --nfs-storage-url",
+        ));
+    }
+    match (volume, nfs) {
+        (Some(_), Some(_)) => Err(Error::invalid(
+            "--nfs-storage-url",
+            "(given)",
+            "choose one image storage: --dtr-storage-volume or --nfs-storage-url",
+        )),
+        (Some(v), None) => Ok(Some(Storage::parse(Some(&v))?)),
+        (None, Some(url)) => Ok(Some(Storage::Nfs(NfsStorage::parse(
+            &url,
+            s.nfs_options.as_deref(),
+            s.async_nfs,
+        )?))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn refuse_later(given: [bool; 5]) -> Result<()> {
     match LATER_FEATURES.iter().zip(given).find(|(_, on)| *on) {
         Some(((flag, hint), _)) => Err(Error::NotSupportedYet { flag, hint }),
         None => Ok(()),
@@ -208,15 +266,41 @@ fn tls_parts(
     })
 }
 
+/// `reconfigure`'s image storage: `--dtr-storage-volume`, or `--nfs-storage-url` (with its
+/// options; `""` switches back to the replica's own volume, as the original's documents say).
+fn reconfigure_storage(a: &crate::cli::args::ReconfigureArgs) -> Result<Option<Storage>> {
+    let volume = nonempty(&a.dtr_storage_volume);
+    match (&a.nfs_storage_url, volume) {
+        (Some(_), Some(_)) => Err(Error::invalid(
+            "--nfs-storage-url",
+            "(given)",
+            "choose one image storage: --dtr-storage-volume or --nfs-storage-url",
+        )),
+        (None, volume) => {
+            if a.nfs_options.is_some() || a.async_nfs.is_some() {
+                return Err(Error::invalid(
+                    if a.async_nfs.is_some() { "--async-nfs" } else { "--nfs-options" },
+                    "(given)",
+                    "give --nfs-storage-url with it (the original's rule: NFS options are applied with the URL)",
+                ));
+            }
+            Ok(volume.map(|v| Storage::parse(Some(&v))).transpose()?)
+        }
+        (Some(url), None) if url.trim().is_empty() => Ok(Some(Storage::DefaultVolume)),
+        (Some(url), None) => Ok(Some(Storage::Nfs(NfsStorage::parse(
+            url.trim(),
+            a.nfs_options.as_deref(),
+            a.async_nfs.unwrap_or(false),
+        )?))),
+    }
+}
+
 /// `reconfigure`'s flags: only those given become changes; the features install refuses are
 /// refused here too.
 pub fn reconfigure(
     a: &crate::cli::args::ReconfigureArgs,
 ) -> Result<dtr_bootstrap::ops::reconfigure::Changes> {
     refuse_later([
-        a.nfs_storage_url.is_some(),
-        a.nfs_options.is_some(),
-        a.async_nfs.is_some(),
         a.enable_client_cert_auth == Some(true),
         a.client_cert_auth_ca.is_some(),
         a.log_host.is_some(),
@@ -224,7 +308,6 @@ pub fn reconfigure(
             .as_deref()
             .is_some_and(|p| !p.eq_ignore_ascii_case("internal")),
         a.enable_pprof == Some(true),
-        a.custom_ca_cert_bundle.is_some(),
     ])?;
     let port_of = |flag, v: Option<u16>| v.map(|p| port(flag, p)).transpose();
     cache_mb(a.replica_rethinkdb_cache_mb)?;
@@ -236,9 +319,8 @@ pub fn reconfigure(
             .map(|u| ExternalUrl::parse(&u))
             .transpose()?,
         tls: tls_parts(&a.dtr_cert, &a.dtr_key, &a.dtr_ca)?,
-        storage: nonempty(&a.dtr_storage_volume)
-            .map(|v| Storage::parse(Some(&v)))
-            .transpose()?,
+        storage: reconfigure_storage(a)?,
+        custom_ca_bundle: custom_ca_bundle(&a.custom_ca_cert_bundle)?,
         storage_migrated: a.storage_migrated,
         log_level: nonempty(&a.log_level)
             .map(|l| LogLevel::parse(&l))
@@ -271,7 +353,7 @@ pub fn install(a: InstallArgs, target: &Target) -> Result<InstallOptions> {
             .map(|u| ExternalUrl::parse(&u))
             .transpose()?,
         tls,
-        storage: Storage::parse(nonempty(&s.dtr_storage_volume).as_deref())?,
+        storage: storage_choice(s)?.unwrap_or(Storage::DefaultVolume),
         overlay_subnet: Subnet::parse(&a.overlay_subnet)?,
         log_level: LogLevel::parse(&s.log_level)?,
         proxies: Proxies {
@@ -290,6 +372,7 @@ pub fn install(a: InstallArgs, target: &Target) -> Result<InstallOptions> {
         ignore_checks: dtr_bootstrap::ops::preflight::ignorable(
             a.replica.ignore_preflight_errors.as_deref(),
         )?,
+        custom_ca_bundle: custom_ca_bundle(&s.custom_ca_cert_bundle)?,
     })
 }
 
@@ -324,9 +407,16 @@ pub fn new_replica_id(v: &Option<String>) -> Result<ReplicaId> {
     }
 }
 
-/// An optional replica id flag (`--existing-replica-id`).
+/// An optional `--replica-id`.
 pub fn replica_id_opt(v: &Option<String>) -> Result<Option<ReplicaId>> {
     Ok(nonempty(v).map(|id| ReplicaId::parse(&id)).transpose()?)
+}
+
+/// `--existing-replica-id`: a bad value is named by that flag.
+pub fn existing_replica_id(v: &Option<String>) -> Result<Option<ReplicaId>> {
+    Ok(nonempty(v)
+        .map(|id| ReplicaId::parse(&id).map_err(|e| e.for_flag("--existing-replica-id")))
+        .transpose()?)
 }
 
 /// A Go duration, as the original's `--max-wait` takes it: `90s`, `10m`, `1h30m`, `1.5h`,
@@ -382,7 +472,15 @@ pub fn replica_ids(list: &Option<String>, single: &Option<String>) -> Result<Vec
         .map(str::trim)
         .filter(|p| !p.is_empty())
     {
-        let id = ReplicaId::parse(part)?;
+        let flag = if list
+            .as_deref()
+            .is_some_and(|l| l.split(',').any(|p| p.trim() == part))
+        {
+            "--replica-ids"
+        } else {
+            "--replica-id"
+        };
+        let id = ReplicaId::parse(part).map_err(|e| e.for_flag(flag))?;
         if !out.contains(&id) {
             out.push(id);
         }

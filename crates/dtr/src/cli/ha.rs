@@ -31,13 +31,28 @@ pub(super) fn chooser<'a>(
 
 pub fn join(a: JoinArgs, target: &Target, reporter: &Reporter) -> Result<()> {
     let opts = dtr_bootstrap::ops::join::JoinOptions {
-        existing: convert::replica_id_opt(&a.existing_replica_id)?,
+        existing: convert::existing_replica_id(&a.existing_replica_id)?,
         replica_id: convert::new_replica_id(&a.replica.replica_id)?,
         node: a.replica.ucp_node.clone().filter(|n| !n.is_empty()),
         http_port: convert::port("--replica-http-port", a.replica.replica_http_port)?,
         https_port: convert::port("--replica-https-port", a.replica.replica_https_port)?,
         db_cache_mb: convert::cache_mb(a.replica.replica_rethinkdb_cache_mb)?,
         skip_network_test: a.skip_network_test,
+        nfs: match convert::nonempty(&a.nfs_storage_url) {
+            Some(url) => Some(dtr_core::options::NfsStorage::parse(
+                &url,
+                a.nfs_options.as_deref(),
+                a.async_nfs,
+            )?),
+            None if a.nfs_options.is_some() || a.async_nfs => {
+                return Err(Error::invalid(
+                    "--nfs-options",
+                    "(given)",
+                    "it goes with --nfs-storage-url",
+                ))
+            }
+            None => None,
+        },
         unsafe_join: a.unsafe_join,
         ignore_checks: dtr_bootstrap::ops::preflight::ignorable(
             a.replica.ignore_preflight_errors.as_deref(),
@@ -84,7 +99,7 @@ pub fn remove(a: RemoveArgs, target: &Target, reporter: &Reporter) -> Result<()>
         reporter.warn("--replica-id is deprecated for remove: use --replica-ids");
     }
     let opts = dtr_bootstrap::ops::remove::RemoveOptions {
-        existing: convert::replica_id_opt(&a.existing_replica_id)?,
+        existing: convert::existing_replica_id(&a.existing_replica_id)?,
         remove: ids,
         force: a.force,
     };
@@ -145,7 +160,7 @@ pub fn repair(a: EmergencyRepairArgs, target: &Target, reporter: &Reporter) -> R
         ))
     };
     let opts = dtr_bootstrap::ops::repair::RepairOptions {
-        existing: convert::replica_id_opt(&a.existing_replica_id)?,
+        existing: convert::existing_replica_id(&a.existing_replica_id)?,
         prune,
     };
     let choose = chooser(

@@ -60,6 +60,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Api => role(dtr_server::api::run()),
         Command::Jobrunner => role(dtr_server::jobrunner::run()),
+        Command::Registry => role(dtr_server::registry::run()),
         Command::Phase2 {
             step: Phase2Step::Certs,
         } => role_exit(dtr_server::phase2::run_certs()),
@@ -217,6 +218,7 @@ fn subcommand_name(command: &Command) -> &'static str {
         Command::Status(_) => "status",
         Command::Api => "api",
         Command::Jobrunner => "jobrunner",
+        Command::Registry => "registry",
         Command::Phase2 { .. } => "phase2",
         Command::Health { .. } => "health",
         Command::DbProxy { .. } => "db-proxy",
@@ -298,8 +300,11 @@ async fn destroy(a: args::DestroyArgs, target: &Target, reporter: &Reporter) -> 
             existing,
         )?)?)
     };
+    // asked only of a replica picked from the list: a script's `destroy --replica-id X`
+    // (the original's docs run it with -it) must not hang on a question the original never asked
+    let picked = replica.is_none();
     let confirm = |replica: &dtr_core::options::ReplicaId| {
-        if !interactive {
+        if !interactive || !picked {
             return Ok(true);
         }
         prompt::confirm(&format!(
