@@ -431,3 +431,144 @@ pub async fn run() -> Result<()> {
     stop(current).await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dtr_core::contract::env::{BaseEnv, TokenAuth};
+    use dtr_core::options::{Proxies, ReplicaId};
+    use dtr_core::pki::{self, Usage};
+
+    #[test]
+    fn the_upload_secret_is_the_same_everywhere_and_not_the_token() {
+        let a = http_secret("notify-token-value\n");
+        assert_eq!(a, http_secret("notify-token-value"));
+        assert_ne!(a, http_secret("another"));
+        assert_eq!(a.len(), 64);
+        assert!(!a.contains("notify-token-value"));
+    }
+
+    /// The rendered configuration is one distribution 2.8 starts with and serves health on.
+    #[tokio::test]
+    async fn distribution_runs_with_the_rendered_configuration() {
+        let Some(bin) = crate::testing::required_env("DTR_REGISTRY_BIN") else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let ca_dir = dir.path().join("ca");
+        for sub in ["registry", "api"] {
+            std::fs::create_dir_all(ca_dir.join(sub)).unwrap();
+        }
+        let ca = pki::generate_ca("test CA").unwrap();
+        let leaf = pki::issue(
+            &ca.cert_pem,
+            &ca.key_pem,
+            "registry",
+            &["localhost".into(), "127.0.0.1".into()],
+            Usage::ServerAndClient,
+        )
+        .unwrap();
+        let token = pki::issue(
+            &ca.cert_pem,
+            &ca.key_pem,
+            "token",
+            &["dtr-api".into()],
+            Usage::TokenSigning,
+        )
+        .unwrap();
+        std::fs::write(ca_dir.join("registry/cert.pem"), &leaf.cert_pem).unwrap();
+        std::fs::write(ca_dir.join("registry/key.pem"), leaf.key_pem.expose()).unwrap();
+        std::fs::write(ca_dir.join("api/token.pem"), &token.cert_pem).unwrap();
+        let env = RegistryEnv {
+            base: BaseEnv {
+                replica_id: ReplicaId::parse("0123456789ab").unwrap(),
+                version: "test".into(),
+                log_level: LogLevel::Warn,
+                proxies: Proxies::default(),
+            },
+            token: TokenAuth::for_authority("dtr.example.com"),
+            etcd_endpoints: vec![],
+        };
+        let mut storage = StorageConfig::default();
+        storage.params.insert(
+            "rootdirectory".into(),
+            json!(dir.path().join("storage").display().to_string()),
+        );
+        // free loopback ports for this run
+        let port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let slot = (port(), port());
+        let config = registry_config(
+            &env,
+            &ca_dir.display().to_string(),
+            &storage,
+            slot,
+            &http_secret("x"),
+            "x",
+        );
+        assert_eq!(config["http"]["draintimeout"], "60s");
+        assert_eq!(config["storage"]["redirect"]["disable"], true);
+        let file = dir.path().join("registry.json");
+        std::fs::write(&file, config.to_string()).unwrap();
+        let mut child = Command::new(&bin)
+            .args(["serve", &file.display().to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let url = format!("http://127.0.0.1:{}/debug/health", slot.1);
+        let mut healthy = false;
+        for _ in 0..100 {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                use tokio::io::AsyncReadExt;
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .await
+                    .unwrap();
+                panic!("distribution exited ({status}): {err}");
+            }
+            if http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                healthy = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(healthy, "no health answer at {url}");
+        // and it answers the token challenge over TLS on the HTTPS slot
+        let tls = reqwest::Client::builder()
+            .no_proxy()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap();
+        let r = tls
+            .get(format!("https://127.0.0.1:{}/v2/", slot.0))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let challenge = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            challenge.contains("realm=\"https://dtr.example.com/auth/token\""),
+            "{challenge}"
+        );
+    }
+}
