@@ -148,9 +148,10 @@ fn fetch(req: Request, url: &str) -> Result<Vec<u8>, String> {
     let resp = req.timeout(10).send();
     match (&resp.failure, resp.status) {
         (None, 200) => Ok(resp.body),
-        (failure, code) => Err(format!(
-            "{url} {}: HTTP {code} {}",
-            failure.as_deref().unwrap_or(""),
+        // curl's complaint names the request
+        (Some(failure), _) => Err(failure.clone()),
+        (None, code) => Err(format!(
+            "{url}: HTTP {code} {}",
             resp.text().chars().take(200).collect::<String>()
         )),
     }
