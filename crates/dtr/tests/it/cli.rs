@@ -47,8 +47,15 @@ fn reconfigure_checks_its_flags_before_touching_the_engine() {
     let out = dtr(&["reconfigure", "--enable-pprof"], &[]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(text(&out).contains("--enable-pprof"), "{}", text(&out));
-    let out = dtr(&["reconfigure"], &[("NFS_STORAGE_URL", "nfs://nas/export")]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    // NFS is a real storage now: by env var too, it is a change that needs an engine
+    let out = dtr(
+        &["reconfigure", "--existing-replica-id", "0123456789ab"],
+        &[
+            ("NFS_STORAGE_URL", "nfs://nas/export"),
+            ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     // a certificate without its key, a bad level, a bad port
     let out = dtr(&["reconfigure", "--dtr-cert", "/nonexistent.pem"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -159,8 +166,74 @@ fn without_a_terminal_one_error_lists_every_missing_value() {
 
 #[test]
 fn flags_of_later_issues_are_refused_clearly() {
-    let out = dtr(&["install", "--nfs-storage-url", "nfs://server/dir"], &[]);
+    let out = dtr(&["install", "--enable-pprof"], &[]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("--enable-pprof"), "{}", text(&out));
+}
+
+#[test]
+fn storage_flags_are_checked_before_the_engine_is_touched() {
+    for (args, flag, reason) in [
+        (
+            vec!["install", "--nfs-storage-url", "http://nas/x"],
+            "--nfs-storage-url",
+            "nfs://",
+        ),
+        (
+            vec!["install", "--nfs-storage-url", "nfs://nas"],
+            "--nfs-storage-url",
+            "no exported path",
+        ),
+        (
+            vec!["install", "--nfs-options", "rw"],
+            "--nfs-options",
+            "goes with --nfs-storage-url",
+        ),
+        (
+            vec![
+                "install",
+                "--nfs-storage-url",
+                "nfs://nas/x",
+                "--dtr-storage-volume",
+                "v",
+            ],
+            "--nfs-storage-url",
+            "choose one image storage",
+        ),
+        (
+            vec!["install", "--custom-ca-cert-bundle", "not a certificate"],
+            "--custom-ca-cert-bundle",
+            "neither PEM content nor a readable file",
+        ),
+        (
+            vec!["reconfigure", "--async-nfs"],
+            "--async-nfs",
+            "give --nfs-storage-url with it",
+        ),
+        (
+            vec!["join", "--nfs-options", "rw"],
+            "--nfs-options",
+            "goes with --nfs-storage-url",
+        ),
+        (
+            vec!["remove", "--replica-ids", "0123456789ab,nothex"],
+            "--replica-ids",
+            "12 lowercase",
+        ),
+        (
+            vec!["join", "--existing-replica-id", "xyz"],
+            "--existing-replica-id",
+            "12 lowercase",
+        ),
+    ] {
+        let out = dtr(&args, &[("DTR_ADMIN_PASSWORD", "a-long-password")]);
+        let log = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {log}");
+        assert!(
+            log.contains(&format!("for {flag}:")) && log.contains(reason),
+            "{args:?}: {log}"
+        );
+    }
 }
 
 #[test]
@@ -307,35 +380,47 @@ fn backup_verify_checks_an_archive_from_stdin() {
 }
 
 #[test]
-fn restore_takes_exactly_one_storage_choice() {
-    for flags in [
-        vec!["restore"],
-        vec![
-            "restore",
+fn restore_takes_at_most_one_storage_choice() {
+    for (flags, flag) in [
+        (
+            vec![
+                "restore",
+                "--dtr-use-default-storage",
+                "--dtr-storage-volume",
+                "vol",
+            ],
             "--dtr-use-default-storage",
-            "--dtr-storage-volume",
-            "v",
-        ],
-        vec![
-            "restore",
-            "--dtr-storage-volume",
-            "v",
+        ),
+        (
+            vec![
+                "restore",
+                "--dtr-storage-volume",
+                "vol",
+                "--nfs-storage-url",
+                "nfs://h/e",
+            ],
             "--nfs-storage-url",
-            "nfs://h/e",
-        ],
+        ),
     ] {
         let out = dtr(&flags, &[]);
         assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", text(&out));
         assert!(
-            text(&out)
-                .contains("--dtr-use-default-storage / --dtr-storage-volume / --nfs-storage-url"),
+            text(&out).contains(&format!("for {flag}:")),
             "{}",
             text(&out)
         );
     }
-    // NFS is one of the three choices, and not supported yet: said so
-    let out = dtr(&["restore", "--nfs-storage-url", "nfs://h/e"], &[]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    // none, or --dtr-use-default-storage: the storage the backup recorded; NFS is a choice
+    // like the others (each needs the backup on stdin, which a terminal is not: exit 7 for an
+    // empty stdin that is no archive)
+    for flags in [
+        vec!["restore"],
+        vec!["restore", "--dtr-use-default-storage"],
+        vec!["restore", "--nfs-storage-url", "nfs://h/e"],
+    ] {
+        let out = dtr(&flags, &[]);
+        assert_eq!(out.status.code(), Some(7), "{flags:?}: {}", text(&out));
+    }
 }
 
 #[test]
