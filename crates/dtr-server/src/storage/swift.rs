@@ -245,11 +245,16 @@ impl Swift {
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), SwiftError> {
         let url = self.url(object);
-        let r = self
+        let mut request = self
             .http
-            .request(method, &url)
+            .request(method.clone(), &url)
             .query(query)
-            .header("X-Auth-Token", &self.token)
+            .header("X-Auth-Token", &self.token);
+        // an empty body goes without Content-Length, and Swift refuses such an object PUT (411)
+        if method == reqwest::Method::PUT {
+            request = request.header(reqwest::header::CONTENT_LENGTH, body.len());
+        }
+        let r = request
             .body(body)
             .send()
             .await
