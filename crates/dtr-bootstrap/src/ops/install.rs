@@ -41,18 +41,18 @@ pub async fn install(
     };
     let apply = Apply::new(&engine, reporter);
     let certs = apply
-        .run("install", async {
-            steps::networks(&apply, &plan).await?;
-            steps::volumes(&apply, &plan).await?;
-            let certs =
-                steps::certificates_and_containers(&apply, &plan, &secrets, "phase 2").await?;
-            apply
-                .start_in_order(&plan.containers)
-                .await
-                .map_err(|e| steps::explain_storage(e, &opts.storage, &plan.replica_id))?;
-            steps::verify(&engine, &plan, reporter).await?;
-            Ok(certs)
-        })
+        .run(
+            "install",
+            steps::naming_storage(&opts.storage, &plan.replica_id, async {
+                steps::networks(&apply, &plan).await?;
+                steps::volumes(&apply, &plan).await?;
+                let certs =
+                    steps::certificates_and_containers(&apply, &plan, &secrets, "phase 2").await?;
+                apply.start_in_order(&plan.containers).await?;
+                steps::verify(&engine, &plan, reporter).await?;
+                Ok(certs)
+            }),
+        )
         .await?;
     Ok(InstallReport { plan, certs })
 }

@@ -73,25 +73,26 @@ pub async fn join(
 
     let apply = Apply::new(&engine, reporter);
     apply
-        .run("join", async {
-            steps::networks(&apply, &plan).await?;
-            steps::volumes(&apply, &plan).await?;
-            steps::certificates_and_containers(
-                &apply,
-                &plan,
-                &secrets,
-                "phase 2, signed by the cluster CA",
-            )
-            .await?;
-            let member = add_learner(&apply, &cluster.existing, &plan.replica_id).await?;
-            start_and_promote(&engine, &plan, &cluster.existing, &member, reporter).await?;
-            apply
-                .start_in_order(&plan.containers)
-                .await
-                .map_err(|e| steps::explain_storage(e, &settings.storage, &plan.replica_id))?;
-            wait_for_database_sync(&engine, &cluster.existing, &plan.replica_id, reporter).await?;
-            steps::verify(&engine, &plan, reporter).await
-        })
+        .run(
+            "join",
+            steps::naming_storage(&settings.storage, &plan.replica_id, async {
+                steps::networks(&apply, &plan).await?;
+                steps::volumes(&apply, &plan).await?;
+                steps::certificates_and_containers(
+                    &apply,
+                    &plan,
+                    &secrets,
+                    "phase 2, signed by the cluster CA",
+                )
+                .await?;
+                let member = add_learner(&apply, &cluster.existing, &plan.replica_id).await?;
+                start_and_promote(&engine, &plan, &cluster.existing, &member, reporter).await?;
+                apply.start_in_order(&plan.containers).await?;
+                wait_for_database_sync(&engine, &cluster.existing, &plan.replica_id, reporter)
+                    .await?;
+                steps::verify(&engine, &plan, reporter).await
+            }),
+        )
         .await?;
     let after = cluster.voting_after;
     if after % 2 == 0 {

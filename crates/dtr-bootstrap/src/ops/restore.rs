@@ -247,30 +247,29 @@ pub async fn restore<R: Read + Send + 'static>(
 
     let apply = Apply::new(&engine, reporter);
     let (certs, counts) = apply
-        .run("restore", async {
-            steps::networks(&apply, &plan).await?;
-            steps::volumes(&apply, &plan).await?;
-            let certs = steps::certificates_and_containers(
-                &apply,
-                &plan,
-                &secrets,
-                "phase 2, the backup's CA",
-            )
-            .await?;
-            let (stores, services): (Vec<_>, Vec<_>) = plan
-                .containers
-                .iter()
-                .cloned()
-                .partition(|c| matches!(c.component, Component::Etcd | Component::Rethinkdb));
-            apply.start_in_order(&stores).await?;
-            load_data(&engine, &replica_id, &checked, reporter).await?;
-            apply
-                .start_in_order(&services)
-                .await
-                .map_err(|e| steps::explain_storage(e, &settings.storage, &replica_id))?;
-            steps::verify(&engine, &plan, reporter).await?;
-            Ok((certs, counts(&engine, &replica_id).await?))
-        })
+        .run(
+            "restore",
+            steps::naming_storage(&settings.storage, &replica_id, async {
+                steps::networks(&apply, &plan).await?;
+                steps::volumes(&apply, &plan).await?;
+                let certs = steps::certificates_and_containers(
+                    &apply,
+                    &plan,
+                    &secrets,
+                    "phase 2, the backup's CA",
+                )
+                .await?;
+                let (stores, services): (Vec<_>, Vec<_>) =
+                    plan.containers.iter().cloned().partition(|c| {
+                        matches!(c.component, Component::Etcd | Component::Rethinkdb)
+                    });
+                apply.start_in_order(&stores).await?;
+                load_data(&engine, &replica_id, &checked, reporter).await?;
+                apply.start_in_order(&services).await?;
+                steps::verify(&engine, &plan, reporter).await?;
+                Ok((certs, counts(&engine, &replica_id).await?))
+            }),
+        )
         .await?;
     Ok(RestoreReport {
         plan,

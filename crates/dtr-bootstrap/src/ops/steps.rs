@@ -102,8 +102,18 @@ pub async fn certificates_and_containers(
     Ok(certs)
 }
 
-/// A failure to start a container whose volume is the NFS export of `storage`, named as such
-/// (which export, which volume); any other error unchanged.
+/// `work`, with a failure to mount the NFS export of `storage` named as such (the engine
+/// mounts a volume when a container using it is created or started).
+pub async fn naming_storage<T>(
+    storage: &Storage,
+    replica: &ReplicaId,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    work.await.map_err(|e| explain_storage(e, storage, replica))
+}
+
+/// A failure to mount the NFS export of `storage` (creating or starting a container that
+/// uses its volume), named as such (which export, which volume); any other error unchanged.
 pub fn explain_storage(e: Error, storage: &Storage, replica: &ReplicaId) -> Error {
     let Storage::Nfs(nfs) = storage else {
         return e;

@@ -264,7 +264,9 @@ impl S3 {
                 request = request.header(k.as_str(), v.as_str());
             }
         }
+        // an empty body goes without Content-Length unless it is said: stores refuse such a PUT
         let response = request
+            .header(reqwest::header::CONTENT_LENGTH, body.len())
             .body(body)
             .send()
             .await

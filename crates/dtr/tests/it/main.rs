@@ -15,5 +15,6 @@ mod mke;
 mod mke_standin;
 mod offline;
 mod registry;
+mod storage;
 mod terminal;
 mod upgrade;

@@ -7,6 +7,7 @@ pub mod http;
 pub mod mke;
 pub mod pull;
 pub mod registry;
+pub mod stores;
 
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
