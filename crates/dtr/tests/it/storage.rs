@@ -305,7 +305,7 @@ fn upload_across(a: &Registry, b_authority: &str, repo: &str) {
         let path = loc.split_once("/v2/").map(|(_, p)| p).unwrap_or(loc);
         format!("https://{authority}/v2/{path}")
     };
-    let first = Request::new("PATCH", at(&location, &a.authority))
+    let first = Request::new("PATCH", at(location, &a.authority))
         .ca(&a.ca)
         .header(&bearer)
         .header("Content-Type: application/octet-stream")
@@ -322,7 +322,7 @@ fn upload_across(a: &Registry, b_authority: &str, repo: &str) {
     let sep = if next.contains('?') { '&' } else { '?' };
     let done = Request::new(
         "PUT",
-        format!("{}{sep}digest={digest}", at(&next, b_authority)),
+        format!("{}{sep}digest={digest}", at(next, b_authority)),
     )
     .ca(&a.ca)
     .header(&bearer)
