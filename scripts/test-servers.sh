@@ -91,7 +91,7 @@ test_servers_s3_start() {
   setsid weed server -ip="$addr" -ip.bind="$addr" -dir="$DTR_TEST_S3_DIR/data" \
     -master.port=$((base+1)) -volume.port=$((base+2)) -filer -filer.port=$((base+3)) \
     -s3 -s3.port="$port" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$DTR_TEST_S3_DIR/s3.json" \
-    -master.volumeSizeLimitMB=256 -volume.max=20 > "$DTR_TEST_S3_DIR/weed.log" 2>&1 < /dev/null &
+    -master.volumeSizeLimitMB=64 -volume.max=400 > "$DTR_TEST_S3_DIR/weed.log" 2>&1 < /dev/null &
   DTR_TEST_S3_PID=$!
   export DTR_TEST_S3_ENDPOINT="http://$addr:$port"
   for _ in $(seq 1 60); do

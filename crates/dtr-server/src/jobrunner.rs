@@ -584,7 +584,7 @@ fn ca_bundle(trust: &Trust) -> Option<PathBuf> {
     all.push('\n');
     all.push_str(extra);
     let path = std::env::temp_dir().join(format!("dtr-gc-ca-{}.pem", std::process::id()));
-    crate::runtime::write_private(&path, all.as_bytes()).ok()?;
+    crate::runtime::write_with_mode(&path, all.as_bytes(), 0o640).ok()?;
     Some(path)
 }
 
@@ -729,8 +729,9 @@ async fn gc(
         log.job.id,
         log.job.attempt
     ));
-    // it holds the store's credentials: readable by this user only, removed after the run
-    crate::runtime::write_private(&config, gc_config(storage).as_bytes())
+    // it holds the store's credentials: readable by this user and its group only (the
+    // collector runs as the registry's user, of the jobrunner's group), removed after the run
+    crate::runtime::write_with_mode(&config, gc_config(storage).as_bytes(), 0o640)
         .map_err(|e| e.to_string())?;
     let args = gc_args(params, &config);
     log.line(format!("running {bin} {}", args.join(" "))).await;

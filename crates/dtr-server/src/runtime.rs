@@ -125,13 +125,18 @@ fn read_key(path: &str) -> Result<PrivateKeyDer<'static>> {
 
 /// Writes `data` to `path` readable by this user only (a configuration with credentials).
 pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    write_with_mode(path, data, 0o600)
+}
+
+/// Writes `data` to `path` with `mode` (created so, never wider for a moment).
+pub fn write_with_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(mode)
         .open(path)
         .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
     f.write_all(data)

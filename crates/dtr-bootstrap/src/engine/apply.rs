@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 
 use dtr_core::component::Component;
 use dtr_core::contract::phase2::{
@@ -295,12 +295,16 @@ impl<'a> Apply<'a> {
     }
 
     /// Creates all containers (not started), concurrently.
+    /// Every create runs to its end even when one fails: a request dropped half way could
+    /// still make its container after the rollback looked for it.
     pub async fn create_containers(&self, specs: &[ContainerSpec]) -> Result<()> {
         for s in specs {
             self.ledger.record(Created::Container(s.name.clone()));
         }
-        try_join_all(specs.iter().map(|s| self.engine.create_container(s))).await?;
-        Ok(())
+        join_all(specs.iter().map(|s| self.engine.create_container(s)))
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// Starts the containers in dependency order: every round starts, concurrently, each

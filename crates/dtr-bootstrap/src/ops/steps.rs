@@ -90,10 +90,14 @@ pub async fn certificates_and_containers(
     let step = apply
         .reporter
         .step(format!("certificates ({how}) and containers"));
-    let (certs, ()) = tokio::try_join!(
+    // both run to their end: phase 2 removes its container itself, which a dropped future
+    // would not
+    let (certs, created) = tokio::join!(
         apply.phase2_certs(&plan.phase2, secrets),
         apply.create_containers(&plan.containers)
-    )?;
+    );
+    created?;
+    let certs = certs?;
     step.done(if certs.reused_ca {
         "reused the CA in the dtr-ca volume"
     } else {

@@ -7,6 +7,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::balancer::Balancer;
 use crate::common::http::Request;
 use crate::common::pull::Puller;
 use crate::common::registry::Registry;
@@ -202,61 +203,6 @@ fn one_replica_upgrades_to_the_next_minor_migrating_once_and_a_downgrade_is_refu
     assert!(text(&out).contains("nothing was changed"), "{}", text(&out));
     assert_eq!(all_container_ids(), before);
     assert!(on_version(&id, next()));
-}
-
-/// nginx in front of the replicas' HTTPS ports, as a load balancer would be: round robin,
-/// another replica tried when one refuses the connection or answers 502/503/504. It presents
-/// the cluster's own certificate (made for the external URL it serves). Removed on drop.
-struct Balancer {
-    name: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Balancer {
-    fn start(port: u16, first: &TestReplica, upstream_ports: &[u16]) -> Balancer {
-        let dir = tempfile::tempdir().unwrap();
-        for f in ["cert.pem", "key.pem"] {
-            let pem = first.ca_volume_file(&format!("external/{f}"));
-            std::fs::write(dir.path().join(f), pem + "\n").unwrap();
-        }
-        let servers: String = upstream_ports
-            .iter()
-            .map(|p| format!("    server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;\n"))
-            .collect();
-        let conf = format!(
-            "pid /tmp/lb.pid;\nerror_log stderr warn;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path /tmp/lb-body;\n  proxy_temp_path /tmp/lb-proxy;\n  upstream dtr {{\n{servers}  }}\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate /lb/cert.pem;\n    ssl_certificate_key /lb/key.pem;\n    client_max_body_size 0;\n    location / {{\n      proxy_pass https://dtr;\n      proxy_http_version 1.1;\n      proxy_set_header Host $http_host;\n      proxy_buffering off;\n      proxy_request_buffering off;\n      proxy_read_timeout 300s;\n      proxy_next_upstream error timeout http_502 http_503 http_504;\n      proxy_next_upstream_tries 3;\n    }}\n  }}\n}}\n"
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let name = format!("dtr-test-lb-{port}");
-        let mount = format!("{}:/lb:ro", dir.path().display());
-        let nginx = format!("registry/dtr-nginx:{}", dtr_core::version::VERSION);
-        docker_ok(&[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--network",
-            "host",
-            "--user",
-            "0:0",
-            "-v",
-            &mount,
-            "--entrypoint",
-            "nginx",
-            &nginx,
-            "-c",
-            "/lb/nginx.conf",
-            "-g",
-            "daemon off;",
-        ]);
-        Balancer { name, _dir: dir }
-    }
-}
-
-impl Drop for Balancer {
-    fn drop(&mut self) {
-        docker(&["rm", "-f", &self.name]);
-    }
 }
 
 #[test]

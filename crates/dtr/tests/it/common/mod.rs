@@ -3,6 +3,7 @@
 //! that removes what a test's replica made — and only that — even when the test fails.
 #![allow(dead_code)]
 
+pub mod balancer;
 pub mod http;
 pub mod mke;
 pub mod pull;
