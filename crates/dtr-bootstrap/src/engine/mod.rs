@@ -279,11 +279,17 @@ fn node_info(n: Node) -> NodeInfo {
     }
 }
 
+/// Where an engine names the changes it makes (`--debug`).
+pub type Trace = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A connected engine (the local socket or `DOCKER_HOST`, with the usual TLS variables).
 #[derive(Clone)]
 pub struct Engine {
     docker: Docker,
     pub host: String,
+    /// With `--debug`: each change and command, by object (never a file's content or an
+    /// environment value).
+    trace: Option<Trace>,
     /// Reached through MKE/UCP (`--ucp-url`): containers are placed with a node constraint.
     via_mke: bool,
     /// The node new containers go to (MKE only; a plain engine is its own node).
@@ -317,6 +323,61 @@ pub(crate) fn mounts(specs: &[MountSpec]) -> Vec<Mount> {
             ..Default::default()
         })
         .collect()
+}
+
+/// A container about to be created, for `--debug`: image, user, command, networks, mounts,
+/// ports and the names (never the values) of its environment.
+fn describe_create(name: &str, body: &ContainerCreateBody) -> String {
+    let host = body.host_config.as_ref();
+    let mounts: Vec<String> = host
+        .and_then(|h| h.mounts.as_ref())
+        .map(|ms| {
+            ms.iter()
+                .map(|m| {
+                    let ro = if m.read_only == Some(true) { ":ro" } else { "" };
+                    format!(
+                        "{}:{}{ro}",
+                        m.source.as_deref().unwrap_or_default(),
+                        m.target.as_deref().unwrap_or_default()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let ports: Vec<String> = host
+        .and_then(|h| h.port_bindings.as_ref())
+        .map(|b| {
+            b.iter()
+                .map(|(inside, outside)| {
+                    let outside: Vec<String> = outside
+                        .iter()
+                        .flatten()
+                        .map(|p| p.host_port.clone().unwrap_or_default())
+                        .collect();
+                    format!("{}->{inside}", outside.join(","))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let env: Vec<&str> = body
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k))
+        .collect();
+    format!(
+        "create container {name}: image {}, user {}, command {}, network {}, mounts [{}], ports [{}], environment [{}]",
+        body.image.as_deref().unwrap_or_default(),
+        body.user.as_deref().filter(|u| !u.is_empty()).unwrap_or("(image's)"),
+        body.cmd
+            .as_ref()
+            .filter(|c| !c.is_empty())
+            .map_or("(image's)".to_string(), |c| format!("[{}]", c.join(" "))),
+        host.and_then(|h| h.network_mode.as_deref()).unwrap_or("default"),
+        mounts.join(", "),
+        ports.join(", "),
+        env.join(" ")
+    )
 }
 
 /// The output of an attached exec, as bollard streams it.
@@ -356,6 +417,7 @@ impl Engine {
             return Ok(Engine {
                 docker,
                 host,
+                trace: None,
                 via_mke: true,
                 node: None,
             });
@@ -379,6 +441,7 @@ impl Engine {
             .is_some_and(|v| mke::is_mke_version(&v));
         Ok(Engine {
             docker,
+            trace: None,
             host: if via_mke {
                 format!("{host} (MKE, client bundle)")
             } else {
@@ -387,6 +450,17 @@ impl Engine {
             via_mke,
             node: None,
         })
+    }
+
+    /// The same engine, naming each change it makes to `trace`.
+    pub fn traced(self, trace: Option<Trace>) -> Engine {
+        Engine { trace, ..self }
+    }
+
+    fn note(&self, what: impl FnOnce() -> String) {
+        if let Some(t) = &self.trace {
+            t(&format!("engine: {}", what()));
+        }
     }
 
     /// The engine and its place in the swarm.
@@ -485,6 +559,7 @@ impl Engine {
             labels: Some(spec.labels.clone().into_iter().collect()),
             ..Default::default()
         };
+        self.note(|| format!("create network {} (driver {})", spec.name, spec.driver));
         self.docker
             .create_network(request)
             .await
@@ -495,6 +570,7 @@ impl Engine {
     /// Removes a network (by name or id). The engine releases the endpoints of just-removed
     /// containers asynchronously, so "active endpoints" is retried for up to 3 s.
     pub async fn remove_network(&self, name: &str) -> Result<()> {
+        self.note(|| format!("remove network {name}"));
         let mut attempt = 0;
         loop {
             match self.docker.remove_network(name).await {
@@ -542,6 +618,14 @@ impl Engine {
                 .then(|| spec.driver_opts.clone().into_iter().collect()),
             ..Default::default()
         };
+        self.note(|| {
+            let opts: Vec<String> = spec
+                .driver_opts
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!("create volume {} [{}]", spec.name, opts.join(" "))
+        });
         self.docker
             .create_volume(request)
             .await
@@ -550,6 +634,7 @@ impl Engine {
     }
 
     pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        self.note(|| format!("remove volume {name}"));
         match self
             .docker
             .remove_volume(name, Some(RemoveVolumeOptions { force: false }))
@@ -624,6 +709,7 @@ impl Engine {
         };
         self.create_raw(name, body).await?;
         for net in spec.networks.iter().skip(1) {
+            self.note(|| format!("connect container {name} to network {net}"));
             self.docker
                 .connect_network(
                     net,
@@ -707,6 +793,7 @@ impl Engine {
     /// Creates a container from a raw body. Through MKE the body gets the node constraint and
     /// a label naming the node.
     async fn create_raw(&self, name: &str, mut body: ContainerCreateBody) -> Result<()> {
+        self.note(|| describe_create(name, &body));
         if let Some(node) = self.placement(&body).await? {
             body.env
                 .get_or_insert_with(Vec::new)
@@ -729,6 +816,7 @@ impl Engine {
     }
 
     pub async fn start(&self, name: &str) -> Result<()> {
+        self.note(|| format!("start container {name}"));
         self.docker
             .start_container(name, None)
             .await
@@ -736,6 +824,7 @@ impl Engine {
     }
 
     pub async fn remove_container(&self, name: &str) -> Result<()> {
+        self.note(|| format!("remove container {name}"));
         match self
             .docker
             .remove_container(
@@ -857,6 +946,7 @@ impl Engine {
 
     /// Runs a command in a running container and collects its output.
     pub async fn exec(&self, name: &str, cmd: &[String]) -> Result<ExecOutput> {
+        self.note(|| format!("exec in {name}: {}", cmd.join(" ")));
         let (id, mut stream) = self.start_attached(name, cmd).await?;
         let mut output = String::new();
         while let Some(Ok(chunk)) = stream.next().await {
@@ -881,6 +971,7 @@ impl Engine {
         let mut out = tokio::fs::File::create(file)
             .await
             .map_err(|e| Error::io(format!("create {}", file.display()), e))?;
+        self.note(|| format!("exec in {name}: {} > {}", cmd.join(" "), file.display()));
         let (id, mut stream) = self.start_attached(name, cmd).await?;
         let mut stderr: Vec<u8> = Vec::new();
         while let Some(chunk) = stream.next().await {
@@ -906,6 +997,7 @@ impl Engine {
     /// `grace` to exit on SIGTERM. A stopped container stays stopped (restart policy
     /// `unless-stopped`).
     pub async fn stop(&self, name: &str, grace: Duration) -> Result<()> {
+        self.note(|| format!("stop container {name} ({}s to exit)", grace.as_secs()));
         match self
             .docker
             .stop_container(
@@ -928,6 +1020,7 @@ impl Engine {
     }
 
     pub async fn rename(&self, name: &str, to: &str) -> Result<()> {
+        self.note(|| format!("rename container {name} to {to}"));
         self.docker
             .rename_container(
                 name,
@@ -940,6 +1033,7 @@ impl Engine {
     }
 
     pub async fn restart(&self, name: &str) -> Result<()> {
+        self.note(|| format!("restart container {name}"));
         self.docker
             .restart_container(name, None)
             .await
@@ -1035,6 +1129,13 @@ impl Engine {
         let archive = builder
             .into_inner()
             .map_err(|e| Error::io("build upload archive", e))?;
+        self.note(|| {
+            let listed: Vec<String> = files
+                .iter()
+                .map(|(p, c, m)| format!("{p} ({} bytes, {m:o})", c.len()))
+                .collect();
+            format!("copy into {name}:{dir}: {}", listed.join(", "))
+        });
         self.docker
             .upload_to_container(
                 name,
@@ -1077,6 +1178,12 @@ impl Engine {
             .set_path(entry)
             .map_err(|e| Error::io("build upload archive", e))?;
         header.set_cksum();
+        self.note(|| {
+            format!(
+                "copy {} into {name}:{dir}/{entry} ({size} bytes, {mode:o})",
+                file.display()
+            )
+        });
         let head = bytes::Bytes::copy_from_slice(header.as_bytes());
         let padding = (512 - size % 512) % 512;
         // header, the file in 64 KiB pieces, padding to a block, then two zero blocks
@@ -1171,5 +1278,37 @@ fn restart_policy(name: &str) -> RestartPolicyNameEnum {
         "no" => RestartPolicyNameEnum::NO,
         "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
         _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_is_described_for_debug_without_its_environment_values() {
+        let body = ContainerCreateBody {
+            image: Some("registry/dtr-api:1".into()),
+            user: Some("10007:10007".into()),
+            env: Some(vec!["DTR_REPLICA_ID=0123456789ab".into(), "TOKEN=s3cr3t=x".into()]),
+            host_config: Some(HostConfig {
+                mounts: Some(mounts(&[MountSpec {
+                    source: "dtr-ca-0123456789ab".into(),
+                    target: "/ca".into(),
+                    read_only: true,
+                    bind: false,
+                }])),
+                network_mode: Some("dtr-br".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let shown = describe_create("dtr-api-0123456789ab", &body);
+        assert_eq!(
+            shown,
+            "create container dtr-api-0123456789ab: image registry/dtr-api:1, user 10007:10007, \
+             command (image's), network dtr-br, mounts [dtr-ca-0123456789ab:/ca:ro], ports [], \
+             environment [DTR_REPLICA_ID TOKEN]"
+        );
     }
 }

@@ -18,7 +18,9 @@ use crate::report::Reporter;
 /// Connects to the engine the CLI chose (the local one or MKE).
 pub async fn connect(target: &Target, reporter: &Reporter) -> Result<Engine> {
     let step = reporter.step("connect to the Docker engine");
-    let engine = Engine::connect(target).await?;
+    let engine = Engine::connect(target)
+        .await?
+        .traced(reporter.debug_trace());
     step.done(&engine.host);
     Ok(engine)
 }

@@ -38,5 +38,13 @@ pub fn trust(ca_dir: &str) -> probe::Trust {
     }
 }
 
+/// What to do about a store whose certificate is not trusted.
+pub(crate) const NOT_TRUSTED_HINT: &str = "give the cluster its CA with `dtr reconfigure --custom-ca-cert-bundle`, or set skipverify: true to use it unverified";
+
+/// Whether a request failed on the server's certificate (rustls: "invalid peer certificate").
+pub(crate) fn is_certificate_failure(reason: &str) -> bool {
+    reason.contains("invalid peer certificate") || reason.contains("certificate verify failed")
+}
+
 #[cfg(test)]
 mod tests;

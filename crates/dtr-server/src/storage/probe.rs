@@ -51,16 +51,21 @@ pub fn http_client(config: &StorageConfig, trust: &Trust) -> Result<reqwest::Cli
                 .map_err(|e| ProbeError::Tls(format!("custom CA bundle: {e}")))?;
         }
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| ProbeError::Tls(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ProbeError::Tls(e.to_string()))?;
+    // a preconfigured TLS set-up is taken as it is: skipping verification is said in it
+    let tls = if skip {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(dtr_core::pki::AnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
-        .danger_accept_invalid_certs(skip)
         .timeout(std::time::Duration::from_secs(20))
         .connect_timeout(std::time::Duration::from_secs(5))
         .build()

@@ -16,6 +16,11 @@ use super::StorageConfig;
 pub enum S3Error {
     #[error("the endpoint {endpoint} is not reachable: {reason}")]
     Unreachable { endpoint: String, reason: String },
+    #[error(
+        "the certificate of {endpoint} is not trusted ({reason}): {}",
+        super::NOT_TRUSTED_HINT
+    )]
+    NotTrusted { endpoint: String, reason: String },
     #[error("the bucket {bucket} does not exist ({code})")]
     NoBucket { bucket: String, code: String },
     #[error("the store refused the credentials ({code}: {message})")]
@@ -270,21 +275,24 @@ impl S3 {
             .body(body)
             .send()
             .await
-            .map_err(|e| S3Error::Unreachable {
-                endpoint: self.endpoint.clone(),
-                reason: error_chain(&e),
-            })?;
+            .map_err(|e| self.unreachable(&e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response
             .bytes()
             .await
-            .map_err(|e| S3Error::Unreachable {
-                endpoint: self.endpoint.clone(),
-                reason: error_chain(&e),
-            })?
+            .map_err(|e| self.unreachable(&e))?
             .to_vec();
         Ok((status, headers, body))
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> S3Error {
+        let (endpoint, reason) = (self.endpoint.clone(), error_chain(e));
+        if super::is_certificate_failure(&reason) {
+            S3Error::NotTrusted { endpoint, reason }
+        } else {
+            S3Error::Unreachable { endpoint, reason }
+        }
     }
 
     fn failure(&self, operation: &str, status: u16, body: &[u8]) -> S3Error {

@@ -12,6 +12,11 @@ use super::StorageConfig;
 pub enum SwiftError {
     #[error("the auth URL {url} is not reachable: {reason}")]
     Unreachable { url: String, reason: String },
+    #[error(
+        "the certificate of {url} is not trusted ({reason}): {}",
+        super::NOT_TRUSTED_HINT
+    )]
+    NotTrusted { url: String, reason: String },
     #[error("Swift refused the credentials of {user} at {url} ({status})")]
     Credentials {
         user: String,
@@ -24,6 +29,16 @@ pub enum SwiftError {
         status: u16,
         message: String,
     },
+}
+
+/// A request that got no answer: an untrusted certificate or an unreachable server.
+fn unreachable(url: &str, e: &reqwest::Error) -> SwiftError {
+    let (url, reason) = (url.to_string(), error_chain(e));
+    if super::is_certificate_failure(&reason) {
+        SwiftError::NotTrusted { url, reason }
+    } else {
+        SwiftError::Unreachable { url, reason }
+    }
 }
 
 fn text(c: &StorageConfig, k: &str) -> String {
@@ -65,10 +80,7 @@ impl Swift {
         let url = text(c, "authurl");
         let user = text(c, "username");
         let password = text(c, "password");
-        let unreachable = |e: reqwest::Error| SwiftError::Unreachable {
-            url: url.clone(),
-            reason: error_chain(&e),
-        };
+        let unreachable = |e: reqwest::Error| unreachable(&url, &e);
         let refused = |status: u16| SwiftError::Credentials {
             user: user.clone(),
             url: url.clone(),
@@ -258,10 +270,7 @@ impl Swift {
             .body(body)
             .send()
             .await
-            .map_err(|e| SwiftError::Unreachable {
-                url: url.clone(),
-                reason: error_chain(&e),
-            })?;
+            .map_err(|e| unreachable(&url, &e))?;
         let status = r.status().as_u16();
         let body = r.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
         Ok((status, body))

@@ -218,3 +218,38 @@ async fn a_real_swift_store_is_tried_and_each_failure_is_named() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn a_store_behind_a_private_ca_is_trusted_only_with_its_ca_or_when_told_to_skip() {
+    let Some(mut config) = seaweedfs(&format!("tls-{}", std::process::id())) else {
+        return;
+    };
+    let Some(endpoint) = crate::testing::required_env("DTR_TEST_S3_TLS_ENDPOINT") else {
+        return;
+    };
+    let Some(ca_file) = crate::testing::required_env("DTR_TEST_S3_CA_FILE") else {
+        return;
+    };
+    config
+        .params
+        .insert("regionendpoint".into(), json!(endpoint));
+    config.params.insert("secure".into(), json!(true));
+    let e = probe::try_config(&config, &trust()).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("the certificate of {endpoint} is not trusted"))
+            && e.to_string().contains("--custom-ca-cert-bundle"),
+        "{e}"
+    );
+    let with_ca = probe::Trust {
+        extra_pem: Some(std::fs::read_to_string(&ca_file).unwrap()),
+    };
+    match probe::Store::open(&config, &with_ca).await.unwrap() {
+        Some(probe::Store::S3(s)) => s.create_bucket().await.unwrap(),
+        _ => panic!("an s3 store"),
+    }
+    probe::try_config(&config, &with_ca).await.unwrap();
+    // skipverify: no CA needed, as the registry's driver does it
+    config.params.insert("skipverify".into(), json!(true));
+    probe::try_config(&config, &trust()).await.unwrap();
+}

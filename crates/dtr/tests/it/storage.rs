@@ -549,3 +549,106 @@ fn a_cluster_moves_to_swift_and_the_reconcile_job_drops_the_tags_it_lacks() {
     assert_secret_nowhere(&[&reg.replica], &swift.secret);
     reg.replica.destroy();
 }
+
+#[test]
+fn a_store_behind_a_private_ca_is_used_once_reconfigure_gives_its_ca_and_debug_shows_no_credential()
+{
+    let Some(_engine) = engine() else { return };
+    let bucket = unique("dtr");
+    let Some((s3, ca)) = TestStore::s3_private_ca(&bucket) else {
+        return;
+    };
+    let reg = Registry::install();
+    let endpoint = s3.section["s3"]["regionendpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // the cluster does not know the CA: refused, with what to do
+    let (code, v) = put_storage(&reg, json!({"storage": s3.section}));
+    assert_eq!(code, 400, "{v}");
+    let message = v["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("the certificate of {endpoint} is not trusted"))
+            && message.contains("--custom-ca-cert-bundle"),
+        "{message}"
+    );
+
+    // given with reconfigure (the content, as the original takes it), the same change is taken
+    let out = dtr(
+        &[
+            "reconfigure",
+            "--existing-replica-id",
+            &reg.replica.id,
+            "--custom-ca-cert-bundle",
+            &ca,
+            "--debug",
+        ],
+        &[],
+    );
+    let log = text(&out);
+    assert!(out.status.success(), "reconfigure failed:\n{log}");
+    let (code, v) = put_storage(&reg, json!({"storage": s3.section}));
+    assert_eq!(code, 202, "{v}");
+    wait_for_generation(&reg, 1);
+    assert!(reg.login("admin", admin_password()).status.success());
+    let image = reg.make_image("admin/app:1", 1024 * 1024);
+    let digest = reg.push(&image);
+    assert!(
+        s3.objects()
+            .iter()
+            .any(|(k, size)| k.ends_with("/data") && *size > 1024 * 1024),
+        "the layer is not in the bucket"
+    );
+    reg.docker_ok(&["rmi", &image], &[]);
+    let pulled = reg.docker_ok(&["pull", &image], &[]);
+    assert!(pulled.contains(&digest), "{pulled}");
+
+    // --debug output of the commands that read the storage credential shows none of it
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup.tar");
+    let out = dtr_command(&[
+        "backup",
+        "--existing-replica-id",
+        &reg.replica.id,
+        "--debug",
+    ])
+    .stdout(std::fs::File::create(&file).unwrap())
+    .output()
+    .unwrap();
+    let backup_log = text(&out);
+    assert!(out.status.success(), "backup failed:\n{backup_log}");
+    let out = dtr(
+        &[
+            "reconfigure",
+            "--existing-replica-id",
+            &reg.replica.id,
+            "--log-level",
+            "debug",
+            "--debug",
+        ],
+        &[],
+    );
+    let again = text(&out);
+    assert!(out.status.success(), "reconfigure failed:\n{again}");
+    for (what, log) in [
+        ("reconfigure", &log),
+        ("backup", &backup_log),
+        ("reconfigure", &again),
+    ] {
+        assert!(
+            log.contains("DEBUG") || log.contains("debug"),
+            "{what}: no debug output:\n{log}"
+        );
+        assert!(
+            !log.contains(&s3.secret),
+            "{what} --debug shows the credential:\n{log}"
+        );
+        assert!(
+            !log.contains(admin_password()),
+            "{what} --debug shows the admin password"
+        );
+    }
+    assert_secret_nowhere(&[&reg.replica], &s3.secret);
+    reg.replica.destroy();
+}

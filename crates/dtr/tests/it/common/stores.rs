@@ -38,6 +38,8 @@ pub struct TestStore {
     /// The credential in it, which must never show anywhere.
     pub secret: String,
     pub describe: String,
+    /// The CA of the store's certificate, when it is not one of the system's.
+    pub ca: Option<String>,
 }
 
 impl TestStore {
@@ -53,6 +55,7 @@ impl TestStore {
             describe: format!("s3 bucket {bucket} at {endpoint}"),
             section,
             secret,
+            ca: None,
         };
         match store.open() {
             Store::S3(s) => runtime()
@@ -61,6 +64,19 @@ impl TestStore {
             Store::Swift(_) => unreachable!(),
         }
         Some(store)
+    }
+
+    /// A new bucket of SeaweedFS reached over HTTPS, whose certificate is of a CA made for the
+    /// run (the "private CA" of `scripts/test-servers.sh`); that CA's PEM.
+    pub fn s3_private_ca(bucket: &str) -> Option<(TestStore, String)> {
+        let endpoint = server_env("DTR_TEST_S3_TLS_ENDPOINT")?;
+        let ca = std::fs::read_to_string(server_env("DTR_TEST_S3_CA_FILE")?).expect("the CA");
+        let mut store = TestStore::s3(bucket)?;
+        store.section["s3"]["regionendpoint"] = json!(endpoint);
+        store.section["s3"]["secure"] = json!(true);
+        store.describe = format!("s3 bucket {bucket} at {endpoint}");
+        store.ca = Some(ca.clone());
+        Some((store, ca))
     }
 
     /// A container of the test Swift (the registry's driver creates it), prefix `dtr`.
@@ -73,6 +89,7 @@ impl TestStore {
             section: json!({"swift": {"authurl": authurl, "username": user,
                 "password": password, "container": container, "prefix": "dtr"}}),
             secret: password,
+            ca: None,
         })
     }
 
@@ -88,9 +105,15 @@ impl TestStore {
         StorageConfig::from_section(&self.section, &StorageConfig::default()).expect("valid")
     }
 
+    fn trust(&self) -> Trust {
+        Trust {
+            extra_pem: self.ca.clone(),
+        }
+    }
+
     fn open(&self) -> Store {
         runtime()
-            .block_on(Store::open(&self.config(), &Trust { extra_pem: None }))
+            .block_on(Store::open(&self.config(), &self.trust()))
             .expect("reach the store")
             .expect("an object store")
     }
@@ -100,7 +123,7 @@ impl TestStore {
         let config = self.config();
         runtime()
             .block_on(async {
-                let store = Store::open(&config, &Trust { extra_pem: None }).await?;
+                let store = Store::open(&config, &self.trust()).await?;
                 store
                     .expect("an object store")
                     .list_all(&config.object_key("/"))
@@ -114,7 +137,7 @@ impl TestStore {
         let config = self.config();
         runtime()
             .block_on(async {
-                let store = Store::open(&config, &Trust { extra_pem: None }).await?;
+                let store = Store::open(&config, &self.trust()).await?;
                 store
                     .expect("an object store")
                     .put(&config.object_key(path), data)
