@@ -1290,7 +1290,10 @@ mod tests {
         let body = ContainerCreateBody {
             image: Some("registry/dtr-api:1".into()),
             user: Some("10007:10007".into()),
-            env: Some(vec!["DTR_REPLICA_ID=0123456789ab".into(), "TOKEN=s3cr3t=x".into()]),
+            env: Some(vec![
+                "DTR_REPLICA_ID=0123456789ab".into(),
+                "TOKEN=s3cr3t=x".into(),
+            ]),
             host_config: Some(HostConfig {
                 mounts: Some(mounts(&[MountSpec {
                     source: "dtr-ca-0123456789ab".into(),
