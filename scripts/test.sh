@@ -6,7 +6,8 @@
 #   3. lints: cargo fmt --check, cargo clippy -D warnings
 #   4. the component images on their own (scripts/smoke-components.sh)
 #   5. the servers the unit tests of dtr-server use: a scratch PostgreSQL and distribution's
-#      binary from Debian (scripts/test-servers.sh, stopped when this script ends)
+#      binary from Debian (scripts/test-servers.sh, stopped when this script ends), and three
+#      Docker engines in one swarm for the multi-node tests (scripts/test-nodes.sh, removed likewise)
 #   6. every Rust test: unit, snapshots, CLI, CLI reference, and the engine tests, which
 #      fail (not skip) here when the engine or a server is missing (DTR_REQUIRE_ENGINE=1)
 set -euo pipefail
@@ -26,6 +27,7 @@ step "component images"
 bash scripts/smoke-components.sh
 step "test servers"
 . scripts/test-servers.sh
+. scripts/test-nodes.sh
 step "rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast

@@ -6,6 +6,7 @@
 pub mod balancer;
 pub mod http;
 pub mod mke;
+pub mod nodes;
 pub mod pull;
 pub mod registry;
 pub mod stores;
