@@ -134,7 +134,7 @@ declare -A ARGS=(
   [rethinkdb]="-v dtr-rethink-$RID:/var/lib/postgresql/data -e DTR_ETCD_HOSTS=dtr-etcd-$RID:2379 -e DTR_DB_SHARED_BUFFERS_MB=128 -e DTR_DB_EFFECTIVE_CACHE_MB=512"
   [notary-signer]="-e DTR_DB_HOST=dtr-rethinkdb-$RID"
   [notary-server]="-e DTR_DB_HOST=dtr-rethinkdb-$RID -e DTR_NOTARY_SIGNER_HOST=dtr-notary-signer-$RID $token_env"
-  [registry]="-v dtr-registry-$RID:/storage $token_env"
+  [registry]="-v dtr-registry-$RID:/storage -e DTR_ETCD_ENDPOINTS=https://dtr-etcd-$RID:2379 $token_env"
   [nginx]="-e DTR_HTTPS_PORT=443 -p 127.0.0.1::8080 -p 127.0.0.1::8443"
 )
 
