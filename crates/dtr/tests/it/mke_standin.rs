@@ -522,3 +522,743 @@ async fn creates_are_placed_on_the_node_their_constraint_names() {
     );
     assert_eq!(strict.placements(), vec![]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Multi-node mode, against the three engines of the harness (common/nodes.rs): skipped without
+// it, failed under CI. Containers, volumes and networks are named `mkest-*`; the harness's guard
+// removes them from every node.
+
+use crate::common::nodes::{Node, Nodes};
+
+fn mkest(what: &str) -> String {
+    format!("mkest-{what}-{}", dtr_core::options::ReplicaId::random())
+}
+
+/// The stand-in in front of the harness's three engines.
+fn mke_for(nodes: &Nodes, opts: MkeOptions) -> MkeStandIn {
+    MkeStandIn::start(MkeOptions {
+        nodes: nodes.mke_engines(),
+        ..opts
+    })
+}
+
+/// Whether the node's engine has a container of that name.
+fn has_container(node: &Node, name: &str) -> bool {
+    node.docker(&["inspect", "--type", "container", name])
+        .status
+        .success()
+}
+
+/// The one node of the harness that has the container.
+fn holder<'a>(nodes: &'a Nodes, name: &str) -> Vec<&'a str> {
+    nodes
+        .iter()
+        .filter(|n| has_container(n, name))
+        .map(|n| n.name.as_str())
+        .collect()
+}
+
+/// `method path` through the stand-in with a session token and an optional JSON body:
+/// (status, body as JSON, or as a JSON string when it is not JSON).
+async fn call(
+    mke: &MkeStandIn,
+    bearer: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = https_client(mke)
+        .request(method.parse().unwrap(), format!("{}{path}", mke.url()))
+        .header("authorization", bearer);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .await
+        .expect("a request through the stand-in");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The node with the fewest containers (ties: the first): where "spread" puts the next one.
+fn emptiest(nodes: &Nodes) -> String {
+    let mut counts: Vec<(usize, String)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                crate::common::lines(&n.docker_ok(&["ps", "-aq"])).len(),
+                n.name.clone(),
+            )
+        })
+        .collect();
+    counts.sort();
+    counts[0].1.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_nodes_a_create_goes_to_the_node_its_constraint_names_or_the_emptiest() {
+    let Some(nodes) = Nodes::get() else { return };
+    let mke = mke_for(&nodes, MkeOptions::default());
+    let api = bollard_through(&mke).await;
+
+    // by hostname, on each of the three nodes; the constraint entry never reaches the engine
+    let mut expected = Vec::new();
+    for node in nodes.iter() {
+        let name = mkest(&node.name);
+        let constraint = format!("constraint:node=={}", node.name);
+        create(&api, &name, &["A=1", &constraint])
+            .await
+            .unwrap_or_else(|e| panic!("placed on {}: {e}", node.name));
+        assert_eq!(holder(&nodes, &name), [node.name.as_str()], "{name}");
+        let env = node.docker_ok(&["inspect", "-f", "{{json .Config.Env}}", &name]);
+        assert!(
+            env.contains("\"A=1\"") && !env.contains("constraint:"),
+            "{env}"
+        );
+        expected.push((name, node.name.clone()));
+    }
+    // by swarm node id
+    let node2 = nodes.node("node2");
+    let node2_id = node2.docker_ok(&["info", "-f", "{{.Swarm.NodeID}}"]);
+    let by_id = mkest("by-id");
+    create(&api, &by_id, &[&format!("constraint:node=={node2_id}")])
+        .await
+        .expect("placed by node id");
+    assert_eq!(holder(&nodes, &by_id), ["node2"]);
+    expected.push((by_id.clone(), "node2".into()));
+
+    // without a constraint: the node holding the fewest containers, twice
+    for _ in 0..2 {
+        let wanted = emptiest(&nodes);
+        let name = mkest("spread");
+        create(&api, &name, &[])
+            .await
+            .expect("placed by the stand-in");
+        assert_eq!(holder(&nodes, &name), [wanted.as_str()], "{name}");
+        expected.push((name, wanted));
+    }
+
+    // no such node: classic Swarm's refusal, nothing made anywhere
+    let nowhere = mkest("nowhere");
+    let (status, message) =
+        refusal(create(&api, &nowhere, &["constraint:node==mkest-no-such-node"]).await);
+    assert_eq!(status, 400);
+    assert_eq!(
+        message,
+        "Unable to find a node that satisfies the following conditions [node==mkest-no-such-node]"
+    );
+    assert_eq!(holder(&nodes, &nowhere), Vec::<&str>::new());
+
+    assert_eq!(mke.created_on(), expected);
+    let constrained: Vec<Option<String>> = mke.placements().into_iter().map(|(_, n)| n).collect();
+    assert_eq!(
+        constrained,
+        [
+            Some("node1".into()),
+            Some("node2".into()),
+            Some("node3".into()),
+            Some(node2_id),
+            None,
+            None
+        ]
+    );
+
+    // administrators kept off managers: every node of the harness is one
+    let strict = mke_for(
+        &nodes,
+        MkeOptions {
+            admins_on_managers: false,
+            ..Default::default()
+        },
+    );
+    let api = bollard_through(&strict).await;
+    for env in [vec!["constraint:node==node3"], vec![]] {
+        let name = mkest("strict");
+        let (status, message) = refusal(create(&api, &name, &env).await);
+        assert_eq!(
+            (status, message.as_str()),
+            (400, super::common::mke::NO_NODE_MESSAGE),
+            "{env:?}"
+        );
+        assert_eq!(holder(&nodes, &name), Vec::<&str>::new());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_nodes_exec_logs_archives_rename_and_remove_go_to_the_containers_node() {
+    let Some(nodes) = Nodes::get() else { return };
+    let node3 = nodes.node("node3");
+    let mke = mke_for(&nodes, MkeOptions::default());
+    let api = bollard_through(&mke).await;
+    let name = mkest("on-node3");
+    create(&api, &name, &["constraint:node==node3"])
+        .await
+        .expect("create");
+    // a container of the same name on node1, made behind the stand-in's back: requests by
+    // name must still reach the one the stand-in placed
+    let node1 = nodes.node("node1");
+    node1.docker_ok(&["create", "--name", &name, IMAGE, "true"]);
+    let before = mke.requests_per_node();
+
+    api.start_container(&name, None).await.expect("start");
+    let mut logs = api.logs(
+        &name,
+        Some(LogsOptions {
+            follow: true,
+            stdout: true,
+            ..Default::default()
+        }),
+    );
+    let first = tokio::time::timeout(Duration::from_secs(10), logs.next())
+        .await
+        .expect("a log line")
+        .expect("a log line")
+        .expect("log output");
+    assert_eq!(first.to_string(), "started\n");
+    drop(logs);
+
+    // an attached exec: created on node3, started there through the remembered exec id
+    let exec = api
+        .create_exec(
+            &name,
+            CreateExecOptions {
+                cmd: Some(vec!["sh", "-c", "echo exec-out; exit 4"]),
+                attach_stdout: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("exec create");
+    let StartExecResults::Attached { mut output, .. } =
+        api.start_exec(&exec.id, None).await.expect("exec start")
+    else {
+        panic!("not attached")
+    };
+    let mut out = String::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), output.next())
+        .await
+        .expect("exec output ends")
+    {
+        out.push_str(&chunk.unwrap().to_string());
+    }
+    assert_eq!(out, "exec-out\n");
+    assert_eq!(api.inspect_exec(&exec.id).await.unwrap().exit_code, Some(4));
+
+    // an archive up, then down, through the stand-in; the file is in node3's container
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    let payload = b"placed on node3\n";
+    header.set_size(payload.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "mkest.txt", &payload[..])
+        .unwrap();
+    api.upload_to_container(
+        &name,
+        Some(UploadToContainerOptions {
+            path: "/tmp".into(),
+            ..Default::default()
+        }),
+        bollard::body_full(tar.into_inner().unwrap().into()),
+    )
+    .await
+    .expect("PUT archive");
+    assert_eq!(
+        node3.docker_ok(&["exec", &name, "cat", "/tmp/mkest.txt"]),
+        "placed on node3"
+    );
+    let downloaded: Vec<u8> = api
+        .download_from_container(
+            &name,
+            Some(bollard::query_parameters::DownloadFromContainerOptions {
+                path: "/tmp/mkest.txt".into(),
+            }),
+        )
+        .map(|chunk| chunk.expect("archive bytes").to_vec())
+        .concat()
+        .await;
+    let mut archive = tar::Archive::new(&downloaded[..]);
+    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+    let mut content = String::new();
+    std::io::Read::read_to_string(&mut entry, &mut content).unwrap();
+    assert_eq!(content, "placed on node3\n");
+
+    // every one of those went to node3 only; node1's namesake was never touched
+    assert_eq!(
+        node1.docker_ok(&["inspect", "-f", "{{.State.Status}}", &name]),
+        "created"
+    );
+    let after = mke.requests_per_node();
+    for other in ["node1", "node2"] {
+        assert_eq!(after.get(other), before.get(other), "{other}: {after:?}");
+    }
+    let on_node3 =
+        after.get("node3").copied().unwrap_or(0) - before.get("node3").copied().unwrap_or(0);
+    assert!(
+        on_node3 >= 7,
+        "{on_node3} requests reached node3: {after:?}"
+    );
+
+    // renamed, it is found by its new name; removed, it is gone from node3 and unknown
+    let renamed = mkest("renamed");
+    api.rename_container(
+        &name,
+        bollard::query_parameters::RenameContainerOptions {
+            name: renamed.clone(),
+        },
+    )
+    .await
+    .expect("rename");
+    let details = api
+        .inspect_container(&renamed, None)
+        .await
+        .expect("inspect by the new name");
+    assert_eq!(
+        details.name.as_deref(),
+        Some(format!("/{renamed}").as_str())
+    );
+    api.remove_container(
+        &renamed,
+        Some(bollard::query_parameters::RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect("remove");
+    assert!(!has_container(node3, &renamed));
+    let gone = api.inspect_container(&renamed, None).await.map(|_| ());
+    let (status, message) = refusal(gone);
+    assert_eq!(
+        (status, message),
+        (404, format!("No such container: {renamed}"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_nodes_listings_are_the_nodes_answers_together_volumes_and_networks_on_each() {
+    let Some(nodes) = Nodes::get() else { return };
+    let mke = mke_for(&nodes, MkeOptions::default());
+    let api = bollard_through(&mke).await;
+    let bearer = format!("Bearer {}", token(&mke).await);
+    let run = mkest("run");
+
+    // one labelled container per node, listed together with each engine's own entry
+    let mut ids = Vec::new();
+    for node in nodes.iter() {
+        let name = mkest(&node.name);
+        let body = ContainerCreateBody {
+            image: Some(IMAGE.into()),
+            cmd: Some(vec!["true".into()]),
+            env: Some(vec![format!("constraint:node=={}", node.name)]),
+            labels: Some([("mkest.run".to_string(), run.clone())].into()),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        api.create_container(Some(options), body)
+            .await
+            .expect("create");
+        ids.push(node.docker_ok(&["inspect", "-f", "{{.Id}}", &name]));
+    }
+    let filters = url::form_urlencoded::byte_serialize(
+        json!({"label": [format!("mkest.run={run}")]})
+            .to_string()
+            .as_bytes(),
+    )
+    .collect::<String>();
+    let (status, listed) = call(
+        &mke,
+        &bearer,
+        "GET",
+        &format!("/v1.41/containers/json?all=1&filters={filters}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    let mut listed_ids: Vec<String> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|c| c["Id"].as_str().unwrap().to_string())
+        .collect();
+    listed_ids.sort();
+    ids.sort();
+    assert_eq!(listed_ids, ids);
+    // the engine's own entry, nothing added: the name as the engine gives it
+    assert!(
+        listed.as_array().unwrap().iter().all(|c| c["Names"][0]
+            .as_str()
+            .is_some_and(|n| n.starts_with("/mkest-node"))),
+        "{listed}"
+    );
+
+    // a named volume is made on every node, listed once, removed from every node
+    let volume = mkest("vol");
+    let (status, made) = call(
+        &mke,
+        &bearer,
+        "POST",
+        "/v1.41/volumes/create",
+        Some(json!({"Name": volume})),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["Name"], volume.as_str());
+    for node in nodes.iter() {
+        assert!(
+            node.docker(&["volume", "inspect", &volume])
+                .status
+                .success(),
+            "{volume} on {}",
+            node.name
+        );
+    }
+    let name_filter = url::form_urlencoded::byte_serialize(
+        json!({"name": [volume.clone()]}).to_string().as_bytes(),
+    )
+    .collect::<String>();
+    let (status, volumes) = call(
+        &mke,
+        &bearer,
+        "GET",
+        &format!("/v1.41/volumes?filters={name_filter}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{volumes}");
+    assert_eq!(
+        volumes["Volumes"].as_array().map(Vec::len),
+        Some(1),
+        "{volumes}"
+    );
+    assert_eq!(
+        call(
+            &mke,
+            &bearer,
+            "GET",
+            &format!("/v1.41/volumes/{volume}"),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let (status, body) = call(
+        &mke,
+        &bearer,
+        "DELETE",
+        &format!("/v1.41/volumes/{volume}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    for node in nodes.iter() {
+        assert!(
+            !node
+                .docker(&["volume", "inspect", &volume])
+                .status
+                .success(),
+            "{volume} left on {}",
+            node.name
+        );
+    }
+    assert_eq!(
+        call(
+            &mke,
+            &bearer,
+            "DELETE",
+            &format!("/v1.41/volumes/{volume}"),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+
+    // a bridge network on every node, an overlay once; listed as such; removed
+    let bridge = mkest("br");
+    let overlay = mkest("ol");
+    let (status, body) = call(
+        &mke,
+        &bearer,
+        "POST",
+        "/v1.41/networks/create",
+        Some(json!({"Name": bridge, "Driver": "bridge"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(
+        &mke,
+        &bearer,
+        "POST",
+        "/v1.41/networks/create",
+        Some(json!({"Name": overlay, "Driver": "overlay", "Attachable": true})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for node in nodes.iter() {
+        let scopes = node.docker_ok(&[
+            "network",
+            "ls",
+            "--filter",
+            "name=mkest-",
+            "--format",
+            "{{.Name}} {{.Scope}}",
+        ]);
+        assert!(
+            scopes.contains(&format!("{bridge} local")),
+            "{}: {scopes}",
+            node.name
+        );
+    }
+    let manager = nodes.manager();
+    assert_eq!(
+        manager.docker_ok(&["network", "inspect", "-f", "{{.Scope}}", &overlay]),
+        "swarm"
+    );
+    // by exact names: the engine's name filter matches swarm networks by their whole name
+    let name_filter = url::form_urlencoded::byte_serialize(
+        json!({"name": [bridge.clone(), overlay.clone()]})
+            .to_string()
+            .as_bytes(),
+    )
+    .collect::<String>();
+    let (status, networks) = call(
+        &mke,
+        &bearer,
+        "GET",
+        &format!("/v1.41/networks?filters={name_filter}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{networks}");
+    let names: Vec<&str> = networks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["Name"].as_str())
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == bridge).count(),
+        3,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| **n == overlay).count(),
+        1,
+        "{names:?}"
+    );
+
+    for network in [&overlay, &bridge] {
+        let (status, body) = call(
+            &mke,
+            &bearer,
+            "DELETE",
+            &format!("/v1.41/networks/{network}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 204, "{network}: {body}");
+    }
+    for node in nodes.iter() {
+        assert_eq!(
+            node.docker_ok(&["network", "ls", "-q", "--filter", "name=mkest-"]),
+            "",
+            "networks left on {}",
+            node.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_nodes_a_killed_node_fails_only_the_requests_routed_to_it() {
+    let Some(nodes) = Nodes::get() else { return };
+    let (node1, node3) = (nodes.node("node1"), nodes.node("node3"));
+    let mke = mke_for(&nodes, MkeOptions::default());
+    let api = bollard_through(&mke).await;
+    let bearer = format!("Bearer {}", token(&mke).await);
+    let on_node1 = mkest("on-node1");
+    let on_node3 = mkest("on-node3");
+    create(&api, &on_node1, &["constraint:node==node1"])
+        .await
+        .expect("on node1");
+    create(&api, &on_node3, &["constraint:node==node3"])
+        .await
+        .expect("on node3");
+
+    // node1, the first manager the stand-in asks, goes
+    nodes.kill(node1);
+
+    let (status, body) = call(
+        &mke,
+        &bearer,
+        "GET",
+        &format!("/v1.41/containers/{on_node1}/json"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("node node1"), "{message}");
+    let (status, body) = call(
+        &mke,
+        &bearer,
+        "POST",
+        &format!("/v1.41/containers/create?name={}", mkest("to-node1")),
+        Some(json!({"Image": IMAGE, "Env": ["constraint:node==node1"]})),
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("node node1"),
+        "{body}"
+    );
+
+    // what is on the other nodes, and what any manager answers, still works
+    let (status, body) = call(
+        &mke,
+        &bearer,
+        "GET",
+        &format!("/v1.41/containers/{on_node3}/json"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for path in ["/v1.41/info", "/v1.41/version", "/v1.41/nodes"] {
+        let (status, body) = call(&mke, &bearer, "GET", path, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (_, info) = call(&mke, &bearer, "GET", "/v1.41/info", None).await;
+    assert_ne!(
+        info["Name"], "node1",
+        "answered by another manager: {}",
+        info["Name"]
+    );
+    let (status, listed) = call(&mke, &bearer, "GET", "/v1.41/containers/json?all=1", None).await;
+    assert_eq!(status, 200, "{listed}");
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["Names"][0].as_str())
+        .collect();
+    assert!(
+        names.contains(&format!("/{on_node3}").as_str()),
+        "{names:?}"
+    );
+    assert!(
+        !names.contains(&format!("/{on_node1}").as_str()),
+        "{names:?}"
+    );
+    let elsewhere = mkest("elsewhere");
+    create(&api, &elsewhere, &[])
+        .await
+        .expect("placed on a node that answers");
+    let placed = holder(&nodes, &elsewhere);
+    assert!(placed == ["node2"] || placed == ["node3"], "{placed:?}");
+    let volume = mkest("vol");
+    let (status, body) = call(
+        &mke,
+        &bearer,
+        "POST",
+        "/v1.41/volumes/create",
+        Some(json!({"Name": volume})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(node3
+        .docker(&["volume", "inspect", &volume])
+        .status
+        .success());
+}
+
+#[test]
+fn across_nodes_the_bootstrapper_installs_on_the_node_it_names_and_destroys_through_it() {
+    let Some(nodes) = Nodes::get() else { return };
+    let node2 = nodes.node("node2");
+    let mke = mke_for(&nodes, MkeOptions::default());
+    let id = dtr_core::options::ReplicaId::random().to_string();
+    let https = crate::common::free_port();
+    let mut http = crate::common::free_port();
+    while http == https {
+        http = crate::common::free_port();
+    }
+    let (https_s, http_s, url, ca) = (https.to_string(), http.to_string(), mke.url(), mke.ca_pem());
+    // the bootstrapper reaches the nodes only through the stand-in
+    let via_mke = |args: &[&str]| {
+        let mut args = args.to_vec();
+        args.extend(["--ucp-url", &url, "--ucp-username", mke.username()]);
+        args.extend(["--ucp-ca", &ca]);
+        crate::common::dtr(
+            &args,
+            &[
+                ("UCP_PASSWORD", mke.password()),
+                ("DTR_ADMIN_PASSWORD", crate::common::admin_password()),
+                ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+            ],
+        )
+    };
+    let out = via_mke(&[
+        "install",
+        "--ucp-node",
+        "node2",
+        "--replica-id",
+        &id,
+        "--replica-https-port",
+        &https_s,
+        "--replica-http-port",
+        &http_s,
+    ]);
+    assert!(
+        out.status.success(),
+        "install through the stand-in:\n{}",
+        crate::common::text(&out)
+    );
+
+    // every container on node2, as the stand-in placed them, none elsewhere
+    let label = format!("label=com.docker.dtr.replica={id}");
+    assert_eq!(
+        node2.containers(&label).len(),
+        8,
+        "{:?}",
+        node2.containers(&label)
+    );
+    for other in nodes.iter().filter(|n| n.name != "node2") {
+        assert_eq!(
+            other.containers(&label),
+            Vec::<String>::new(),
+            "{}",
+            other.name
+        );
+    }
+    for (name, node) in mke.created_on() {
+        assert_eq!(node, "node2", "{name}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cluster_ca = dir.path().join("ca.pem");
+    std::fs::write(&cluster_ca, node2.external_ca(&id)).unwrap();
+    let ping = format!("https://{}:{https}/_ping", node2.addr);
+    let resp = crate::common::http::Request::get(&ping)
+        .ca(&cluster_ca)
+        .send();
+    assert_eq!(resp.status, 200, "{ping}: {resp}");
+
+    let out = via_mke(&["destroy", "--replica-id", &id]);
+    assert!(
+        out.status.success(),
+        "destroy through the stand-in:\n{}",
+        crate::common::text(&out)
+    );
+    assert_eq!(nodes.leftovers(), Vec::<String>::new());
+}

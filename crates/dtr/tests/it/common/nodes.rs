@@ -316,6 +316,14 @@ impl Nodes {
             .unwrap_or_else(|| panic!("no node {name} in the harness"))
     }
 
+    /// The engines as the MKE stand-in fronts them (`MkeOptions::nodes`): (name, socket path).
+    pub fn mke_engines(&self) -> Vec<(String, String)> {
+        self.nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.socket().to_string()))
+            .collect()
+    }
+
     /// A manager whose engine answers and that has a leader: the first one in node order.
     pub fn manager(&self) -> &Node {
         self.nodes
