@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean checkout on a fresh machine (CI runs exactly this):
-#   1. a Docker engine in swarm mode (scripts/engine-up.sh installs and starts it if needed)
+#   1. a Docker engine in swarm mode (scripts/engine-up.sh installs and starts it if needed),
+#      cleared of what an earlier run that was cut short left (scripts/test-leftovers.sh)
 #   2. the nine images, built from this checkout (scripts/build-images.sh; layer cache helps),
 #      and the upgrade tests' second version (--test-version, crates/dtr/tests/it/upgrade-version) if absent
 #   3. lints: cargo fmt --check, cargo clippy -D warnings
@@ -17,6 +18,7 @@ step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 
 step "engine"
 bash scripts/engine-up.sh
+bash scripts/test-leftovers.sh
 step "images"
 bash scripts/build-images.sh
 bash scripts/build-images.sh --if-missing --test-version "$(cat crates/dtr/tests/it/upgrade-version)"
