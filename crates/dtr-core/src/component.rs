@@ -16,6 +16,8 @@ pub const NGINX_HTTP_PORT: u16 = 8080;
 pub const NGINX_HTTPS_PORT: u16 = 8443;
 /// PostgreSQL's port in the rethinkdb container.
 pub const DB_PORT: u16 = 5432;
+/// Patroni's REST API in the rethinkdb container (HTTPS, the rethinkdb certificate).
+pub const PATRONI_PORT: u16 = 8008;
 
 /// The URL other etcd members reach this replica's member by.
 pub fn etcd_peer_url(replica: &ReplicaId) -> String {

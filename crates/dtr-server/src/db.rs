@@ -31,7 +31,10 @@ pub enum Access {
 /// them from etcd). Empty when Patroni cannot be asked; the caller still has its own member.
 pub async fn members_leader_first(http: &reqwest::Client, own_db_host: &str) -> Vec<String> {
     let host = own_db_host.split(':').next().unwrap_or(own_db_host);
-    let url = format!("https://{host}:8008/cluster");
+    let url = format!(
+        "https://{host}:{}/cluster",
+        dtr_core::component::PATRONI_PORT
+    );
     let Ok(Ok(resp)) = tokio::time::timeout(LOCATE_TIMEOUT, http.get(&url).send()).await else {
         return Vec::new();
     };

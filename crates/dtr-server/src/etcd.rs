@@ -26,6 +26,29 @@ fn b64(s: &[u8]) -> String {
     BASE64.encode(s)
 }
 
+/// The end of etcd's range of keys that start with `prefix` (its last byte plus one).
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// A member of the etcd cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Hexadecimal.
+    pub id: String,
+    /// The replica id; empty for a member added but never started.
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub learner: bool,
+}
+
 impl Etcd {
     pub fn new(http: reqwest::Client, endpoints: Vec<String>) -> Etcd {
         Etcd { http, endpoints }
@@ -87,6 +110,56 @@ impl Etcd {
             value,
             mod_revision,
         }))
+    }
+
+    /// Every key under `prefix` and its value.
+    pub async fn get_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let r = self
+            .call(
+                "/v3/kv/range",
+                json!({"key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix))}),
+            )
+            .await?;
+        let decode = |v: &Value, what: &str| {
+            BASE64
+                .decode(v.as_str().unwrap_or_default().as_bytes())
+                .map_err(|e| Error::BadFile {
+                    what: format!("etcd {what} under {prefix}"),
+                    reason: e.to_string(),
+                })
+        };
+        let mut out = Vec::new();
+        for kv in r["kvs"].as_array().into_iter().flatten() {
+            let key = String::from_utf8_lossy(&decode(&kv["key"], "key")?).to_string();
+            out.push((key, decode(&kv["value"], "value")?));
+        }
+        Ok(out)
+    }
+
+    /// The cluster's members, as the first endpoint that answers knows them.
+    pub async fn members(&self) -> Result<Vec<Member>> {
+        let r = self.call("/v3/cluster/member/list", json!({})).await?;
+        Ok(r["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| Member {
+                // the gateway writes uint64 as a decimal string; etcdctl takes hexadecimal
+                id: m["ID"]
+                    .as_str()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(|v| format!("{v:x}"))
+                    .unwrap_or_default(),
+                name: m["name"].as_str().unwrap_or_default().to_string(),
+                peer_urls: m["peerURLs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|u| u.as_str().map(str::to_string))
+                    .collect(),
+                learner: m["isLearner"].as_bool().unwrap_or(false),
+            })
+            .collect())
     }
 
     pub async fn put(&self, key: &str, value: &[u8]) -> Result<()> {

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use dtr_core::component::Component;
 use dtr_core::contract::phase2::{
-    CertRequest, CertResult, Phase2Secrets, ADMIN_PATH, CUSTOM_CA, REQUEST_PATH, SEED_DIR,
-    SEED_FILES, USER_KEY_PATH,
+    CertRequest, CertResult, Phase2Secrets, ADMIN_PATH, CUSTOM_CA, JOIN_STAGING, REQUEST_PATH,
+    SEED_DIR, SEED_FILES, USER_KEY_PATH,
 };
 use dtr_core::options::ReplicaId;
 use dtr_core::pki::{self, Usage};
@@ -280,29 +280,38 @@ pub fn run_certs() -> Result<()> {
         step: "certs".into(),
         message: format!("bad request: {e}"),
     })?;
-    let take = |path: &str| match fs::read_to_string(path) {
+    let ca_dir = Path::new(dtr_core::contract::CA_MOUNT);
+    let take = |path: &Path| match fs::read_to_string(path) {
         Ok(k) => {
             let _ = fs::remove_file(path);
             Some(Secret::new(k))
         }
         Err(_) => None,
     };
+    // what phase 1 uploaded, or what the join agent staged in the volume
+    let staged = ca_dir.join(JOIN_STAGING);
     let mut seed = Vec::new();
     for file in SEED_FILES {
         let rel = file.path;
-        let path = Path::new(SEED_DIR).join(rel);
-        if let Ok(bytes) = fs::read(&path) {
-            let _ = fs::remove_file(&path);
-            seed.push((rel.to_string(), Secret::new(bytes)));
+        for path in [Path::new(SEED_DIR).join(rel), staged.join(rel)] {
+            if let Ok(bytes) = fs::read(&path) {
+                let _ = fs::remove_file(&path);
+                seed.push((rel.to_string(), Secret::new(bytes)));
+                break;
+            }
         }
     }
     let secrets = Phase2Secrets {
-        user_key: take(USER_KEY_PATH),
-        admin: take(ADMIN_PATH),
+        user_key: take(Path::new(USER_KEY_PATH))
+            .or_else(|| take(&staged.join(dtr_core::contract::cluster::EXTERNAL_KEY))),
+        admin: take(Path::new(ADMIN_PATH)),
         seed,
     };
-    let result = write_certs(Path::new(dtr_core::contract::CA_MOUNT), &req, secrets)?;
-    println!("{}", result.to_line());
+    let result = write_certs(ca_dir, &req, secrets);
+    if staged.exists() {
+        fs::remove_dir_all(&staged).map_err(io(format!("remove {}", staged.display())))?;
+    }
+    println!("{}", result?.to_line());
     Ok(())
 }
 

@@ -47,7 +47,7 @@ const RETRY_FAILED: Duration = Duration::from_secs(60);
 /// The lock of the replica moving to a new configuration.
 const SWITCH_LOCK: &str = "/dtr/storage/switching";
 /// Where each replica records the generation its registry runs.
-pub const REPLICAS_PREFIX: &str = "/dtr/storage/replicas/";
+pub use dtr_core::contract::storage::REPLICAS_PREFIX;
 /// The system's CAs, to which the cluster CA and `--custom-ca-cert-bundle` are added.
 const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// The shared secret the registry's notifications authenticate with, in the dtr-ca volume.

@@ -3,6 +3,7 @@
 //! the other does not follow is a compile error or a failing round-trip test, not a container
 //! that cannot start.
 
+pub mod cluster;
 pub mod db;
 pub mod env;
 pub mod phase2;

@@ -18,6 +18,10 @@ pub const USER_KEY_PATH: &str = "/run/dtr/user-key.pem";
 pub const ADMIN_PATH: &str = "/run/dtr/admin.json";
 /// Where phase 1 uploads the cluster's shared files for a join (`SEED_FILES`, same layout).
 pub const SEED_DIR: &str = "/run/dtr/seed";
+/// Where the join agent leaves the cluster's shared files (`SEED_FILES`, and the user's
+/// HTTPS key as `external/key.pem`) inside the new replica's dtr-ca volume for phase 2, which
+/// installs them and removes the directory (root only, 0700).
+pub const JOIN_STAGING: &str = ".join";
 /// Written into the dtr-ca volume of every replica an emergency repair left out; the
 /// components refuse to start when it exists.
 pub const TOMBSTONE: &str = "tombstone.json";

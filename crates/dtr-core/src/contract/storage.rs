@@ -13,6 +13,8 @@ use super::STORAGE_MOUNT;
 
 /// The etcd key of the cluster's storage configuration (`StoredStorage`, JSON).
 pub const KEY: &str = "/dtr/storage";
+/// Where each replica's registry records the storage generation it runs (`<prefix><replica>`).
+pub const REPLICAS_PREFIX: &str = "/dtr/storage/replicas/";
 /// Shown instead of a credential; sent back unchanged, it means "keep the current one".
 pub const REDACTED: &str = "*****";
 

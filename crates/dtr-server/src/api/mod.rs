@@ -303,8 +303,9 @@ async fn cluster_status(State(api): State<Arc<Api>>, caller: auth::Caller) -> Re
     let status = post_json(&api.http, &status_url);
     let patroni = async {
         let url = format!(
-            "https://{}:8008/cluster",
-            api.cfg.container(Component::Rethinkdb)
+            "https://{}:{}/cluster",
+            api.cfg.container(Component::Rethinkdb),
+            dtr_core::component::PATRONI_PORT
         );
         let r = api
             .http

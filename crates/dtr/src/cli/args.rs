@@ -89,6 +89,12 @@ pub enum Command {
         #[command(subcommand)]
         step: Phase2Step,
     },
+    /// A joining replica's way into the cluster (a one-task swarm service on its node)
+    #[command(hide = true)]
+    JoinAgent {
+        #[command(subcommand)]
+        step: JoinAgentStep,
+    },
     /// Health probe of our own components (the images' dtr-health)
     #[command(hide = true)]
     Health { component: String },
@@ -108,6 +114,18 @@ pub enum Command {
         #[arg(last = true, required = true)]
         program: Vec<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JoinAgentStep {
+    /// Read the cluster through a replica and print what was found (one JSON line)
+    Check {
+        /// The replica to ask (default: the one the seed was read from)
+        #[arg(long)]
+        via: Option<String>,
+    },
+    /// Copy the seed's files into the new replica's dtr-ca volume for phase 2
+    Seed,
 }
 
 #[derive(Subcommand, Debug)]

@@ -115,6 +115,9 @@ pub fn remove(a: RemoveArgs, target: &Target, reporter: &Reporter) -> Result<()>
     for k in &report.kept {
         reporter.info(format!("kept {k}"));
     }
+    for u in &report.unreachable {
+        reporter.warn(u);
+    }
     if !report.left_behind.is_empty() {
         return Err(Error::LeftBehind {
             operation: "remove",
@@ -136,7 +139,6 @@ pub fn remove(a: RemoveArgs, target: &Target, reporter: &Reporter) -> Result<()>
 }
 
 pub fn repair(a: EmergencyRepairArgs, target: &Target, reporter: &Reporter) -> Result<()> {
-    dtr_core::options::Subnet::parse(&a.overlay_subnet)?;
     let interactive = prompt::interactive();
     let yes = a.yes;
     let prune = a.prune;
@@ -162,6 +164,7 @@ pub fn repair(a: EmergencyRepairArgs, target: &Target, reporter: &Reporter) -> R
     let opts = dtr_bootstrap::ops::repair::RepairOptions {
         existing: convert::existing_replica_id(&a.existing_replica_id)?,
         prune,
+        overlay_subnet: dtr_core::options::Subnet::parse(&a.overlay_subnet)?,
     };
     let choose = chooser(
         interactive,
@@ -205,8 +208,8 @@ pub fn status(a: StatusArgs, target: &Target) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<14} {:<8} {:<11} {:<22} {:<26} PROBLEMS",
-        "REPLICA", "VERSION", "PORTS", "ETCD", "DATABASE"
+        "{:<14} {:<16} {:<8} {:<11} {:<22} {:<26} PROBLEMS",
+        "REPLICA", "NODE", "VERSION", "PORTS", "ETCD", "DATABASE"
     );
     for (rid, r) in &view.replicas {
         let ports = match (r.https_port, r.http_port) {
@@ -214,10 +217,21 @@ pub fn status(a: StatusArgs, target: &Target) -> Result<()> {
             _ => "-".into(),
         };
         let problems = r.problems();
+        let node = match (&r.node, r.here()) {
+            (Some(n), true) => n.clone(),
+            (Some(n), false) => format!("{n} (remote)"),
+            (None, true) => "-".into(),
+            (None, false) => "? (remote)".into(),
+        };
         println!(
-            "{:<14} {:<8} {:<11} {:<22} {:<26} {}",
+            "{:<14} {:<16} {:<8} {:<11} {:<22} {:<26} {}",
             rid.as_str(),
-            r.version,
+            node,
+            if r.version.is_empty() {
+                "?"
+            } else {
+                &r.version
+            },
             ports,
             view.etcd_role(rid),
             view.db_role(rid),

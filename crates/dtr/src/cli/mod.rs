@@ -13,11 +13,12 @@ pub mod reference;
 
 use clap::{CommandFactory, Parser};
 
-use args::{Cli, Command, CommonArgs, Phase2Step};
+use args::{Cli, Command, CommonArgs, JoinAgentStep, Phase2Step};
 use dtr_bootstrap::engine::Target;
 use dtr_bootstrap::error::{exit, Error, Result};
 use dtr_bootstrap::report::{render, Reporter};
 use dtr_core::component::Component;
+use dtr_core::options::ReplicaId;
 
 /// The original's MSR rebrand renamed some `DTR_*` variables to `MSR_*`: accept both. An `MSR_X`
 /// fills `DTR_X` when that is unset. Runs before any thread starts.
@@ -64,6 +65,18 @@ pub fn main() -> i32 {
         Command::Phase2 {
             step: Phase2Step::Certs,
         } => role_exit(dtr_server::phase2::run_certs()),
+        Command::JoinAgent { step } => match step {
+            JoinAgentStep::Check { via } => match via.map(|v| ReplicaId::parse(&v)).transpose() {
+                Ok(via) => role(dtr_server::join_agent::run_check(via)),
+                Err(e) => {
+                    eprintln!("--via: {e}");
+                    exit::USAGE
+                }
+            },
+            JoinAgentStep::Seed => role_exit(dtr_server::join_agent::run_seed(
+                std::path::Path::new(dtr_core::contract::CA_MOUNT),
+            )),
+        },
         Command::Health { component } => match Component::from_name(&component) {
             Some(c) => role(dtr_server::health::check(c)),
             None => {
@@ -221,6 +234,7 @@ fn subcommand_name(command: &Command) -> &'static str {
         Command::Registry => "registry",
         Command::Phase2 { .. } => "phase2",
         Command::Health { .. } => "health",
+        Command::JoinAgent { .. } => "join-agent",
         Command::DbProxy { .. } => "db-proxy",
         Command::Completion { .. } => "completion",
         Command::Man => "man",
