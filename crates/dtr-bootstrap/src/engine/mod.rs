@@ -6,6 +6,7 @@ pub mod apply;
 mod images;
 pub mod mke;
 pub mod probe;
+pub mod swarm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -626,11 +627,52 @@ impl Engine {
                 .collect();
             format!("create volume {} [{}]", spec.name, opts.join(" "))
         });
+        if self.via_mke && self.node.is_some() {
+            return self.create_volume_on_node(spec).await;
+        }
         self.docker
             .create_volume(request)
             .await
             .map(|_| ())
             .map_err(|e| Error::docker("create volume", &spec.name, e))
+    }
+
+    /// Through MKE a named volume is made where the first container that mounts it is placed
+    /// (classic Swarm's volume create does not take a node): a helper container pinned to this
+    /// engine's node, created with the mount and the volume's labels and driver options, never
+    /// started, removed again.
+    async fn create_volume_on_node(&self, spec: &VolumeSpec) -> Result<()> {
+        use bollard::models::{MountVolumeOptions, MountVolumeOptionsDriverConfig};
+        let helper = format!("dtr-volume-{}", spec.name);
+        let _ = self.remove_container(&helper).await;
+        let mut mount = mounts(&[MountSpec {
+            source: spec.name.clone(),
+            target: "/volume".into(),
+            read_only: false,
+            bind: false,
+        }])
+        .remove(0);
+        mount.volume_options = Some(MountVolumeOptions {
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            driver_config: (!spec.driver_opts.is_empty()).then(|| MountVolumeOptionsDriverConfig {
+                name: Some("local".into()),
+                options: Some(spec.driver_opts.clone().into_iter().collect()),
+            }),
+            ..Default::default()
+        });
+        let body = ContainerCreateBody {
+            image: Some(dtr_core::version::bootstrapper_image()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                mounts: Some(vec![mount]),
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.create_raw(&helper, body).await?;
+        self.remove_container(&helper).await
     }
 
     pub async fn remove_volume(&self, name: &str) -> Result<()> {
@@ -722,6 +764,21 @@ impl Engine {
                 .map_err(|e| Error::docker("connect to network", format!("{name} ({net})"), e))?;
         }
         Ok(())
+    }
+
+    /// Connects a container to a network.
+    pub async fn connect_network(&self, container: &str, network: &str) -> Result<()> {
+        self.note(|| format!("connect container {container} to network {network}"));
+        self.docker
+            .connect_network(
+                network,
+                NetworkConnectRequest {
+                    container: container.to_string(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| Error::docker("connect to network", format!("{container} ({network})"), e))
     }
 
     pub fn via_mke(&self) -> bool {

@@ -119,25 +119,37 @@ async fn write_backup<W: Write>(
         keys.revision
     ));
 
-    let db_from = database_source(engine, replica, replicas, reporter).await;
+    let (db_from, primary_elsewhere) = database_source(engine, replica, replicas, reporter).await;
     let container = Component::Rethinkdb.container_name(&db_from);
     std::fs::create_dir_all(spool.join("db"))
         .map_err(|e| Error::io("create the spool directory", e))?;
     for db in backup::DATABASES {
-        let step = reporter.step(format!(
-            "database {db}: one snapshot (pg_dump on {container})"
-        ));
+        let source = match &primary_elsewhere {
+            Some(p) => format!(
+                "from {} through {container}",
+                Component::Rethinkdb.container_name(p)
+            ),
+            None => format!("on {container}"),
+        };
+        let step = reporter.step(format!("database {db}: one snapshot (pg_dump {source})"));
         let rel = backup::db_entry(db);
         let path = spool.join(&rel);
-        let mut cmd: Vec<String> = [
-            "pg_dump",
-            "--no-password",
-            "--format=custom",
-            "--dbname",
-            db,
-        ]
-        .map(str::to_string)
-        .to_vec();
+        let dbname = match &primary_elsewhere {
+            // the rethinkdb certificate is the postgres superuser on every member
+            Some(p) => format!(
+                "host={} port={} dbname={db} user=postgres sslmode=verify-full sslrootcert=/ca/ca.pem sslcert=/ca/rethinkdb/cert.pem sslkey=/ca/rethinkdb/key.pem",
+                Component::Rethinkdb.container_name(p),
+                dtr_core::component::DB_PORT
+            ),
+            None => db.to_string(),
+        };
+        let mut cmd: Vec<String> = vec![
+            "pg_dump".into(),
+            "--no-password".into(),
+            "--format=custom".into(),
+            "--dbname".into(),
+            dbname,
+        ];
         if *db == "dtr" {
             // which replica's api last beat is the old cluster's business, not the restored one's
             cmd.push("--exclude-table-data=heartbeats".into());
@@ -211,31 +223,38 @@ async fn write_backup<W: Write>(
     })
 }
 
-/// The database primary's replica when it is on this engine, else the chosen replica (its
-/// member may lag behind the primary: said so).
+/// Where the dumps come from: the database primary's own container when it is on this
+/// engine; the primary over `dtr-ol` from the chosen replica's container when it runs on
+/// another node (`Some(primary)`); else the chosen replica's own copy (it may lag behind: said
+/// so).
 async fn database_source(
     engine: &Engine,
     replica: &ReplicaId,
     replicas: &std::collections::BTreeMap<ReplicaId, cluster::ReplicaView>,
     reporter: &Reporter,
-) -> ReplicaId {
+) -> (ReplicaId, Option<ReplicaId>) {
     let leader = cluster::db_members(engine, replica)
         .await
         .ok()
-        .and_then(|m| m.into_iter().find(|m| m.role == "leader"))
-        .and_then(|m| ReplicaId::parse(&m.name).ok())
-        .filter(|r| {
-            replicas
-                .get(r)
-                .is_some_and(|v| v.running(Component::Rethinkdb))
-        });
+        .and_then(|m| {
+            m.into_iter()
+                .find(|m| m.role == "leader" && m.state == "running")
+        })
+        .and_then(|m| ReplicaId::parse(&m.name).ok());
     match leader {
-        Some(l) => l,
-        None => {
+        Some(l)
+            if replicas
+                .get(&l)
+                .is_some_and(|v| v.running(Component::Rethinkdb)) =>
+        {
+            (l, None)
+        }
+        Some(l) if replicas[replica].running(Component::Rethinkdb) => (replica.clone(), Some(l)),
+        _ => {
             reporter.warn(format!(
                 "no database primary answers: dumping replica {replica}'s own copy, which may miss the newest writes"
             ));
-            replica.clone()
+            (replica.clone(), None)
         }
     }
 }

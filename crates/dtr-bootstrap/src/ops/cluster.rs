@@ -41,11 +41,20 @@ pub struct ReplicaView {
     pub containers: BTreeMap<Component, ContainerView>,
     pub https_port: Option<u16>,
     pub http_port: Option<u16>,
+    /// The swarm node it runs on (its record in etcd; this engine's node for its own).
+    pub node: Option<String>,
+    /// Its containers are not on this engine (another node of a plain swarm): what the cluster
+    /// shows of it instead — its etcd member, database member and api over `dtr-ol` — as
+    /// problems (empty when all three answer well).
+    pub elsewhere: Option<Vec<String>>,
 }
 
 impl ReplicaView {
     /// What keeps this replica from being healthy (empty when all eight are healthy).
     pub fn problems(&self) -> Vec<String> {
+        if let Some(seen) = &self.elsewhere {
+            return seen.clone();
+        }
         Component::ALL
             .iter()
             .filter_map(|c| match self.containers.get(c) {
@@ -66,6 +75,11 @@ impl ReplicaView {
         self.containers
             .get(&c)
             .is_some_and(|v| v.health != Health::Stopped)
+    }
+
+    /// Its containers are on this engine.
+    pub fn here(&self) -> bool {
+        self.elsewhere.is_none()
     }
 }
 
@@ -107,6 +121,8 @@ pub async fn replicas(engine: &Engine) -> Result<BTreeMap<ReplicaId, ReplicaView
             containers: BTreeMap::new(),
             https_port: None,
             http_port: None,
+            node: None,
+            elsewhere: None,
         });
         if dtr_core::version_rules::older(&version, &view.version) {
             view.version = version.clone();
@@ -169,9 +185,19 @@ impl EtcdMember {
 /// `etcdctl` inside `dtr-etcd-<via>`: the image's environment points it at the local member
 /// with the member's own client certificate.
 pub async fn etcdctl(engine: &Engine, via: &ReplicaId, args: &[&str]) -> Result<String> {
+    etcdctl_at(engine, via, None, args).await
+}
+
+/// `etcdctl` in replica `via`'s etcd container, against the members of `endpoints` instead of
+/// the local one when given (a learner does not answer requests itself).
+pub async fn etcdctl_at(
+    engine: &Engine,
+    via: &ReplicaId,
+    endpoints: Option<&[ReplicaId]>,
+    args: &[&str],
+) -> Result<String> {
     let container = Component::Etcd.container_name(via);
-    let mut cmd: Vec<String> = vec!["etcdctl".into(), "--command-timeout=5s".into()];
-    cmd.extend(args.iter().map(|a| a.to_string()));
+    let cmd = etcdctl_command(endpoints, args);
     let out = engine.exec(&container, &cmd).await?;
     if out.exit_code != 0 {
         return Err(Error::ClusterCommand {
@@ -181,6 +207,87 @@ pub async fn etcdctl(engine: &Engine, via: &ReplicaId, args: &[&str]) -> Result<
         });
     }
     Ok(out.output)
+}
+
+/// The etcdctl command line, against `endpoints` when given: through `ETCDCTL_ENDPOINTS`, since
+/// the etcd image sets that variable and etcdctl refuses a flag that shadows it.
+fn etcdctl_command(endpoints: Option<&[ReplicaId]>, args: &[&str]) -> Vec<String> {
+    let mut cmd: Vec<String> = Vec::new();
+    if let Some(endpoints) = endpoints {
+        cmd.push("env".into());
+        cmd.push(format!("ETCDCTL_ENDPOINTS={}", etcd_client_urls(endpoints)));
+    }
+    cmd.push("etcdctl".into());
+    cmd.push("--command-timeout=5s".into());
+    cmd.extend(args.iter().map(|a| a.to_string()));
+    cmd
+}
+
+/// The client URLs of the etcd members of `replicas`, comma-separated, as etcdctl takes them.
+pub fn etcd_client_urls(replicas: &[ReplicaId]) -> String {
+    replicas
+        .iter()
+        .map(|r| {
+            format!(
+                "https://{}:{}",
+                Component::Etcd.container_name(r),
+                dtr_core::component::ETCD_CLIENT_PORT
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `etcdctl` in a throw-away container of the etcd image on `dtr-ol`, with the etcd
+/// certificate of replica `identity` (its dtr-ca volume, on this engine's node), against the
+/// members of `endpoints`: how a replica whose etcd does not run yet (or a learner, which
+/// answers no request) talks to the cluster.
+pub async fn etcdctl_as(
+    engine: &Engine,
+    identity: &ReplicaId,
+    endpoints: &[ReplicaId],
+    args: &[&str],
+) -> Result<String> {
+    let name = format!("dtr-etcdctl-{identity}");
+    let entrypoint = etcdctl_command(Some(endpoints), args);
+    let spec = crate::plan::OneShotSpec {
+        name: name.clone(),
+        image: dtr_core::version::component_image(Component::Etcd),
+        entrypoint: Some(entrypoint),
+        command: Vec::new(),
+        user: Some(format!("{0}:{0}", Component::Etcd.uid())),
+        labels: labels::helper(identity, dtr_core::version::VERSION),
+        network: crate::plan::OneShotNetwork::Named(crate::plan::OVERLAY_NETWORK.into()),
+        mounts: vec![crate::plan::MountSpec {
+            source: format!("dtr-ca-{identity}"),
+            target: dtr_core::contract::CA_MOUNT.into(),
+            read_only: true,
+            bind: false,
+        }],
+        ports: Vec::new(),
+    };
+    let out = engine.run_once(&spec, None).await?;
+    if out.exit_code != 0 {
+        return Err(Error::ClusterCommand {
+            command: format!("etcdctl {}", args.join(" ")),
+            container: name,
+            output: format!("{}{}", out.stdout, out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+/// Writes replica `rid`'s record (`contract::cluster::REPLICAS_PREFIX`) through its own etcd.
+pub async fn record_replica(
+    engine: &Engine,
+    rid: &ReplicaId,
+    record: &dtr_core::contract::cluster::ReplicaRecord,
+) -> Result<()> {
+    let key = format!("{}{rid}", dtr_core::contract::cluster::REPLICAS_PREFIX);
+    let value = serde_json::to_string(record).expect("a record serializes");
+    etcdctl(engine, rid, &["put", &key, &value])
+        .await
+        .map(|_| ())
 }
 
 /// `etcdctl member remove`, retried while etcd refuses changes right after another one; a
@@ -437,17 +544,33 @@ pub async fn status(target: &crate::engine::Target) -> Result<ClusterView> {
 
 impl ClusterView {
     pub async fn read(engine: &Engine) -> Result<ClusterView> {
-        let replicas = replicas(engine).await?;
-        let order: Vec<&ReplicaId> = healthy_first(&replicas);
-        let etcd = etcd_view_any(engine, order.iter().copied())
-            .await
-            .map(|(_, m)| m);
+        let mut replicas = replicas(engine).await?;
+        let order: Vec<ReplicaId> = healthy_first(&replicas).into_iter().cloned().collect();
+        let found = etcd_view_any(engine, order.iter()).await;
         let mut db = None;
         for r in &order {
-            if replicas[*r].running(Component::Rethinkdb) {
+            if replicas[r].running(Component::Rethinkdb) {
                 if let Ok(m) = db_members(engine, r).await {
                     db = Some(m);
                     break;
+                }
+            }
+        }
+        let etcd = match found {
+            Some((via, members)) => {
+                add_elsewhere(engine, &via, &members, db.as_deref(), &mut replicas).await;
+                Some(members)
+            }
+            None => None,
+        };
+        // a replica installed before records existed: this engine's own node
+        if !engine.via_mke() {
+            if let Ok(info) = engine.describe().await {
+                for v in replicas
+                    .values_mut()
+                    .filter(|v| v.here() && v.node.is_none())
+                {
+                    v.node = Some(info.name.clone());
                 }
             }
         }
@@ -518,6 +641,148 @@ impl ClusterView {
             .find(|m| m.role == "leader")
             .map(|m| m.name.clone())
     }
+}
+
+/// The replicas of the cluster whose containers are not on this engine (the etcd members and
+/// records that no local container belongs to), as the cluster shows them; and the node of
+/// each replica from its record. Retired replicas (emergency repair) are left out.
+async fn add_elsewhere(
+    engine: &Engine,
+    via: &ReplicaId,
+    members: &[EtcdMember],
+    db: Option<&[DbMember]>,
+    replicas: &mut BTreeMap<ReplicaId, ReplicaView>,
+) {
+    use dtr_core::contract::cluster::{ReplicaRecord, REPLICAS_PREFIX, RETIRED_PREFIX};
+    let records: BTreeMap<ReplicaId, ReplicaRecord> = etcd_get_prefix(engine, via, REPLICAS_PREFIX)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let r = ReplicaId::parse(k.strip_prefix(REPLICAS_PREFIX)?).ok()?;
+            Some((r, serde_json::from_slice(&v).ok()?))
+        })
+        .collect();
+    let retired: Vec<ReplicaId> = etcd_get_prefix(engine, via, RETIRED_PREFIX)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, _)| ReplicaId::parse(k.strip_prefix(RETIRED_PREFIX)?).ok())
+        .collect();
+    for (r, view) in replicas.iter_mut() {
+        view.node = records.get(r).map(|rec| rec.node.clone());
+    }
+    let mut others: Vec<ReplicaId> = members.iter().filter_map(|m| m.replica()).collect();
+    others.extend(records.keys().cloned());
+    others.sort();
+    others.dedup();
+    for r in others {
+        if replicas.contains_key(&r) || retired.contains(&r) {
+            continue;
+        }
+        let record = records.get(&r);
+        let member = members.iter().find(|m| m.replica().as_ref() == Some(&r));
+        let mut problems = Vec::new();
+        match member {
+            None => problems.push("it is not an etcd member".to_string()),
+            Some(m) if !m.healthy => problems.push("its etcd member does not answer".into()),
+            Some(_) => {}
+        }
+        let (version, ping) = match ping_over_overlay(engine, via, &r).await {
+            Some((true, v)) => (v, None),
+            Some((false, v)) => (v, Some("its api reports it unhealthy (/_ping)".to_string())),
+            None => (
+                String::new(),
+                Some("its api does not answer over dtr-ol".to_string()),
+            ),
+        };
+        problems.extend(ping);
+        match db.and_then(|d| d.iter().find(|m| m.name == r.as_str())) {
+            None if db.is_some() => problems.push("it is not a database member".into()),
+            Some(m) if m.state != "running" && m.state != "streaming" => {
+                problems.push(format!("its database member is {}", m.state))
+            }
+            _ => {}
+        }
+        replicas.insert(
+            r.clone(),
+            ReplicaView {
+                id: r.clone(),
+                version,
+                containers: BTreeMap::new(),
+                https_port: record.map(|rec| rec.https_port),
+                http_port: record.map(|rec| rec.http_port),
+                node: record.map(|rec| rec.node.clone()),
+                elsewhere: Some(problems),
+            },
+        );
+    }
+}
+
+/// The `/_ping` of replica `r`'s api, asked from replica `via`'s nginx over `dtr-ol`: whether it
+/// is healthy, and its version.
+async fn ping_over_overlay(
+    engine: &Engine,
+    via: &ReplicaId,
+    r: &ReplicaId,
+) -> Option<(bool, String)> {
+    let url = format!(
+        "https://{}:{}/_ping",
+        Component::Api.container_name(r),
+        dtr_core::component::API_PORT
+    );
+    let cmd: Vec<String> = [
+        "curl",
+        "-sS",
+        "--noproxy",
+        "*",
+        "-m",
+        "3",
+        "--cacert",
+        "/ca/ca.pem",
+        &url,
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let out = engine
+        .exec(&Component::Nginx.container_name(via), &cmd)
+        .await
+        .ok()?;
+    let doc: Value = serde_json::from_str(out.output.trim()).ok()?;
+    Some((
+        doc["Healthy"].as_bool().unwrap_or(false),
+        doc["Version"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+/// Every key under `prefix` and its value, through the etcd of `via`.
+pub async fn etcd_get_prefix(
+    engine: &Engine,
+    via: &ReplicaId,
+    prefix: &str,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let raw = etcdctl(engine, via, &["get", "--prefix", prefix, "-w", "json"]).await?;
+    let doc: Value = serde_json::from_str(raw.trim()).map_err(|_| Error::ClusterCommand {
+        command: format!("etcdctl get --prefix {prefix}"),
+        container: Component::Etcd.container_name(via),
+        output: format!("unreadable answer: {}", raw.trim()),
+    })?;
+    let b64 = |v: &Value| {
+        data_encoding::BASE64
+            .decode(v.as_str().unwrap_or_default().as_bytes())
+            .unwrap_or_default()
+    };
+    Ok(doc["kvs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(&b64(&kv["key"])).to_string(),
+                b64(&kv["value"]),
+            )
+        })
+        .collect())
 }
 
 /// What the CLI hands in to ask which replica to operate through: `choose(ids, default index)`.

@@ -6,72 +6,27 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use serde::{Deserialize, Serialize};
-
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use dtr_core::component::Component;
 use dtr_core::contract::phase2::{SeedFiles, SEED_FILES};
 use dtr_core::contract::storage::StoredStorage;
 use dtr_core::contract::STORAGE_MOUNT;
-use dtr_core::options::{ExternalUrl, LogLevel, NfsStorage, Proxies, ReplicaId, Storage};
+use dtr_core::options::ReplicaId;
 
 use crate::plan::labels;
 use dtr_core::pki::UserCertPublic;
 use dtr_core::secret::Secret;
 
 /// The HTTPS certificate files of the dtr-ca volume: the user's own when they brought one.
-pub const EXTERNAL_FILES: &[&str] = &["external/ca.pem", "external/cert.pem", "external/key.pem"];
+pub const EXTERNAL_FILES: &[&str] = &[
+    dtr_core::contract::cluster::EXTERNAL_CA,
+    dtr_core::contract::cluster::EXTERNAL_CERT,
+    dtr_core::contract::cluster::EXTERNAL_KEY,
+];
 
-/// The settings part, as saved in a backup (`config/cluster.json`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub external_url: Option<String>,
-    /// The registry's `/storage`: a volume name or an absolute host path.
-    pub storage: String,
-    /// When that volume mounts an NFS export: the export (`--nfs-storage-url` and options).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nfs: Option<NfsStorage>,
-    pub log_level: String,
-    pub http_proxy: Option<String>,
-    pub https_proxy: Option<String>,
-    pub no_proxy: Option<String>,
-}
-
-impl Settings {
-    pub fn external_url(&self) -> Result<Option<ExternalUrl>> {
-        self.external_url
-            .as_deref()
-            .map(ExternalUrl::parse)
-            .transpose()
-            .map_err(Error::from)
-    }
-
-    pub fn log_level(&self) -> Result<LogLevel> {
-        Ok(LogLevel::parse(&self.log_level)?)
-    }
-
-    pub fn proxies(&self) -> Proxies {
-        Proxies {
-            http: self.http_proxy.clone(),
-            https: self.https_proxy.clone(),
-            no_proxy: self.no_proxy.clone(),
-        }
-    }
-
-    /// The storage for `replica`: the same NFS export, its own default volume when the saved
-    /// volume is the one named after it, otherwise the saved volume or path itself.
-    pub fn storage_for(&self, replica: &ReplicaId) -> Result<Storage> {
-        if let Some(nfs) = &self.nfs {
-            return Ok(Storage::Nfs(nfs.clone()));
-        }
-        if self.storage == format!("dtr-registry-{replica}") {
-            return Ok(Storage::DefaultVolume);
-        }
-        Ok(Storage::parse(Some(&self.storage))?)
-    }
-}
+/// The settings part, as saved in a backup (`config/cluster.json`) and carried by the seed.
+pub use dtr_core::contract::cluster::Settings;
 
 /// The cluster's storage configuration as the api recorded it in etcd (`/dtr/storage`), read
 /// through replica `via`; the replica's volume when none was ever set.

@@ -82,6 +82,37 @@ pub async fn replicas(engine: &Engine) -> Result<Vec<String>> {
     Ok(ids)
 }
 
+/// The cluster (its id) of which `replica` is the only etcd member, as its own etcd says;
+/// `None` when there are others, or when its etcd cannot tell (not running).
+async fn last_of_its_cluster(
+    engine: &Engine,
+    replica: &ReplicaId,
+    containers: &[crate::engine::ContainerInfo],
+) -> Option<String> {
+    let members = crate::ops::cluster::etcd_members(engine, replica)
+        .await
+        .ok()?;
+    if !members
+        .iter()
+        .all(|m| m.replica().as_ref() == Some(replica))
+    {
+        return None;
+    }
+    let container = containers.first()?;
+    let archive = engine
+        .download(
+            &container.name,
+            &format!("{}/ca.pem", dtr_core::contract::CA_MOUNT),
+        )
+        .await
+        .ok()?;
+    let mut tar = tar::Archive::new(&archive[..]);
+    let mut entry = tar.entries().ok()?.next()?.ok()?;
+    let mut pem = String::new();
+    std::io::Read::read_to_string(&mut entry, &mut pem).ok()?;
+    Some(dtr_core::contract::cluster::cluster_id(&pem))
+}
+
 pub async fn destroy(
     engine: &Engine,
     replica: &ReplicaId,
@@ -100,6 +131,16 @@ pub async fn destroy(
     let mut removed = Vec::new();
     let mut left_behind = Vec::new();
     let mut kept = Vec::new();
+    // the last replica of its cluster takes the cluster's seed with it
+    if let Some(cluster) = last_of_its_cluster(engine, replica, &containers).await {
+        match crate::ops::seed::withdraw(engine, &cluster).await {
+            Ok(n) if n > 0 => {
+                removed.push(format!("the seed of cluster {cluster} ({n} secret(s))"))
+            }
+            Ok(_) => {}
+            Err(e) => left_behind.push(format!("the seed of cluster {cluster}: {}", e.summary())),
+        }
+    }
 
     let step = reporter.step(format!("remove the containers of replica {replica}"));
     let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
@@ -151,6 +192,11 @@ pub async fn destroy(
                     count += 1;
                     removed.push(format!("network {name}"))
                 }
+                // the overlay still connects the replicas of other nodes
+                Err(Error::Docker {
+                    kind: crate::error::DockerFailure::ActiveEndpoints,
+                    ..
+                }) => kept.push(format!("network {name} (in use on other nodes)")),
                 Err(e) => left_behind.push(format!("network {name}: {}", e.summary())),
             }
         }

@@ -1,6 +1,7 @@
 //! `dtr install`: preflight, plan, then apply — networks and volumes, certificates in phase 2
 //! while the eight containers are created, the containers started in dependency order —
-//! verify `/_ping` through nginx, and report. Any failure or Ctrl-C removes what this run
+//! verify `/_ping` through nginx, register the replica (its record in etcd, the cluster's
+//! seed as a swarm secret), and report. Any failure or Ctrl-C removes what this run
 //! created.
 
 use dtr_core::contract::phase2::{CertResult, Phase2Secrets};
@@ -50,6 +51,7 @@ pub async fn install(
                     steps::certificates_and_containers(&apply, &plan, &secrets, "phase 2").await?;
                 apply.start_in_order(&plan.containers).await?;
                 steps::verify(&engine, &plan, reporter).await?;
+                steps::register(&engine, &plan, reporter).await?;
                 Ok(certs)
             }),
         )

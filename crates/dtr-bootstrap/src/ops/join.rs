@@ -1,16 +1,19 @@
-//! `dtr join`: add a replica to a running cluster. Reads the cluster (health, quorum, version,
-//! settings), checks the new replica's node and the overlay network, then: volumes, phase 2
-//! with the cluster's shared files (its CA signs the new certificates), the new etcd member as
-//! a learner that is promoted once it has caught up, and the other components, the database
-//! member cloning itself from the primary. A failure or Ctrl-C removes the member again and
-//! everything this run created.
+//! `dtr join`: add a replica to a running cluster, from the engine of the new replica's own
+//! node (or MKE). That engine sees none of the other nodes' containers, so the cluster is read
+//! and entered the way the swarm allows: the cluster's seed (`ops::seed`, a swarm secret) goes
+//! to the join agent, a one-task service on the new node that reads the cluster over `dtr-ol`
+//! (health, quorum, version, settings, where each replica runs) and copies the shared files
+//! into the new replica's dtr-ca volume. Then, with the certificates phase 2 issues from those
+//! files: the new etcd member as a learner that is promoted once it has caught up, and the
+//! other components, the database member cloning itself from the primary. A failure or Ctrl-C
+//! removes the member again and everything this run created.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use dtr_core::component::Component;
+use dtr_core::contract::cluster::{JoinCheck, ReplicaRecord, ReplicaState};
 use dtr_core::contract::phase2::Phase2Secrets;
 use dtr_core::options::{NfsStorage, ReplicaId, Storage};
 use dtr_core::version;
@@ -18,12 +21,13 @@ use dtr_core::version;
 use crate::engine::apply::{Apply, Undo};
 use crate::engine::{Engine, Target};
 use crate::error::{Error, Result};
-use crate::ops::cluster::{self, EtcdMember, Quorum, ReplicaView};
-use crate::ops::config::ClusterConfig;
+use crate::ops::cluster::{self, EtcdMember, Quorum};
 use crate::ops::preflight::PreflightRequest;
+use crate::ops::seed::{self, Seed};
 use crate::ops::steps;
 use crate::plan::{
-    self, labels, InstallPlan, OneShotNetwork, OneShotSpec, ReplicaSettings, OVERLAY_NETWORK,
+    self, labels, InstallPlan, OneShotNetwork, OneShotSpec, ReplicaSettings, TargetFacts,
+    OVERLAY_NETWORK,
 };
 use crate::report::Reporter;
 
@@ -60,10 +64,10 @@ pub async fn join(
     reporter: &Reporter,
 ) -> Result<JoinReport> {
     let engine = steps::connect(target, reporter).await?;
-    let cluster = read_cluster(&engine, &opts, choose, reporter).await?;
     let (engine, facts) = steps::preflight(&engine, &opts.preflight_request(), reporter).await?;
+    let cluster = read_cluster(&engine, &opts, &facts, choose, reporter).await?;
     overlay_test(&engine, &opts, &cluster.existing, reporter).await?;
-    let (settings, secrets) = read_settings(&engine, &cluster, &opts, reporter).await?;
+    let settings = replica_settings(&cluster, &opts)?;
     let plan = plan::join_plan(&settings, &facts);
     steps::log_plan(reporter, &plan);
     reporter.info(format!(
@@ -78,18 +82,20 @@ pub async fn join(
             steps::naming_storage(&settings.storage, &plan.replica_id, async {
                 steps::networks(&apply, &plan).await?;
                 steps::volumes(&apply, &plan).await?;
+                stage_seed(&apply, &cluster, &plan).await?;
                 steps::certificates_and_containers(
                     &apply,
                     &plan,
-                    &secrets,
+                    &Phase2Secrets::default(),
                     "phase 2, signed by the cluster CA",
                 )
                 .await?;
-                let member = add_learner(&apply, &cluster.existing, &plan.replica_id).await?;
-                start_and_promote(&engine, &plan, &cluster.existing, &member, reporter).await?;
+                clear_learners(&engine, &cluster, &plan.replica_id, reporter).await?;
+                let member = add_learner(&apply, &cluster, &plan.replica_id).await?;
+                start_and_promote(&engine, &plan, &cluster, &member, reporter).await?;
                 apply.start_in_order(&plan.containers).await?;
-                wait_for_database_sync(&engine, &cluster.existing, &plan.replica_id, reporter)
-                    .await?;
+                wait_for_database_sync(&engine, &plan.replica_id, reporter).await?;
+                record_replica(&engine, &plan).await?;
                 steps::verify(&engine, &plan, reporter).await
             }),
         )
@@ -121,40 +127,67 @@ impl JoinOptions {
     }
 }
 
-/// The cluster a replica joins, as read before anything is made.
+/// The cluster a replica joins, as the join agent read it before anything is made.
 struct Cluster {
     /// The replica the join goes through.
     existing: ReplicaId,
-    members: Vec<EtcdMember>,
+    seed: Seed,
+    check: JoinCheck,
+    /// The new replica goes on another node than the existing one.
+    other_node: bool,
     /// Voting etcd members once the new one is promoted.
     voting_after: usize,
 }
 
-/// Reads the cluster and refuses a join it cannot take safely: another version, an
-/// unhealthy replica, no quorum or no database primary (unless `--unsafe-join`). What an
-/// interrupted join left is cleared first.
+impl Cluster {
+    /// Every replica that is an etcd member, the one the join goes through first.
+    fn members(&self) -> Vec<ReplicaId> {
+        let mut out = vec![self.existing.clone()];
+        out.extend(
+            self.check
+                .replicas
+                .iter()
+                .filter(|(r, s)| s.etcd_member.is_some() && **r != self.existing)
+                .map(|(r, _)| r.clone()),
+        );
+        out
+    }
+}
+
+/// Reads the cluster through the join agent and refuses a join it cannot take safely: another
+/// version, an unhealthy replica, no quorum or no database primary (unless `--unsafe-join`),
+/// or a node-local image storage on another node. What an interrupted join of the same id
+/// left on this engine is removed first.
 async fn read_cluster(
     engine: &Engine,
     opts: &JoinOptions,
+    facts: &TargetFacts,
     choose: Chooser<'_>,
     reporter: &Reporter,
 ) -> Result<Cluster> {
     let step = reporter.step("read the cluster");
-    let replicas = cluster::replicas(engine).await?;
-    let existing = pick_existing(&replicas, opts.existing.clone(), choose)?;
-    let ex = &replicas[&existing];
-    refuse_other_version(&ex.version)?;
-    let members = cluster::etcd_view(engine, &existing).await?;
-    let members = clear_leftovers(
-        engine,
-        &existing,
-        &opts.replica_id,
-        members,
-        &replicas,
-        reporter,
-    )
-    .await?;
-    let problems = health_problems(engine, ex, &members, &replicas).await;
+    let local = cluster::replicas(engine).await?;
+    let (seed, check) = find_cluster(engine, opts, facts, &local, reporter).await?;
+    let existing = pick_existing(&check, opts.existing.clone(), choose)?;
+    let state = &check.replicas[&existing];
+    refuse_other_version(state.ping.as_ref().map(|(_, v)| v.as_str()))?;
+    if let Some(new) = check.replicas.get(&opts.replica_id) {
+        if new.healthy() {
+            step.fail("the replica id is taken");
+            return Err(Error::Refused {
+                operation: "join",
+                reasons: vec![format!(
+                    "replica {} is already a healthy member of the cluster",
+                    opts.replica_id
+                )],
+                hint: format!(
+                    "choose another --replica-id, or remove it first with `dtr remove --replica-ids {}`",
+                    opts.replica_id
+                ),
+            });
+        }
+    }
+    let problems = health_problems(&check, &existing);
     if !problems.is_empty() {
         if opts.unsafe_join {
             for p in &problems {
@@ -171,21 +204,113 @@ async fn read_cluster(
             });
         }
     }
+    let other_node = match &state.record {
+        Some(r) => r.node != facts.node,
+        None => !local.contains_key(&existing),
+    };
+    refuse_node_local_storage(&check, &existing, other_node, facts)?;
+    if local.contains_key(&opts.replica_id) {
+        reporter.warn(format!(
+            "replica {} has containers from an interrupted join: removing them first",
+            opts.replica_id
+        ));
+        crate::ops::destroy::destroy(engine, &opts.replica_id, reporter).await?;
+    }
+    let voting_after = check
+        .replicas
+        .iter()
+        .filter(|(r, s)| s.etcd_learner == Some(false) && **r != opts.replica_id)
+        .count()
+        + 1;
     step.done(format!(
-        "{} replicas, joining through {existing}",
-        replicas.len()
+        "{} replicas, joining through {existing}{}",
+        check
+            .replicas
+            .values()
+            .filter(|s| s.etcd_member.is_some())
+            .count(),
+        match &state.record {
+            Some(r) if other_node => format!(" (on node {})", r.node),
+            _ => String::new(),
+        }
     ));
-    let voting_after = members.iter().filter(|m| !m.learner).count() + 1;
     Ok(Cluster {
         existing,
-        members,
+        seed,
+        check,
+        other_node,
         voting_after,
     })
 }
 
+/// The cluster's seed and what the agent read with it. A replica of the cluster on this
+/// engine (the one named, or any when no seed is published) publishes the seed first — a
+/// cluster installed before seeds existed, or whose seed was removed, gets one so. With
+/// several clusters' seeds on the swarm, the one whose CA the named replica's etcd accepts.
+async fn find_cluster(
+    engine: &Engine,
+    opts: &JoinOptions,
+    facts: &TargetFacts,
+    local: &std::collections::BTreeMap<ReplicaId, cluster::ReplicaView>,
+    reporter: &Reporter,
+) -> Result<(Seed, JoinCheck)> {
+    let mut seeds = seed::published(engine).await?;
+    let publisher = match &opts.existing {
+        Some(r) if local.contains_key(r) => Some(r.clone()),
+        None if seeds.is_empty() => cluster::healthy_first(local)
+            .into_iter()
+            .find(|r| **r != opts.replica_id)
+            .cloned(),
+        _ => None,
+    };
+    if let Some(r) = publisher {
+        if let Some(s) = seed::publish(engine, &r, reporter).await? {
+            seeds.retain(|o| o.cluster != s.cluster);
+            seeds.insert(0, s);
+        }
+    }
+    if seeds.is_empty() {
+        return Err(Error::Refused {
+            operation: "join",
+            reasons: vec!["no DTR cluster's seed is published on this swarm".into()],
+            hint: "install the first replica with `dtr install`; a cluster installed through an engine that is not a swarm manager publishes its seed with `dtr reconfigure` run against a manager's engine".into(),
+        });
+    }
+    let mut failures = Vec::new();
+    for s in &seeds {
+        let check = seed::check(
+            engine,
+            s,
+            &opts.replica_id,
+            &facts.node,
+            opts.existing.as_ref(),
+        )
+        .await?;
+        match &check.failure {
+            None => return Ok((s.clone(), check)),
+            Some(f) => failures.push(format!(
+                "cluster {} through replica {}: {f}",
+                s.cluster, check.via
+            )),
+        }
+    }
+    Err(Error::Refused {
+        operation: "join",
+        reasons: failures,
+        hint: format!(
+            "check --existing-replica-id, that the replica's etcd runs, and that {OVERLAY_NETWORK} reaches it from node {}",
+            facts.node
+        ),
+    })
+}
+
 /// A replica joins with the cluster's own version only (`dtr upgrade` moves versions).
-fn refuse_other_version(cluster_version: &str) -> Result<()> {
+fn refuse_other_version(cluster_version: Option<&str>) -> Result<()> {
     use dtr_core::version_rules::{decide_str, Verdict};
+    let Some(cluster_version) = cluster_version.filter(|v| !v.is_empty()) else {
+        // an api that does not answer is a health problem, reported as such
+        return Ok(());
+    };
     let hint = match decide_str(cluster_version, version::VERSION) {
         Verdict::Same => return Ok(()),
         Verdict::Allowed(_) => format!(
@@ -207,6 +332,34 @@ fn refuse_other_version(cluster_version: &str) -> Result<()> {
     })
 }
 
+/// Replicas on different nodes must share the image storage: refused, before anything is
+/// made, when the cluster keeps its images on a volume of the existing replica's node.
+fn refuse_node_local_storage(
+    check: &JoinCheck,
+    existing: &ReplicaId,
+    other_node: bool,
+    facts: &TargetFacts,
+) -> Result<()> {
+    if !other_node || !check.storage_on_volume || check.settings.shared_between_nodes() {
+        return Ok(());
+    }
+    let there = check.replicas[existing]
+        .record
+        .as_ref()
+        .map(|r| format!("node {}", r.node))
+        .unwrap_or_else(|| "another node".into());
+    Err(Error::Refused {
+        operation: "join",
+        reasons: vec![format!(
+            "the cluster keeps its images on {} of {there}, and replica {} would run on node {}: it could not serve them",
+            check.settings.storage,
+            existing,
+            facts.node
+        )],
+        hint: "give the cluster a storage every node reaches first: an object store (S3, Swift: PUT /api/v0/admin/settings/registry/simple, docs/operations/storage.md) or NFS (`dtr reconfigure --nfs-storage-url nfs://host/path`); or join on the same node".into(),
+    })
+}
+
 /// The overlay network test, unless `--skip-network-test`.
 async fn overlay_test(
     engine: &Engine,
@@ -224,27 +377,19 @@ async fn overlay_test(
     Ok(())
 }
 
-/// The new replica's settings and the cluster's shared files, read from the existing replica.
-async fn read_settings(
-    engine: &Engine,
-    cluster: &Cluster,
-    opts: &JoinOptions,
-    reporter: &Reporter,
-) -> Result<(ReplicaSettings, Phase2Secrets)> {
-    let step = reporter.step("read the cluster's settings and shared files");
-    let (settings, secrets) =
-        cluster_settings(engine, &cluster.existing, opts, &cluster.members).await?;
-    step.done(format!(
-        "storage {}, log level {}",
-        settings.storage.describe(&settings.replica_id),
-        settings.log_level.as_str()
-    ));
-    Ok((settings, secrets))
+/// The join agent copies the cluster's shared files into the new replica's dtr-ca volume.
+async fn stage_seed(apply: &Apply<'_>, cluster: &Cluster, plan: &InstallPlan) -> Result<()> {
+    let step = apply.reporter.step("the cluster's shared files");
+    seed::stage(apply.engine, &cluster.seed, &plan.replica_id, &plan.node).await?;
+    step.done(format!("from the seed of cluster {}", cluster.seed.cluster));
+    Ok(())
 }
 
-/// Takes a new etcd member out again when the join is rolled back.
+/// Takes a new etcd member out again when the join is rolled back, with the new replica's
+/// own etcd certificate (its dtr-ca volume is still there: the undo runs first).
 struct LeaveEtcd {
-    via: ReplicaId,
+    identity: ReplicaId,
+    endpoints: Vec<ReplicaId>,
     member: String,
 }
 
@@ -257,21 +402,78 @@ impl Undo for LeaveEtcd {
         &'a self,
         engine: &'a Engine,
     ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
-        Box::pin(cluster::remove_etcd_member(engine, &self.via, &self.member))
+        Box::pin(remove_member_as(
+            engine,
+            &self.identity,
+            &self.endpoints,
+            &self.member,
+        ))
     }
+}
+
+/// `etcdctl member remove`, retried while etcd refuses changes right after another one; a
+/// member that is already gone counts as removed.
+async fn remove_member_as(
+    engine: &Engine,
+    identity: &ReplicaId,
+    endpoints: &[ReplicaId],
+    member: &str,
+) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        match cluster::etcdctl_as(engine, identity, endpoints, &["member", "remove", member]).await
+        {
+            Ok(_) => return Ok(()),
+            Err(Error::ClusterCommand { output, .. }) if output.contains("member not found") => {
+                return Ok(())
+            }
+            Err(_) if started.elapsed() < Duration::from_secs(20) => {
+                tokio::time::sleep(Duration::from_millis(500)).await
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What an interrupted join left in etcd: a learner of the id being joined, or of another id
+/// that was never promoted and does not serve (learners do not vote), is removed.
+async fn clear_learners(
+    engine: &Engine,
+    cluster: &Cluster,
+    new_id: &ReplicaId,
+    reporter: &Reporter,
+) -> Result<()> {
+    let members = cluster.members();
+    for (rid, state) in &cluster.check.replicas {
+        let Some(member) = &state.etcd_member else {
+            continue;
+        };
+        let stale_learner = state.etcd_learner == Some(true) && !state.healthy();
+        if rid != new_id && !stale_learner {
+            continue;
+        }
+        reporter.warn(format!(
+            "removing etcd member {member} of replica {rid} left by an interrupted join"
+        ));
+        let endpoints: Vec<ReplicaId> = members.iter().filter(|r| *r != rid).cloned().collect();
+        remove_member_as(engine, new_id, &endpoints, member).await?;
+    }
+    Ok(())
 }
 
 /// Adds the new replica's etcd member as a learner (it does not vote until promoted) and
 /// registers its removal with the rollback. Returns the member id.
-async fn add_learner(apply: &Apply<'_>, existing: &ReplicaId, rid: &ReplicaId) -> Result<String> {
+async fn add_learner(apply: &Apply<'_>, cluster: &Cluster, rid: &ReplicaId) -> Result<String> {
     let (engine, reporter) = (apply.engine, apply.reporter);
     let step = reporter.step(format!("add etcd member {rid} as a learner"));
     let peer = dtr_core::component::etcd_peer_url(rid);
+    let endpoints: Vec<ReplicaId> = cluster.members().into_iter().filter(|r| r != rid).collect();
     let started = Instant::now();
-    let id = loop {
-        match cluster::etcdctl(
+    let out = loop {
+        match cluster::etcdctl_as(
             engine,
-            existing,
+            rid,
+            &endpoints,
             &[
                 "member",
                 "add",
@@ -282,7 +484,7 @@ async fn add_learner(apply: &Apply<'_>, existing: &ReplicaId, rid: &ReplicaId) -
         )
         .await
         {
-            Ok(out) => break parse_added_id(&out),
+            Ok(out) => break out,
             // etcd refuses membership changes for a few seconds after the previous one
             Err(e) if started.elapsed() < Duration::from_secs(30) => {
                 reporter.debug(format!("member add: {}", e.summary()));
@@ -291,30 +493,36 @@ async fn add_learner(apply: &Apply<'_>, existing: &ReplicaId, rid: &ReplicaId) -
             Err(e) => return Err(e),
         }
     };
-    let id = match id {
-        Some(id) => id,
-        None => find_member(engine, existing, rid)
-            .await?
-            .map(|m| m.id)
-            .ok_or_else(|| Error::ClusterCommand {
-                command: format!("etcdctl member add {rid} --learner"),
-                container: Component::Etcd.container_name(existing),
-                output: format!("etcd did not report the id of member {rid}"),
-            })?,
-    };
+    let id = parse_added_id(&out).ok_or_else(|| Error::ClusterCommand {
+        command: format!("etcdctl member add {rid} --learner"),
+        container: format!("dtr-etcdctl-{rid}"),
+        output: format!("etcd did not report the id of member {rid}: {}", out.trim()),
+    })?;
     apply.undo_with(LeaveEtcd {
-        via: existing.clone(),
+        identity: rid.clone(),
+        endpoints,
         member: id.clone(),
     });
     step.done(format!("member id {id}"));
     Ok(id)
 }
 
+/// `etcdctl` in the new replica's etcd container, against the cluster's other members (a
+/// learner does not answer requests itself).
+async fn etcdctl_in_new(
+    engine: &Engine,
+    rid: &ReplicaId,
+    endpoints: &[ReplicaId],
+    args: &[&str],
+) -> Result<String> {
+    cluster::etcdctl_at(engine, rid, Some(endpoints), args).await
+}
+
 /// Starts the new etcd and promotes it to a voting member once it has caught up.
 async fn start_and_promote(
     engine: &Engine,
     plan: &InstallPlan,
-    existing: &ReplicaId,
+    cluster: &Cluster,
     member: &str,
     reporter: &Reporter,
 ) -> Result<()> {
@@ -325,9 +533,21 @@ async fn start_and_promote(
         .expect("the plan has an etcd");
     let step = reporter.step(format!("start {} and promote it", etcd.name));
     engine.start(&etcd.name).await?;
+    let others: Vec<ReplicaId> = cluster
+        .members()
+        .into_iter()
+        .filter(|r| *r != plan.replica_id)
+        .collect();
     let started = Instant::now();
     loop {
-        match cluster::etcdctl(engine, existing, &["member", "promote", member]).await {
+        match etcdctl_in_new(
+            engine,
+            &plan.replica_id,
+            &others,
+            &["member", "promote", member],
+        )
+        .await
+        {
             Ok(_) => break,
             // "can only promote a learner member which is in sync with leader"
             Err(e) if started.elapsed() < PROMOTE_TIMEOUT => {
@@ -354,19 +574,17 @@ async fn start_and_promote(
     Ok(())
 }
 
-/// Waits until the new database member streams from the primary.
+/// Waits until the new database member streams from the primary (Patroni's view, asked in
+/// the new member's own container).
 async fn wait_for_database_sync(
     engine: &Engine,
-    existing: &ReplicaId,
     rid: &ReplicaId,
     reporter: &Reporter,
 ) -> Result<()> {
     let step = reporter.step("wait for the database member to stream from the primary");
     let started = Instant::now();
     loop {
-        let members = cluster::db_members(engine, existing)
-            .await
-            .unwrap_or_default();
+        let members = cluster::db_members(engine, rid).await.unwrap_or_default();
         if members.iter().any(|m| {
             m.name == rid.as_str()
                 && (m.state == "streaming" || m.state == "running")
@@ -390,34 +608,69 @@ async fn wait_for_database_sync(
     Ok(())
 }
 
+/// The new replica's record in etcd (its node and ports), written through its own member.
+async fn record_replica(engine: &Engine, plan: &InstallPlan) -> Result<()> {
+    cluster::record_replica(engine, &plan.replica_id, &replica_record(plan)).await
+}
+
+pub fn replica_record(plan: &InstallPlan) -> ReplicaRecord {
+    ReplicaRecord {
+        node: plan.node.clone(),
+        https_port: plan.https_port,
+        http_port: plan.http_port,
+    }
+}
+
+/// The replica the join goes through: the one named, or one chosen among the cluster's
+/// voting members, a healthy one preselected.
 fn pick_existing(
-    replicas: &BTreeMap<ReplicaId, ReplicaView>,
+    check: &JoinCheck,
     given: Option<ReplicaId>,
     choose: Chooser<'_>,
 ) -> Result<ReplicaId> {
-    if replicas.is_empty() {
-        return Err(Error::Refused {
-            operation: "join",
-            reasons: vec!["there is no DTR replica on this engine".into()],
-            hint: "install the first replica with `dtr install`".into(),
-        });
+    let voting: Vec<(&ReplicaId, &ReplicaState)> = check
+        .replicas
+        .iter()
+        .filter(|(_, s)| s.etcd_learner == Some(false) && !s.retired)
+        .collect();
+    let not_found = |replica: String| Error::ReplicaNotFound {
+        replica,
+        existing: voting.iter().map(|(r, _)| r.to_string()).collect(),
+    };
+    let picked = match given {
+        Some(r) => r,
+        None => {
+            if voting.is_empty() {
+                return Err(not_found("(any)".into()));
+            }
+            let ids: Vec<String> = voting.iter().map(|(r, _)| r.to_string()).collect();
+            let default = voting.iter().position(|(_, s)| s.healthy()).unwrap_or(0);
+            choose(&ids, default)?
+        }
+    };
+    if !voting.iter().any(|(r, _)| **r == picked) {
+        return Err(not_found(picked.to_string()));
     }
-    cluster::pick_replica(replicas, given, |_| true, ReplicaView::healthy, choose)
+    Ok(picked)
 }
 
 /// What keeps the cluster from taking a new member safely.
-async fn health_problems(
-    engine: &Engine,
-    ex: &ReplicaView,
-    members: &[EtcdMember],
-    replicas: &BTreeMap<ReplicaId, ReplicaView>,
-) -> Vec<String> {
-    let mut problems: Vec<String> = ex
-        .problems()
-        .into_iter()
-        .map(|p| format!("replica {}: {p}", ex.id))
+fn health_problems(check: &JoinCheck, existing: &ReplicaId) -> Vec<String> {
+    let mut problems = Vec::new();
+    let members: Vec<EtcdMember> = check
+        .replicas
+        .iter()
+        .filter_map(|(r, s)| {
+            Some(EtcdMember {
+                id: s.etcd_member.clone()?,
+                name: r.to_string(),
+                peer_urls: Vec::new(),
+                learner: s.etcd_learner == Some(true),
+                healthy: s.etcd_healthy,
+            })
+        })
         .collect();
-    let q = Quorum::of(members);
+    let q = Quorum::of(&members);
     if !q.holds() {
         problems.push(format!(
             "etcd has no quorum: {} of {} voting members are healthy, {} needed",
@@ -426,93 +679,50 @@ async fn health_problems(
             q.needed()
         ));
     }
-    for m in members.iter().filter(|m| !m.healthy) {
-        let who = m
-            .replica()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| m.id.clone());
-        problems.push(format!("etcd member of replica {who} is unreachable"));
-    }
-    // replicas that are not members (retired by an emergency repair, or left over) do not vote
-    let member = |r: &ReplicaId| members.iter().any(|m| m.replica().as_ref() == Some(r));
-    for (rid, view) in replicas {
-        if rid != &ex.id && member(rid) && !view.healthy() {
-            problems.push(format!("replica {rid}: {}", view.problems().join("; ")));
+    // the existing replica first
+    let mut order: Vec<&ReplicaId> = vec![existing];
+    order.extend(check.replicas.keys().filter(|r| *r != existing));
+    for rid in order {
+        let s = &check.replicas[rid];
+        // learners (an interrupted join) and retired replicas do not vote: cleared, not blocking
+        if s.etcd_learner != Some(false) || s.retired {
+            continue;
         }
+        problems.extend(
+            replica_problems(s)
+                .into_iter()
+                .map(|p| format!("replica {rid}: {p}")),
+        );
     }
-    match cluster::db_members(engine, &ex.id).await {
-        Ok(m) if m.iter().any(|m| m.role == "leader") => {}
-        Ok(_) => problems.push("the metadata database has no primary".into()),
-        Err(e) => problems.push(format!(
-            "cannot ask the metadata database: {}",
-            crate::report::render(&e)
-        )),
+    if !check
+        .replicas
+        .values()
+        .any(|s| s.db.as_ref().is_some_and(|(role, _)| role == "leader"))
+    {
+        problems.push("the metadata database has no primary".into());
     }
     problems
 }
 
-/// Re-running a join converges. What an interrupted join of another id left (a learner that was
-/// never promoted) is removed, as learners do not vote. The id being joined is started afresh:
-/// its member (learner, or voting when the interruption came after the promotion) and its
-/// containers and volumes are removed first, unless it is a healthy member already.
-async fn clear_leftovers(
-    engine: &Engine,
-    existing: &ReplicaId,
-    new_id: &ReplicaId,
-    members: Vec<EtcdMember>,
-    replicas: &BTreeMap<ReplicaId, ReplicaView>,
-    reporter: &Reporter,
-) -> Result<Vec<EtcdMember>> {
-    let mut changed = false;
-    let new_view = replicas.get(new_id);
-    for m in &members {
-        let owner = m.replica();
-        let is_new = owner.as_ref() == Some(new_id);
-        if is_new && new_view.is_some_and(ReplicaView::healthy) {
-            return Err(Error::Refused {
-                operation: "join",
-                reasons: vec![format!("replica {new_id} is already a healthy member of the cluster")],
-                hint: format!(
-                    "choose another --replica-id, or remove it first with `dtr remove --replica-ids {new_id}`"
-                ),
-            });
+/// What the join agent saw wrong with one replica.
+pub fn replica_problems(s: &ReplicaState) -> Vec<String> {
+    let mut p = Vec::new();
+    if !s.etcd_healthy {
+        p.push("its etcd member does not answer".to_string());
+    }
+    match &s.ping {
+        None => p.push("its api does not answer".into()),
+        Some((false, _)) => p.push("its api reports it unhealthy (/_ping)".into()),
+        Some(_) => {}
+    }
+    match &s.db {
+        None => p.push("it is not a database member".into()),
+        Some((_, state)) if state != "running" && state != "streaming" => {
+            p.push(format!("its database member is {state}"))
         }
-        let serving = owner
-            .as_ref()
-            .and_then(|r| replicas.get(r))
-            .is_some_and(ReplicaView::healthy);
-        if !is_new && (!m.learner || serving) {
-            continue;
-        }
-        reporter.warn(format!(
-            "removing etcd member {} of replica {} left by an interrupted join",
-            m.id,
-            owner.as_ref().map(|r| r.as_str()).unwrap_or("?")
-        ));
-        cluster::remove_etcd_member(engine, existing, &m.id).await?;
-        changed = true;
+        Some(_) => {}
     }
-    if new_view.is_some() {
-        reporter.warn(format!(
-            "replica {new_id} has containers from an interrupted join: removing them first"
-        ));
-        crate::ops::destroy::destroy(engine, new_id, reporter).await?;
-    }
-    if changed {
-        return cluster::etcd_view(engine, existing).await;
-    }
-    Ok(members)
-}
-
-async fn find_member(
-    engine: &Engine,
-    via: &ReplicaId,
-    rid: &ReplicaId,
-) -> Result<Option<EtcdMember>> {
-    Ok(cluster::etcd_members(engine, via)
-        .await?
-        .into_iter()
-        .find(|m| m.replica().as_ref() == Some(rid)))
+    p
 }
 
 /// `Member 8e9e05c52164694d added to cluster ...`
@@ -572,40 +782,33 @@ async fn network_test(engine: &Engine, new_id: &ReplicaId, existing: &ReplicaId)
     Ok(())
 }
 
-/// The new replica's settings: its own flags, and everything cluster-wide from the existing
-/// replica (`config::ClusterConfig`: log level, proxies, external URL, image storage, the
-/// shared files of `SEED_FILES` and the HTTPS certificate when the user brought one).
-async fn cluster_settings(
-    engine: &Engine,
-    existing: &ReplicaId,
-    opts: &JoinOptions,
-    members: &[EtcdMember],
-) -> Result<(ReplicaSettings, Phase2Secrets)> {
-    let config = ClusterConfig::read(engine, existing).await?;
-    let seed = config.seed().map_err(|missing| Error::BrokenReplica {
-        replica: existing.to_string(),
-        problem: format!("its dtr-ca volume has no {missing}"),
-    })?;
-    let (user_cert, user_key) = config.user_cert();
-    let mut initial: Vec<(String, String)> = members
-        .iter()
-        .filter_map(|m| {
-            let r = m.replica()?;
-            Some((r.to_string(), dtr_core::component::etcd_peer_url(&r)))
-        })
+/// The new replica's settings: its own flags, and everything cluster-wide from the seed the
+/// agent read (log level, proxies, external URL, the user's HTTPS certificate) and from the
+/// cluster (the etcd members, the image storage).
+fn replica_settings(cluster: &Cluster, opts: &JoinOptions) -> Result<ReplicaSettings> {
+    let check = &cluster.check;
+    let settings = &check.settings;
+    let mut initial: Vec<(String, String)> = cluster
+        .members()
+        .into_iter()
+        .filter(|r| *r != opts.replica_id)
+        .map(|r| (r.to_string(), dtr_core::component::etcd_peer_url(&r)))
         .collect();
+    initial.sort();
     initial.push((
         opts.replica_id.to_string(),
         dtr_core::component::etcd_peer_url(&opts.replica_id),
     ));
-    // every replica shares the existing replica's storage: the same NFS export, or the volume
-    // by its name
-    let storage = match &config.settings.nfs {
+    // every replica shares the cluster's storage: the same NFS export, the volume by its name
+    // on the same node; on another node the images are in the object store, and the replica
+    // gets a volume of its own
+    let storage = match &settings.nfs {
         Some(nfs) => Storage::Nfs(nfs.clone()),
-        None => Storage::parse(Some(&config.settings.storage))?,
+        None if cluster.other_node => Storage::DefaultVolume,
+        None => Storage::parse(Some(&settings.storage))?,
     };
     if let Some(given) = &opts.nfs {
-        if config.settings.nfs.as_ref() != Some(given) {
+        if settings.nfs.as_ref() != Some(given) {
             return Err(Error::Refused {
                 operation: "join",
                 reasons: vec![format!(
@@ -613,39 +816,154 @@ async fn cluster_settings(
                     given.url,
                     given.options.as_deref().unwrap_or("default"),
                     given.async_nfs,
-                    storage.describe(existing)
+                    storage.describe(&cluster.existing)
                 )],
                 hint: "a joining replica uses the cluster's storage: leave the NFS flags out, or change the cluster's with `dtr reconfigure --nfs-storage-url`".into(),
             });
         }
     }
-    let settings = ReplicaSettings {
+    Ok(ReplicaSettings {
         replica_id: opts.replica_id.clone(),
         http_port: opts.http_port,
         https_port: opts.https_port,
-        external_url: config.settings.external_url()?,
-        user_cert,
+        external_url: settings.external_url()?,
+        user_cert: check
+            .user_cert
+            .clone()
+            .map(|(cert_pem, ca_pem)| dtr_core::pki::UserCertPublic { cert_pem, ca_pem }),
         storage,
         overlay_subnet: plan::default_subnet(),
-        log_level: config.settings.log_level()?,
-        proxies: config.settings.proxies(),
+        log_level: settings.log_level()?,
+        proxies: settings.proxies(),
         db_cache_mb: opts.db_cache_mb,
         etcd_initial_cluster: initial,
         etcd_cluster_state: "existing",
         // the cluster's comes with the shared files
         custom_ca_bundle: None,
-    };
-    let secrets = Phase2Secrets {
-        user_key,
-        admin: None,
-        seed,
-    };
-    Ok((settings, secrets))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use dtr_core::contract::cluster::Settings;
+
+    fn rid(n: u8) -> ReplicaId {
+        ReplicaId::parse(&format!("00000000000{n}")).unwrap()
+    }
+
+    fn healthy_state(node: &str, leader: bool) -> ReplicaState {
+        ReplicaState {
+            record: Some(ReplicaRecord {
+                node: node.into(),
+                https_port: 443,
+                http_port: 80,
+            }),
+            etcd_learner: Some(false),
+            etcd_member: Some("1".into()),
+            etcd_healthy: true,
+            db: Some((
+                if leader { "leader" } else { "replica" }.into(),
+                if leader { "running" } else { "streaming" }.into(),
+            )),
+            ping: Some((true, version::VERSION.into())),
+            retired: false,
+        }
+    }
+
+    fn check_of(replicas: Vec<(ReplicaId, ReplicaState)>, on_volume: bool) -> JoinCheck {
+        JoinCheck {
+            cluster: "c".into(),
+            via: rid(1),
+            settings: Settings {
+                external_url: None,
+                storage: "dtr-registry-000000000001".into(),
+                nfs: None,
+                log_level: "info".into(),
+                http_proxy: None,
+                https_proxy: None,
+                no_proxy: None,
+            },
+            user_cert: None,
+            storage: "the volume".into(),
+            storage_on_volume: on_volume,
+            replicas: replicas.into_iter().collect(),
+            failure: None,
+        }
+    }
+
+    fn facts(node: &str) -> TargetFacts {
+        TargetFacts {
+            node: node.into(),
+            node_addr: None,
+            mem_total_bytes: 8 << 30,
+        }
+    }
+
+    #[test]
+    fn an_unhealthy_cluster_is_named_replica_by_replica() {
+        let mut down = healthy_state("node2", false);
+        down.etcd_healthy = false;
+        down.ping = None;
+        let check = check_of(
+            vec![
+                (rid(1), healthy_state("node1", true)),
+                (rid(2), down),
+                (rid(3), healthy_state("node3", false)),
+            ],
+            false,
+        );
+        let p = health_problems(&check, &rid(1));
+        assert_eq!(
+            p,
+            vec![
+                "replica 000000000002: its etcd member does not answer",
+                "replica 000000000002: its api does not answer",
+            ]
+        );
+        // a learner left by an interrupted join does not block, a lost quorum does
+        let mut learner = healthy_state("node2", false);
+        learner.etcd_learner = Some(true);
+        learner.etcd_healthy = false;
+        let ok = check_of(
+            vec![(rid(1), healthy_state("node1", true)), (rid(2), learner)],
+            false,
+        );
+        assert!(health_problems(&ok, &rid(1)).is_empty());
+        let mut lost = check_of(vec![(rid(1), healthy_state("node1", false))], false);
+        lost.replicas.get_mut(&rid(1)).unwrap().etcd_healthy = false;
+        let p = health_problems(&lost, &rid(1));
+        assert!(p[0].starts_with("etcd has no quorum"), "{p:?}");
+        assert!(p.contains(&"the metadata database has no primary".to_string()));
+    }
+
+    #[test]
+    fn node_local_storage_refuses_a_join_on_another_node_only() {
+        let check = check_of(vec![(rid(1), healthy_state("node1", true))], true);
+        assert!(refuse_node_local_storage(&check, &rid(1), false, &facts("node1")).is_ok());
+        let e = refuse_node_local_storage(&check, &rid(1), true, &facts("node2")).unwrap_err();
+        let text = crate::report::render(&e);
+        assert!(
+            text.contains("dtr-registry-000000000001 of node node1")
+                && text.contains("node node2")
+                && text.contains("object store"),
+            "{text}"
+        );
+        // an object store or NFS is shared
+        let s3 = check_of(vec![(rid(1), healthy_state("node1", true))], false);
+        assert!(refuse_node_local_storage(&s3, &rid(1), true, &facts("node2")).is_ok());
+        let mut nfs = check;
+        nfs.settings.nfs = Some(NfsStorage {
+            url: "nfs://nas/x".into(),
+            host: "nas".into(),
+            port: None,
+            path: "/x".into(),
+            options: None,
+            async_nfs: false,
+        });
+        assert!(refuse_node_local_storage(&nfs, &rid(1), true, &facts("node2")).is_ok());
+    }
 
     #[test]
     fn member_add_output_gives_the_id() {

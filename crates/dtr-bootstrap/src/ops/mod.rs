@@ -14,6 +14,7 @@ pub mod remove;
 pub mod repair;
 pub mod replace;
 pub mod restore;
+pub mod seed;
 pub mod steps;
 pub mod upgrade;
 

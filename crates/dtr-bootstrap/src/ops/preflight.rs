@@ -5,6 +5,7 @@
 //! and all failures are reported together before anything is created. Resource shortfalls and
 //! a manager node (through MKE) are warnings; the install continues.
 
+use dtr_core::component::Component;
 use dtr_core::options::{InstallOptions, ReplicaId};
 use dtr_core::version;
 
@@ -66,7 +67,7 @@ pub const CHECKS: [Check; 10] = [
     Check {
         name: "replica-id",
         ignorable: false,
-        about: "join: the new replica id has no containers yet",
+        about: "join: no replica of the new id already runs on this engine",
         run: replica_id,
     },
     Check {
@@ -187,6 +188,8 @@ pub struct Facts {
     pub nodes: Vec<NodeInfo>,
     /// Replica ids with DTR containers on the engine.
     pub replicas: Vec<String>,
+    /// Those of `replicas` whose every component runs here.
+    pub serving: Vec<String>,
     /// The networks named `dtr-ol` and `dtr-br`, by name.
     pub networks: Vec<(&'static str, Vec<NetworkInfo>)>,
     pub missing_images: Vec<String>,
@@ -477,11 +480,13 @@ fn replica_id(facts: &Facts, f: &mut Findings) {
     let Some(id) = &facts.replica_id else {
         return;
     };
-    if facts.joining && facts.replicas.iter().any(|r| r == id.as_str()) {
+    // what an interrupted join of this id left is cleared by the join itself, once it has
+    // read the cluster; a replica that serves here is another one's
+    if facts.joining && facts.serving.iter().any(|r| r == id.as_str()) {
         f.fail(
             "replica-id",
-            format!("replica {id} already has containers on this engine"),
-            format!("choose another --replica-id, or if a join of it was interrupted, run `dtr remove --replica-ids {id}` (or `dtr join` again with the same id)"),
+            format!("replica {id} already runs on this engine"),
+            format!("choose another --replica-id, or remove it first with `dtr remove --replica-ids {id}`"),
         );
     }
 }
@@ -628,6 +633,18 @@ pub async fn gather(engine: &Engine, request: &PreflightRequest) -> Result<Facts
         .collect();
     replicas.sort();
     replicas.dedup();
+    // every component's container running: a replica, not what an interrupted join left
+    let serving = replicas
+        .iter()
+        .filter(|r| {
+            let mine = ours
+                .iter()
+                .filter(|c| c.labels.get(labels::REPLICA) == Some(*r));
+            mine.clone().count() >= Component::ALL.len()
+                && mine.clone().all(|c| c.state == "running")
+        })
+        .cloned()
+        .collect();
     let mut networks = Vec::new();
     for name in [OVERLAY_NETWORK, BRIDGE_NETWORK] {
         networks.push((name, engine.networks_named(name).await?));
@@ -649,6 +666,7 @@ pub async fn gather(engine: &Engine, request: &PreflightRequest) -> Result<Facts
         engine: info,
         nodes,
         replicas,
+        serving,
         networks,
         missing_images,
         published: engine.published_ports().await?,

@@ -63,6 +63,18 @@ impl Changes {
             && self.no_proxy.is_none()
     }
 
+    /// A change of every replica (anything but the ports and database cache of one).
+    pub fn cluster_wide(&self) -> bool {
+        self.external_url.is_some()
+            || self.tls.is_some()
+            || self.storage.is_some()
+            || self.custom_ca_bundle.is_some()
+            || self.log_level.is_some()
+            || self.http_proxy.is_some()
+            || self.https_proxy.is_some()
+            || self.no_proxy.is_some()
+    }
+
     /// `ctx` with the changes that apply to it (`own`: the replica the per-replica flags name).
     pub fn apply(&self, ctx: &mut ReplicaContext, own: bool) {
         if own {
@@ -158,7 +170,24 @@ pub async fn reconfigure(
             )
         })
         .collect();
-    problems.extend(ClusterView::read(&engine).await?.problems(true));
+    let view = ClusterView::read(&engine).await?;
+    problems.extend(view.problems(true));
+    let elsewhere: Vec<String> = view
+        .replicas
+        .values()
+        .filter(|r| !r.here())
+        .map(|r| format!("{} (node {})", r.id, r.node.as_deref().unwrap_or("?")))
+        .collect();
+    if !elsewhere.is_empty() && changes.cluster_wide() {
+        return Err(Error::Refused {
+            operation: "reconfigure",
+            reasons: vec![format!(
+                "replicas {} run on other nodes, which this engine cannot reach: a cluster-wide setting must change on every replica",
+                elsewhere.join(", ")
+            )],
+            hint: "run the reconfiguration through MKE (--ucp-url), which reaches every node; the per-replica flags (--replica-http-port, --replica-https-port, --replica-rethinkdb-cache-mb) work against the engine of the replica's own node".into(),
+        });
+    }
     if !problems.is_empty() {
         return Err(Error::Refused {
             operation: "reconfigure",
@@ -191,6 +220,13 @@ pub async fn reconfigure(
     let changed = apply
         .run("reconfigure", apply_changes(&apply, &changes, &plans))
         .await?;
+    // the settings and shared files a new replica gets: published again (unchanged: kept)
+    if let Err(e) = crate::ops::seed::publish(&engine, &existing, reporter).await {
+        reporter.warn(format!(
+            "the cluster's seed could not be published again ({}): joins use the previous one",
+            e.summary()
+        ));
+    }
     Ok(ReconfigureReport { existing, changed })
 }
 

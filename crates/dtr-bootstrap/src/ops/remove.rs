@@ -30,6 +30,9 @@ pub struct RemoveReport {
     pub removed: Vec<ReplicaId>,
     pub kept: Vec<String>,
     pub left_behind: Vec<String>,
+    /// Removed replicas whose containers are not on this engine (another node, maybe gone):
+    /// they left the cluster, their containers are for `dtr destroy` on their node.
+    pub unreachable: Vec<String>,
 }
 
 /// `pick` chooses the replica to remove when `opts.remove` is empty (the CLI asks on a
@@ -99,6 +102,7 @@ pub async fn remove(
         removed: Vec::new(),
         kept: Vec::new(),
         left_behind: Vec::new(),
+        unreachable: Vec::new(),
     };
     for r in &opts.remove {
         remove_one(
@@ -169,6 +173,7 @@ async fn remove_one(
     reporter: &Reporter,
     report: &mut RemoveReport,
 ) -> Result<()> {
+    let here = view.is_some();
     if view.is_some_and(|v| v.running(Component::Rethinkdb)) {
         hand_over_primary(engine, existing, r, reporter).await?;
         let step = reporter.step(format!("stop the database member of {r}"));
@@ -179,19 +184,33 @@ async fn remove_one(
             )
             .await?;
         step.done("");
+    } else if !here {
+        // on another node: hand its primary over if it still holds it (a dead node's was
+        // taken over by Patroni already)
+        hand_over_primary(engine, existing, r, reporter).await?;
     }
+    let node = record_node(engine, existing, r).await;
     let step = reporter.step(format!("remove {r} from etcd and the database cluster"));
     if let Some(m) = members.iter().find(|m| m.replica().as_ref() == Some(r)) {
         cluster::remove_etcd_member(engine, existing, &m.id).await?;
     }
-    // Patroni forgets a member after its key's ttl; removing it now frees its sync slot at once
-    cluster::etcdctl(
-        engine,
-        existing,
-        &["del", &format!("{}{}", cluster::PATRONI_MEMBERS, r)],
-    )
-    .await?;
+    // Patroni forgets a member after its key's ttl; removing it now frees its sync slot at once;
+    // its record and its registry's generation go with it
+    for key in [
+        format!("{}{}", cluster::PATRONI_MEMBERS, r),
+        format!("{}{r}", dtr_core::contract::cluster::REPLICAS_PREFIX),
+        format!("{}{r}", dtr_core::contract::storage::REPLICAS_PREFIX),
+    ] {
+        cluster::etcdctl(engine, existing, &["del", &key]).await?;
+    }
     step.done("");
+    if !here && !has_objects(engine, r).await? {
+        report.unreachable.push(format!(
+            "the containers and volumes of replica {r} are not on this engine{}: if that node comes back, run `dtr destroy --replica-id {r}` against its engine (its etcd member was removed: it cannot rejoin the cluster by itself)",
+            node.map(|n| format!(" (node {n})")).unwrap_or_default()
+        ));
+        return Ok(());
+    }
     if let Some(v) = view {
         let step = reporter.step(format!("stop the containers of {r}"));
         for c in v.containers.values() {
@@ -205,6 +224,17 @@ async fn remove_one(
         report.left_behind.extend(d.left_behind);
     }
     Ok(())
+}
+
+/// The node replica `r` was recorded on.
+async fn record_node(engine: &Engine, via: &ReplicaId, r: &ReplicaId) -> Option<String> {
+    let key = format!("{}{r}", dtr_core::contract::cluster::REPLICAS_PREFIX);
+    let out = cluster::etcdctl(engine, via, &["get", &key, "--print-value-only"])
+        .await
+        .ok()?;
+    serde_json::from_str::<dtr_core::contract::cluster::ReplicaRecord>(out.trim())
+        .ok()
+        .map(|rec| rec.node)
 }
 
 async fn has_objects(engine: &Engine, r: &ReplicaId) -> Result<bool> {
@@ -315,6 +345,8 @@ mod tests {
                 .collect(),
             https_port: None,
             http_port: None,
+            node: None,
+            elsewhere: None,
         }
     }
 

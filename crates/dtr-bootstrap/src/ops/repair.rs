@@ -30,6 +30,8 @@ use dtr_core::version;
 pub struct RepairOptions {
     pub existing: Option<ReplicaId>,
     pub prune: bool,
+    /// `--overlay-subnet`: for `dtr-ol` when it must be made again (a swarm made anew).
+    pub overlay_subnet: dtr_core::options::Subnet,
 }
 
 pub struct RepairReport {
@@ -55,7 +57,9 @@ pub async fn repair(
         return Err(Error::Aborted);
     }
     let kept = retire_others(&engine, &lost, opts.prune, reporter).await?;
+    overlay_back(&engine, &lost, &opts, reporter).await?;
     one_member_etcd(&engine, &lost.survivor, reporter).await?;
+    record_retired(&engine, &lost, reporter).await?;
     survivor_database_primary(&engine, &lost, reporter).await?;
     bring_back(&engine, &lost.survivor, reporter).await?;
     Ok(RepairReport {
@@ -143,7 +147,7 @@ async fn read_cluster(
     ));
     if !strangers.is_empty() {
         reporter.warn(format!(
-            "replicas {} are members but not on this engine: destroy them before their node comes back, or they may start as a second cluster",
+            "replicas {} are members but not on this engine (other nodes): they are retired in the repaired cluster; a node that comes back and reaches this one has its etcd member refused and stopped, but run `dtr destroy --replica-id <id>` on each such node before it rejoins the network if you can",
             strangers.join(", ")
         ));
     }
@@ -176,6 +180,63 @@ async fn retire_others(
         }
     }
     Ok(kept)
+}
+
+/// `dtr-ol` made again when it is gone (the swarm was made anew with `docker swarm init
+/// --force-new-cluster` on a node that lost its managers, and the network with it), with
+/// `--overlay-subnet`, and the survivor's containers connected to it.
+async fn overlay_back(
+    engine: &Engine,
+    lost: &LostCluster,
+    opts: &RepairOptions,
+    reporter: &Reporter,
+) -> Result<()> {
+    use crate::plan::OVERLAY_NETWORK;
+    if !engine.networks_named(OVERLAY_NETWORK).await?.is_empty() {
+        return Ok(());
+    }
+    let step = reporter.step(format!("make {OVERLAY_NETWORK} again"));
+    let spec = crate::plan::overlay_network(&opts.overlay_subnet, version::VERSION);
+    engine.create_network(&spec).await?;
+    for c in lost.replicas[&lost.survivor].containers.values() {
+        engine.connect_network(&c.name, OVERLAY_NETWORK).await?;
+    }
+    step.done(format!("subnet {}", opts.overlay_subnet.as_str()));
+    Ok(())
+}
+
+/// The replicas left out are recorded as retired in the repaired cluster (and their records
+/// go): `dtr status` and joins no longer count them.
+async fn record_retired(engine: &Engine, lost: &LostCluster, reporter: &Reporter) -> Result<()> {
+    use dtr_core::contract::cluster::{Retired, REPLICAS_PREFIX, RETIRED_PREFIX};
+    let survivor = &lost.survivor;
+    let retired: Vec<String> = lost
+        .others
+        .iter()
+        .map(|r| r.to_string())
+        .chain(lost.strangers.iter().cloned())
+        .collect();
+    if retired.is_empty() {
+        return Ok(());
+    }
+    let step = reporter.step("record the retired replicas");
+    let why = Retired {
+        by: "dtr emergency-repair".into(),
+        at: dtr_core::timestamp(),
+        reason: format!("replica {survivor} was made the whole cluster"),
+    };
+    let value = serde_json::to_string(&why).expect("serializable");
+    for r in &retired {
+        cluster::etcdctl(
+            engine,
+            survivor,
+            &["put", &format!("{RETIRED_PREFIX}{r}"), &value],
+        )
+        .await?;
+        cluster::etcdctl(engine, survivor, &["del", &format!("{REPLICAS_PREFIX}{r}")]).await?;
+    }
+    step.done(retired.join(", "));
+    Ok(())
 }
 
 /// The survivor's etcd restarts as a one-member cluster (`--force-new-cluster`, once).

@@ -267,6 +267,7 @@ pub async fn restore<R: Read + Send + 'static>(
                 load_data(&engine, &replica_id, &checked, reporter).await?;
                 apply.start_in_order(&services).await?;
                 steps::verify(&engine, &plan, reporter).await?;
+                steps::register(&engine, &plan, reporter).await?;
                 Ok((certs, counts(&engine, &replica_id).await?))
             }),
         )
@@ -413,12 +414,22 @@ async fn load_data(
 }
 
 /// Each key's value is copied into the etcd container as a file and put from there: values
-/// never travel on a command line.
+/// never travel on a command line. Where the backed-up cluster's replicas ran (and which it
+/// retired, which generation each registry ran) is not the restored cluster's: those keys
+/// stay out.
 async fn load_etcd(engine: &Engine, replica: &ReplicaId, checked: &CheckedBackup) -> Result<()> {
     let container = Component::Etcd.container_name(replica);
     let dir = checked.dir.join("etcd-values");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("spool etcd values", e))?;
+    let topology = [
+        dtr_core::contract::cluster::REPLICAS_PREFIX,
+        dtr_core::contract::cluster::RETIRED_PREFIX,
+        dtr_core::contract::storage::REPLICAS_PREFIX,
+    ];
     for (n, k) in checked.etcd.keys.iter().enumerate() {
+        if topology.iter().any(|p| k.key.starts_with(p)) {
+            continue;
+        }
         let value = data_encoding::BASE64
             .decode(k.value.as_bytes())
             .map_err(|_| refused(format!("the value of {} is not base64", k.key)))?;

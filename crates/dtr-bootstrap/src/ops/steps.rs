@@ -203,3 +203,30 @@ pub(crate) async fn verify_ping(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Records the replica in etcd (its node and ports, `contract::cluster`) and publishes the
+/// cluster's seed, so that replicas can join from other nodes. A seed that cannot be published
+/// (an engine that is not a manager, MKE refusing secrets) is a warning: the replica itself is
+/// fine, and `reconfigure` publishes it later.
+pub async fn register(engine: &Engine, plan: &InstallPlan, reporter: &Reporter) -> Result<()> {
+    let step = reporter.step("register the replica");
+    let record = crate::ops::join::replica_record(plan);
+    crate::ops::cluster::record_replica(engine, &plan.replica_id, &record).await?;
+    let published = match crate::ops::seed::publish(engine, &plan.replica_id, reporter).await {
+        Ok(Some(s)) => format!(
+            "on node {}; seed of cluster {} published",
+            plan.node, s.cluster
+        ),
+        Ok(None) => format!("on node {}; seed not published", plan.node),
+        Err(e) => {
+            reporter.warn(format!(
+                "the cluster's seed could not be published ({}): joins from other nodes need it; run `dtr reconfigure --existing-replica-id {}` to publish it",
+                e.summary(),
+                plan.replica_id
+            ));
+            format!("on node {}; seed not published", plan.node)
+        }
+    };
+    step.done(published);
+    Ok(())
+}

@@ -157,6 +157,23 @@ async fn read_cluster(
         return Ok(Read::UpToDate { existing });
     }
     let view = ClusterView::read(engine).await?;
+    let elsewhere: Vec<String> = view
+        .replicas
+        .values()
+        .filter(|r| !r.here())
+        .map(|r| format!("{} (node {})", r.id, r.node.as_deref().unwrap_or("?")))
+        .collect();
+    if !elsewhere.is_empty() {
+        step.fail("replicas on other nodes");
+        return Err(Error::Refused {
+            operation: "upgrade",
+            reasons: vec![format!(
+                "replicas {} run on other nodes, which this engine cannot reach: a rolling upgrade replaces every replica, the database primary last",
+                elsewhere.join(", ")
+            )],
+            hint: "run the upgrade through MKE (--ucp-url), which reaches every node".into(),
+        });
+    }
     check_health(&view, progress.is_some())?;
     step.done(format!(
         "{} replica(s), {from} → {}{}",
@@ -631,6 +648,8 @@ mod tests {
                 .collect(),
             https_port: None,
             http_port: None,
+            node: None,
+            elsewhere: None,
         };
         (id, view)
     }

@@ -21,6 +21,17 @@ use dtr_core::options::{
 use dtr_core::version;
 
 pub const OVERLAY_NETWORK: &str = "dtr-ol";
+
+/// `dtr-ol`: the attachable overlay every replica of the cluster is on, on every node.
+pub fn overlay_network(subnet: &Subnet, version: &str) -> NetworkSpec {
+    NetworkSpec {
+        name: OVERLAY_NETWORK.into(),
+        driver: "overlay".into(),
+        attachable: true,
+        subnet: Some(subnet.as_str().to_string()),
+        labels: labels::network(version, "overlay"),
+    }
+}
 pub const BRIDGE_NETWORK: &str = "dtr-br";
 /// The short-lived in-cluster helper container (the original's name).
 pub const PHASE2_CONTAINER: &str = "dtr-phase2";
@@ -421,13 +432,7 @@ fn replica_plan(opts: &ReplicaSettings, target: &TargetFacts) -> InstallPlan {
     };
 
     let networks = vec![
-        NetworkSpec {
-            name: OVERLAY_NETWORK.into(),
-            driver: "overlay".into(),
-            attachable: true,
-            subnet: Some(opts.overlay_subnet.as_str().to_string()),
-            labels: labels::network(&version, "overlay"),
-        },
+        overlay_network(&opts.overlay_subnet, &version),
         NetworkSpec {
             name: BRIDGE_NETWORK.into(),
             driver: "bridge".into(),

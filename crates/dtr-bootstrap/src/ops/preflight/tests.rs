@@ -37,6 +37,7 @@ fn healthy() -> Facts {
         },
         nodes: vec![node("node1", "manager", "ready")],
         replicas: vec![],
+        serving: vec![],
         networks: vec![(OVERLAY_NETWORK, vec![]), (BRIDGE_NETWORK, vec![])],
         missing_images: vec![],
         published: vec![],
@@ -174,10 +175,14 @@ fn engine_versions() {
 fn an_existing_install_is_refused_and_a_join_needs_a_new_id() {
     let mut f = healthy();
     f.replicas = vec!["aaaaaaaaaaaa".into()];
+    f.serving = f.replicas.clone();
     assert_eq!(failed_checks(&f), ["existing-install"]);
     f.joining = true;
     assert!(failed_checks(&f).is_empty());
+    // what an interrupted join of the id left: the join clears it
     f.replicas.push("0123456789ab".into());
+    assert!(failed_checks(&f).is_empty());
+    f.serving.push("0123456789ab".into());
     assert_eq!(failed_checks(&f), ["replica-id"]);
 }
 
