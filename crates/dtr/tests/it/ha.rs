@@ -4,10 +4,9 @@
 //! scripts/bench-ha.sh, not from here.
 
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::writer::{AdminApi, Writer};
 use crate::common::*;
 use serde_json::{json, Value};
 
@@ -71,124 +70,9 @@ fn kill_replica(r: &TestReplica) {
     }
 }
 
-/// The API of one replica, as the administrator.
-struct Api(http::Api);
-
-impl Api {
-    fn new(ca: &std::path::Path, r: &TestReplica) -> Api {
-        Api(http::Api::new(format!("https://vm:{}", r.https_port), ca))
-    }
-
-    /// `method path` with an optional JSON body, given `timeout` seconds.
-    fn call(&self, method: &str, path: &str, body: Option<Value>, timeout: u32) -> (u16, Value) {
-        let mut req = self
-            .0
-            .request(method, path)
-            .basic("admin", admin_password())
-            .timeout(timeout);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send();
-        (resp.status, resp.json())
-    }
-
-    fn repositories(&self) -> Vec<String> {
-        let (code, v) = self.call("GET", "/api/v0/repositories", None, 20);
-        assert_eq!(code, 200, "list repositories: {v}");
-        v["repositories"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["name"].as_str().unwrap().to_string())
-            .collect()
-    }
-}
-
-/// Creates repositories `<prefix><n>` through one replica every 200 ms until stopped; records
-/// (seconds since start, name, HTTP status) of every attempt.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    log: Arc<Mutex<Vec<(f64, String, u16)>>>,
-    started: Instant,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(api: Api, prefix: &str) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let started = Instant::now();
-        let (s, l, p) = (Arc::clone(&stop), Arc::clone(&log), prefix.to_string());
-        let handle = std::thread::spawn(move || {
-            let mut n = 0;
-            while !s.load(Ordering::Relaxed) {
-                n += 1;
-                let name = format!("{p}{n}");
-                let (code, _) = api.call(
-                    "POST",
-                    "/api/v0/repositories/admin",
-                    Some(json!({"name": name})),
-                    15,
-                );
-                l.lock()
-                    .unwrap()
-                    .push((started.elapsed().as_secs_f64(), name, code));
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        });
-        Writer {
-            stop,
-            log,
-            started,
-            handle: Some(handle),
-        }
-    }
-
-    fn since(&self, t: Instant) -> f64 {
-        t.duration_since(self.started).as_secs_f64()
-    }
-
-    /// How many writes were acknowledged (201) so far.
-    fn acks(&self) -> usize {
-        acked(&self.log.lock().unwrap())
-    }
-
-    /// Waits until `n` writes in all were acknowledged; after `timeout` the test fails with the
-    /// last attempts.
-    fn wait_for_acks(&self, n: usize, timeout: Duration) {
-        wait_for(&format!("{n} acknowledged writes"), timeout, || {
-            let log = self.log.lock().unwrap();
-            match acked(&log) {
-                got if got >= n => Ok(()),
-                got => Err(format!(
-                    "{got} acknowledged; last attempts {:?}",
-                    &log[log.len().saturating_sub(5)..]
-                )),
-            }
-        });
-    }
-
-    fn first_ok_after(&self, t: f64) -> Option<f64> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(at, _, code)| *at > t && *code == 201)
-            .map(|(at, _, _)| *at)
-    }
-
-    fn finish(mut self) -> Vec<(f64, String, u16)> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            h.join().unwrap();
-        }
-        self.log.lock().unwrap().clone()
-    }
-}
-
-fn acked(log: &[(f64, String, u16)]) -> usize {
-    log.iter().filter(|(_, _, code)| *code == 201).count()
+/// The API of one replica (through the name `vm`, which its certificate has).
+fn replica_api(ca: &std::path::Path, r: &TestReplica) -> AdminApi {
+    AdminApi(http::Api::new(format!("https://vm:{}", r.https_port), ca))
 }
 
 fn install(r: &TestReplica) {
@@ -232,7 +116,7 @@ fn three_replicas_survive_the_primary_dying_and_are_repaired_after_losing_two() 
     let dead = rs.iter().position(|r| r.id == leader).unwrap();
     let via = (dead + 1) % 3;
     let third = (dead + 2) % 3;
-    let writer = Writer::start(Api::new(&ca, &rs[via]), "w");
+    let writer = Writer::start(replica_api(&ca, &rs[via]), "w");
     writer.wait_for_acks(10, Duration::from_secs(60));
     let killed_at = Instant::now();
     kill_replica(&rs[dead]);
@@ -251,7 +135,7 @@ fn three_replicas_survive_the_primary_dying_and_are_repaired_after_losing_two() 
         .map(|(_, n, _)| n)
         .collect();
     assert!(acked.len() >= 10, "too few writes: {log:?}");
-    let present = Api::new(&ca, &rs[third]).repositories();
+    let present = replica_api(&ca, &rs[third]).repositories();
     for name in &acked {
         assert!(
             present.contains(name),
@@ -263,7 +147,7 @@ fn three_replicas_survive_the_primary_dying_and_are_repaired_after_losing_two() 
 
     // lose the majority: only `via` is left
     kill_replica(&rs[third]);
-    let api = Api::new(&ca, &rs[via]);
+    let api = replica_api(&ca, &rs[via]);
     let mut attempt = 0;
     wait_until(
         "writes to be refused with a clear status",
@@ -562,7 +446,7 @@ fn remove_keeps_quorum_and_an_interrupted_join_converges() {
     } else {
         (&rs[1], &rs[0])
     };
-    let writer = Writer::start(Api::new(&ca, stay), "rm");
+    let writer = Writer::start(replica_api(&ca, stay), "rm");
     writer.wait_for_acks(5, Duration::from_secs(60));
     let out = remove(stay, "--replica-ids", go);
     assert!(

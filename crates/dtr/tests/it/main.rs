@@ -13,6 +13,7 @@ mod ha;
 mod jobs;
 mod mke;
 mod mke_standin;
+mod multinode;
 mod nodes;
 mod offline;
 mod registry;

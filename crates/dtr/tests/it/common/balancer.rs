@@ -12,14 +12,23 @@ pub struct Balancer {
 
 impl Balancer {
     pub fn start(port: u16, first: &TestReplica, upstream_ports: &[u16]) -> Balancer {
-        let dir = tempfile::tempdir().unwrap();
-        for f in ["cert.pem", "key.pem"] {
-            let pem = first.ca_volume_file(&format!("external/{f}"));
-            std::fs::write(dir.path().join(f), pem + "\n").unwrap();
-        }
-        let servers: String = upstream_ports
+        let pem = |f: &str| first.ca_volume_file(&format!("external/{f}"));
+        let upstreams: Vec<String> = upstream_ports
             .iter()
-            .map(|p| format!("    server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;\n"))
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        Balancer::start_to(port, (&pem("cert.pem"), &pem("key.pem")), &upstreams)
+    }
+
+    /// The same in front of `upstreams` (`address:port`), presenting `tls` (certificate chain
+    /// and key, PEM).
+    pub fn start_to(port: u16, tls: (&str, &str), upstreams: &[String]) -> Balancer {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cert.pem"), format!("{}\n", tls.0)).unwrap();
+        std::fs::write(dir.path().join("key.pem"), format!("{}\n", tls.1)).unwrap();
+        let servers: String = upstreams
+            .iter()
+            .map(|u| format!("    server {u} max_fails=1 fail_timeout=2s;\n"))
             .collect();
         let conf = format!(
             "pid /tmp/lb.pid;\nerror_log stderr warn;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path /tmp/lb-body;\n  proxy_temp_path /tmp/lb-proxy;\n  upstream dtr {{\n{servers}  }}\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate /lb/cert.pem;\n    ssl_certificate_key /lb/key.pem;\n    client_max_body_size 0;\n    location / {{\n      proxy_pass https://dtr;\n      proxy_http_version 1.1;\n      proxy_set_header Host $http_host;\n      proxy_buffering off;\n      proxy_request_buffering off;\n      proxy_read_timeout 300s;\n      proxy_next_upstream error timeout http_502 http_503 http_504;\n      proxy_next_upstream_tries 3;\n    }}\n  }}\n}}\n"

@@ -5,11 +5,13 @@
 
 pub mod balancer;
 pub mod http;
+pub mod ledger;
 pub mod mke;
 pub mod nodes;
 pub mod pull;
 pub mod registry;
 pub mod stores;
+pub mod writer;
 
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
@@ -131,8 +133,11 @@ impl TestReplica {
         while http_port == https_port {
             http_port = free_port();
         }
+        let id = dtr_core::options::ReplicaId::random().to_string();
+        let networks = if networks_existed { "kept" } else { "made" };
+        ledger::note(&format!("replica {id} {networks}"));
         TestReplica {
-            id: dtr_core::options::ReplicaId::random().to_string(),
+            id,
             https_port,
             http_port,
             networks_existed,
@@ -217,6 +222,18 @@ impl TestReplica {
             args.extend(volumes.iter().map(String::as_str));
             docker(&args);
         }
+        // the cluster's seed this replica published (install, restore, a join through it)
+        let secrets = lines(&docker_ok(&[
+            "secret",
+            "ls",
+            "--filter",
+            &self.label(),
+            "--format",
+            "{{.ID}}",
+        ]));
+        for s in &secrets {
+            docker(&["secret", "rm", s]);
+        }
         let others = docker_ok(&["ps", "-aq", "--filter", "label=com.docker.dtr.managed=true"]);
         if !self.networks_existed && others.is_empty() {
             for n in ["dtr-ol", "dtr-br"] {
@@ -231,6 +248,9 @@ impl TestReplica {
                     docker(&["network", "rm", n]);
                 }
             }
+        }
+        if self.containers().is_empty() && self.volumes().is_empty() {
+            ledger::cross_out(&format!("replica {}", self.id));
         }
     }
 }
@@ -424,6 +444,7 @@ pub struct UserVolume(pub String);
 
 impl UserVolume {
     pub fn create(name: &str) -> Self {
+        ledger::note(&format!("volume {name}"));
         docker_ok(&["volume", "create", name]);
         UserVolume(name.to_string())
     }
@@ -436,5 +457,8 @@ impl UserVolume {
 impl Drop for UserVolume {
     fn drop(&mut self) {
         docker(&["volume", "rm", "-f", &self.0]);
+        if !self.exists() {
+            ledger::cross_out(&format!("volume {}", self.0));
+        }
     }
 }
