@@ -120,7 +120,23 @@ impl Engine {
         let removed = self.remove_service(&run.name).await;
         let out = result?;
         removed?;
+        self.wait_task_containers_gone(&run.name).await;
         Ok(out)
+    }
+
+    /// The swarm removes a deleted service's task containers after the fact: waits (10 s at
+    /// most) until none is left, so that what a command made is gone when it ends.
+    async fn wait_task_containers_gone(&self, service: &str) {
+        let label = format!("com.docker.swarm.service.name={service}");
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            match self.containers_labelled(&[&label]).await {
+                Ok(left) if !left.is_empty() => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                _ => return,
+            }
+        }
     }
 
     async fn wait_task(&self, run: &TaskRun, timeout: Duration) -> Result<OneShotOutput> {
