@@ -4,7 +4,9 @@
 #
 #   scripts/build-images.sh [--if-missing] [--skip-binary] [--test-version V] [TARGET...]
 #
-#   --if-missing      build only the images the engine does not have yet
+#   --if-missing      build only the images the engine does not have yet from this source
+#                     (each image is labelled com.docker.dtr.source with the tree it was
+#                     built from: HEAD's tree and a hash of the uncommitted changes)
 #   --skip-binary     reuse build/dtr instead of running `cargo build --release`
 #   --test-version V  the upgrade tests' second version: the binary compiled with
 #                     DTR_TEST_VERSION=V (V must be X.Y.Z-test[.N], build.rs checks), into
@@ -50,14 +52,25 @@ tag_latest() {
     echo "tagged registry/dtr:$VERSION as registry/dtr:latest"
   fi
 }
+# what the images are built from: an image of another tree is rebuilt even with --if-missing
+# (the upgrade tests' second version must run this checkout's code, not an older one)
+source_id() {
+  if git rev-parse --git-dir >/dev/null 2>&1; then
+    printf '%s-%s' "$(git rev-parse 'HEAD^{tree}')" "$(git diff HEAD | sha256sum | cut -c1-12)"
+  else
+    echo unknown
+  fi
+}
+SOURCE=$(source_id)
 tag_of() { if [ "$1" = dtr ]; then echo "registry/dtr:$VERSION"; else echo "registry/dtr-$1:$VERSION"; fi; }
 needs_binary() { case "$1" in api | jobrunner | dtr | registry | notary-server | notary-signer) return 0 ;; *) return 1 ;; esac; }
 
 todo=()
 for t in "${targets[@]}"; do
   case " ${ALL[*]} " in *" $t "*) ;; *) echo "unknown target '$t' (one of: ${ALL[*]})" >&2; exit 2 ;; esac
-  if [ "$IF_MISSING" = 1 ] && docker image inspect "$(tag_of "$t")" >/dev/null 2>&1; then
-    echo "$(tag_of "$t") present"
+  if [ "$IF_MISSING" = 1 ] && [ "$SOURCE" != unknown ] &&
+    [ "$(docker image inspect -f '{{index .Config.Labels "com.docker.dtr.source"}}' "$(tag_of "$t")" 2>/dev/null)" = "$SOURCE" ]; then
+    echo "$(tag_of "$t") present, built from this source"
     continue
   fi
   todo+=("$t")
@@ -90,7 +103,7 @@ for t in "${todo[@]}"; do
   start=$(date +%s.%N)
   log=$(mktemp /tmp/dtr-build-"$t".XXXXXX)
   if ! DOCKER_BUILDKIT=0 docker build --target "$t" --build-arg DTR_VERSION="$VERSION" --build-arg DTR_BINARY="$BINARY" \
-      -t "$(tag_of "$t")" . >"$log" 2>&1; then
+      --label "com.docker.dtr.source=$SOURCE" -t "$(tag_of "$t")" . >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "building $(tag_of "$t") failed (full log: $log)" >&2
     exit 1
