@@ -38,7 +38,12 @@ impl EtcdKeys {
     /// cluster's members and leader, which a restored cluster must not adopt).
     pub fn from_etcdctl(json: &str) -> Option<EtcdKeys> {
         use data_encoding::BASE64;
-        let doc: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
+        // the JSON document is one line; etcdctl may print warnings beside it (a member that
+        // just lost its leader: "retrying of unary invoker failed")
+        let doc: serde_json::Value = std::iter::once(json)
+            .chain(json.lines())
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+            .find(|d| d.get("header").is_some())?;
         let revision = doc["header"]["revision"].as_i64()?;
         let mut keys = Vec::new();
         for kv in doc["kvs"].as_array().map(Vec::as_slice).unwrap_or_default() {
@@ -77,6 +82,9 @@ mod tests {
         );
         assert_eq!(EtcdKeys::from_etcdctl("not json"), None);
         let empty = EtcdKeys::from_etcdctl(r#"{"header":{"revision":3}}"#).unwrap();
+        // a warning line of etcdctl beside the document (its member just lost the leader)
+        let warned = "{\"level\":\"warn\",\"msg\":\"retrying of unary invoker failed\"}\n{\"header\":{\"revision\":4}}\n";
+        assert_eq!(EtcdKeys::from_etcdctl(warned).unwrap().revision, 4);
         assert!(empty.keys.is_empty());
     }
 }

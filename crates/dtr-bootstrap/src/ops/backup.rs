@@ -104,13 +104,7 @@ async fn write_backup<W: Write>(
     let mut files: Vec<(String, PathBuf)> = Vec::new();
 
     let step = reporter.step("etcd: DTR's keys at one revision");
-    let raw =
-        cluster::etcdctl(engine, replica, &["get", "--prefix", "/dtr/", "-w", "json"]).await?;
-    let keys = EtcdKeys::from_etcdctl(&raw).ok_or_else(|| Error::ClusterCommand {
-        command: "etcdctl get --prefix /dtr/".into(),
-        container: Component::Etcd.container_name(replica),
-        output: "an answer that is not etcd's JSON".into(),
-    })?;
+    let keys = etcd_keys(engine, replica).await?;
     let path = spool_json(spool, backup::ETCD_KEYS, &keys)?;
     files.push((backup::ETCD_KEYS.into(), path));
     step.done(format!(
@@ -279,4 +273,38 @@ fn spool_file(dir: &Path, rel: &str, bytes: &[u8]) -> Result<PathBuf> {
 fn spool_json(dir: &Path, rel: &str, value: &impl serde::Serialize) -> Result<PathBuf> {
     let json = serde_json::to_vec_pretty(value).expect("serializable");
     spool_file(dir, rel, &json)
+}
+
+/// DTR's etcd keys at one revision, asked again for up to 30 s while etcd elects a leader (a
+/// node that held it just died) and answers with errors or warnings only. The answer holds
+/// the configuration's secrets: an error names what etcd said besides it, never the keys.
+async fn etcd_keys(engine: &Engine, replica: &ReplicaId) -> Result<EtcdKeys> {
+    let started = std::time::Instant::now();
+    loop {
+        let error =
+            match cluster::etcdctl(engine, replica, &["get", "--prefix", "/dtr/", "-w", "json"])
+                .await
+            {
+                Ok(raw) => match EtcdKeys::from_etcdctl(&raw) {
+                    Some(keys) => return Ok(keys),
+                    None => Error::ClusterCommand {
+                        command: "etcdctl get --prefix /dtr/".into(),
+                        container: Component::Etcd.container_name(replica),
+                        output: format!(
+                            "an answer that is not etcd's JSON; besides it: {}",
+                            raw.lines()
+                                .filter(|l| !l.trim_start().starts_with("{\"header\""))
+                                .take(3)
+                                .collect::<Vec<_>>()
+                                .join(" | ")
+                        ),
+                    },
+                },
+                Err(e) => e,
+            };
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            return Err(error);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }

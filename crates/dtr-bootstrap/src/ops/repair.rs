@@ -184,7 +184,8 @@ async fn retire_others(
 
 /// `dtr-ol` made again when it is gone (the swarm was made anew with `docker swarm init
 /// --force-new-cluster` on a node that lost its managers, and the network with it), with
-/// `--overlay-subnet`, and the survivor's containers connected to it.
+/// `--overlay-subnet`, and the survivor's containers connected to it; when it is there but
+/// replicas on other nodes were lost, the survivor's containers restarted on it.
 async fn overlay_back(
     engine: &Engine,
     lost: &LostCluster,
@@ -193,6 +194,22 @@ async fn overlay_back(
 ) -> Result<()> {
     use crate::plan::OVERLAY_NETWORK;
     if !engine.networks_named(OVERLAY_NETWORK).await?.is_empty() {
+        if lost.strangers.is_empty() {
+            return Ok(());
+        }
+        // members on other nodes were lost: so may the swarm's managers have been, and after
+        // `docker swarm init --force-new-cluster` the containers on an overlay no longer find
+        // each other by name until they restart (a disconnect and connect can be refused: the
+        // old endpoint keeps its address)
+        let step = reporter.step(format!("restart the containers on {OVERLAY_NETWORK}"));
+        let survivor = &lost.replicas[&lost.survivor];
+        for c in survivor.containers.values() {
+            engine.restart(&c.name).await?;
+        }
+        step.done(format!(
+            "{} containers restarted",
+            survivor.containers.len()
+        ));
         return Ok(());
     }
     let step = reporter.step(format!("make {OVERLAY_NETWORK} again"));

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::common::balancer::Balancer;
 use crate::common::http::Api;
+use crate::common::mke::{MkeOptions, MkeStandIn};
 use crate::common::nodes::{Node, Nodes};
 use crate::common::pull::Puller;
 use crate::common::registry::Registry;
@@ -116,9 +117,13 @@ impl<'a> NodeCluster<'a> {
         out
     }
 
-    /// The API at the cluster's external URL.
-    pub fn api(&self) -> Api {
-        Api::new(format!("https://{}", self.authority), &self.ca_file())
+    /// The API of the first replica at its node's address (the external URL may be a balancer
+    /// that is not started yet).
+    pub fn first_api(&self) -> Api {
+        Api::new(
+            format!("https://{}", self.authority_of(self.first())),
+            &self.ca_file(),
+        )
     }
 
     /// The API of replica `r` at its node's address, as the administrator.
@@ -206,7 +211,7 @@ impl<'a> NodeCluster<'a> {
     /// replica's registry runs it.
     pub fn use_s3(&self) -> Option<TestStore> {
         let s3 = TestStore::s3(&format!("dtr-{}", ReplicaId::random()))?;
-        let (code, v) = self.api().call(
+        let (code, v) = self.first_api().call(
             "PUT",
             "/api/v0/admin/settings/registry/simple",
             Some(("admin", admin_password())),
@@ -218,7 +223,7 @@ impl<'a> NodeCluster<'a> {
     }
 
     pub fn wait_storage_generation(&self, generation: u64) {
-        let api = self.api();
+        let api = self.first_api();
         wait_for(
             &format!("every registry on storage generation {generation}"),
             Duration::from_secs(180),
@@ -731,4 +736,207 @@ fn a_backup_through_a_survivor_restores_onto_another_node_and_the_others_join_it
         3,
         "{status:#}"
     );
+}
+
+/// `dtr <args>` from this machine through the MKE stand-in in front of the three nodes (no
+/// engine of its own: DOCKER_HOST points nowhere).
+fn via_mke(mke: &MkeStandIn, args: &[String]) -> std::process::Output {
+    let ca = mke.ca_pem();
+    let mut all = args.to_vec();
+    all.extend(["--ucp-url".into(), mke.url(), "--ucp-username".into()]);
+    all.extend([mke.username().to_string(), "--ucp-ca".into(), ca]);
+    dtr(
+        &strs(&all),
+        &[
+            ("UCP_PASSWORD", mke.password()),
+            ("DTR_ADMIN_PASSWORD", admin_password()),
+            ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        ],
+    )
+}
+
+/// The version label of every DTR container of replica `r` on its node.
+fn versions_of(node: &Node, r: &NodeReplica) -> Vec<String> {
+    node.containers(&format!("label=com.docker.dtr.replica={}", r.id))
+        .iter()
+        .map(|c| {
+            node.docker_ok(&[
+                "inspect",
+                "-f",
+                "{{index .Config.Labels \"com.docker.dtr.version\"}}",
+                c,
+            ])
+        })
+        .collect()
+}
+
+/// Through MKE every command runs from this machine against one endpoint: install on node 1,
+/// joins on nodes 2 and 3 (each create placed on the node `--ucp-node` names), backup, a
+/// rolling upgrade to the next version with pulls going on through the balancer, destroy.
+#[test]
+fn through_mke_install_join_backup_upgrade_and_destroy_land_on_the_nodes_they_name() {
+    let Some(nodes) = Nodes::get() else { return };
+    let next = include_str!("upgrade-version").trim();
+    let mke = MkeStandIn::start(MkeOptions {
+        nodes: nodes.mke_engines(),
+        ..Default::default()
+    });
+    let lb = free_port();
+    let authority = format!("127.0.0.1:{lb}");
+    let n1 = nodes.node("node1");
+    let first = NodeReplica::new(n1);
+    let mut args: Vec<String> = ["install", "--ucp-node", "node1", "--replica-id", &first.id]
+        .map(String::from)
+        .to_vec();
+    args.extend(["--dtr-external-url".into(), authority.clone()]);
+    args.extend(first.ports());
+    let out = via_mke(&mke, &args);
+    assert!(out.status.success(), "install through MKE:\n{}", text(&out));
+    let ca_pem = n1.external_ca(&first.id);
+    let mut cluster = NodeCluster {
+        nodes: &nodes,
+        replicas: vec![first],
+        ca_pem,
+        authority: authority.clone(),
+    };
+    let Some(_s3) = cluster.use_s3() else { return };
+    for name in ["node2", "node3"] {
+        let r = NodeReplica::new(nodes.node(name));
+        let mut args: Vec<String> = ["join", "--ucp-node", name, "--replica-id", &r.id]
+            .map(String::from)
+            .to_vec();
+        args.extend(["--existing-replica-id".into(), cluster.first().id.clone()]);
+        args.extend(r.ports());
+        let out = via_mke(&mke, &args);
+        assert!(
+            out.status.success(),
+            "join on {name} through MKE:\n{}",
+            text(&out)
+        );
+        cluster.replicas.push(r);
+    }
+    // each replica's eight containers on its own node, and nowhere else
+    for r in &cluster.replicas {
+        for node in nodes.iter() {
+            let here = node.containers(&format!("label=com.docker.dtr.replica={}", r.id));
+            let want = if node.name == r.node { 8 } else { 0 };
+            assert_eq!(
+                here.len(),
+                want,
+                "replica {} on {}: {here:?}",
+                r.id,
+                node.name
+            );
+        }
+    }
+    let out = via_mke(&mke, &["status".into(), "--json".into()]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        status["etcd"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        text(&out)
+    );
+
+    // backup through MKE: an archive on stdout
+    let out = via_mke(
+        &mke,
+        &[
+            "backup".into(),
+            "--existing-replica-id".into(),
+            cluster.first().id.clone(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "backup through MKE:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.len() > 1024,
+        "a backup of {} bytes",
+        out.stdout.len()
+    );
+
+    // the next version's bootstrapper upgrades every replica on its node while pulls go on
+    let _balancer = cluster.balancer(lb);
+    let client = cluster.client(&authority);
+    assert!(client.login("admin", admin_password()).status.success());
+    let image = client.make_image("admin/app:1", 256 * 1024);
+    let digest = client.push(&image);
+    let puller = Puller::start(
+        &authority,
+        cluster.ca_file(),
+        "admin/app",
+        "1",
+        ("admin", admin_password()),
+    );
+    puller.wait_for_pulls(5, Duration::from_secs(60));
+    let placed_before = mke.created_on().len();
+    let name = format!("dtr-mke-upgrade-{}", cluster.first().id);
+    let out = std::process::Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--name",
+            &name,
+            "--network",
+            "host",
+            "-e",
+            "UCP_PASSWORD",
+        ])
+        .arg(format!("registry/dtr:{next}"))
+        .args(["upgrade", "--existing-replica-id", &cluster.first().id])
+        .args(["--ucp-url", &mke.url(), "--ucp-username", mke.username()])
+        .args(["--ucp-ca", &mke.ca_pem()])
+        .env("UCP_PASSWORD", mke.password())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    docker(&["rm", "-f", &name]);
+    assert!(out.status.success(), "upgrade through MKE:\n{}", text(&out));
+    puller.wait_for_pulls(5, Duration::from_secs(60));
+    let stats = puller.finish();
+    eprintln!(
+        "upgrade of three replicas on three nodes through MKE: {} pulls, {} failed, longest outage {:.1}s",
+        stats.pulls,
+        stats.failed.len(),
+        stats.longest_outage.as_secs_f64()
+    );
+    assert!(stats.failed.is_empty(), "pulls failed: {:?}", stats.failed);
+    for r in &cluster.replicas {
+        let node = nodes.node(&r.node);
+        let versions = versions_of(node, r);
+        assert_eq!(versions.len(), 8, "replica {} on {}", r.id, r.node);
+        assert!(
+            versions.iter().all(|v| v == next),
+            "replica {}: {versions:?}",
+            r.id
+        );
+    }
+    for (container, node) in &mke.created_on()[placed_before..] {
+        if let Some(r) = cluster.replicas.iter().find(|r| container.ends_with(&r.id)) {
+            assert_eq!(node, &r.node, "{container}");
+        }
+    }
+    client.docker(&["rmi", &image], &[]);
+    let pulled = client.docker_ok(&["pull", &image], &[]);
+    assert!(pulled.contains(&digest), "{pulled}");
+
+    // destroy through MKE, each replica by its id
+    for r in &cluster.replicas {
+        let out = via_mke(
+            &mke,
+            &["destroy".into(), "--replica-id".into(), r.id.clone()],
+        );
+        assert!(
+            out.status.success(),
+            "destroy of {} through MKE:\n{}",
+            r.id,
+            text(&out)
+        );
+    }
+    cluster.replicas.truncate(1);
+    let left: Vec<String> = nodes.iter().flat_map(dtr_objects).collect();
+    assert!(left.is_empty(), "left after destroy: {left:?}");
 }
