@@ -153,7 +153,19 @@ impl Engine {
             if let Some(status) = tasks.into_iter().find_map(|t| t.status) {
                 match status.state {
                     Some(TaskState::COMPLETE) | Some(TaskState::FAILED) => {
-                        let (stdout, stderr) = self.service_output(&run.name).await;
+                        // from the task's container when this engine reaches it (the node's own
+                        // engine, MKE); the swarm's log stream can fail for a node that just
+                        // joined it ("incomplete log stream")
+                        let container = status
+                            .container_status
+                            .as_ref()
+                            .and_then(|c| c.container_id.clone());
+                        let (stdout, stderr) = match container {
+                            Some(id) if matches!(self.state(&id).await, Ok(Some(_))) => {
+                                self.output(&id).await
+                            }
+                            _ => self.service_output(&run.name).await,
+                        };
                         let exit_code = status
                             .container_status
                             .and_then(|c| c.exit_code)

@@ -227,30 +227,66 @@ async fn database_source(
     replicas: &std::collections::BTreeMap<ReplicaId, cluster::ReplicaView>,
     reporter: &Reporter,
 ) -> (ReplicaId, Option<ReplicaId>) {
-    let leader = cluster::db_members(engine, replica)
-        .await
-        .ok()
-        .and_then(|m| {
-            m.into_iter()
-                .find(|m| m.role == "leader" && m.state == "running")
-        })
-        .and_then(|m| ReplicaId::parse(&m.name).ok());
-    match leader {
-        Some(l)
-            if replicas
-                .get(&l)
-                .is_some_and(|v| v.running(Component::Rethinkdb)) =>
-        {
-            (l, None)
-        }
-        Some(l) if replicas[replica].running(Component::Rethinkdb) => (replica.clone(), Some(l)),
-        _ => {
-            reporter.warn(format!(
-                "no database primary answers: dumping replica {replica}'s own copy, which may miss the newest writes"
-            ));
-            (replica.clone(), None)
+    let local_db = replicas[replica].running(Component::Rethinkdb);
+    let started = std::time::Instant::now();
+    loop {
+        let leader = cluster::db_members(engine, replica)
+            .await
+            .ok()
+            .and_then(|m| {
+                m.into_iter()
+                    .find(|m| m.role == "leader" && m.state == "running")
+            })
+            .and_then(|m| ReplicaId::parse(&m.name).ok());
+        match leader {
+            Some(l)
+                if replicas
+                    .get(&l)
+                    .is_some_and(|v| v.running(Component::Rethinkdb)) =>
+            {
+                return (l, None)
+            }
+            // a primary on another node counts once it answers: right after its node died,
+            // Patroni still names it until its leader key expires and a standby takes over
+            Some(l) if local_db && answers(engine, replica, &l).await => {
+                return (replica.clone(), Some(l))
+            }
+            _ if started.elapsed() < PRIMARY_WAIT => {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await
+            }
+            _ => {
+                reporter.warn(format!(
+                    "no database primary answers: dumping replica {replica}'s own copy, which may miss the newest writes"
+                ));
+                return (replica.clone(), None);
+            }
         }
     }
+}
+
+/// How long a backup waits for a database primary that answers (a failover takes Patroni's
+/// ttl plus a loop, about 15 s).
+const PRIMARY_WAIT: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// Whether the database of replica `other` accepts connections, asked from `via`'s database
+/// container over dtr-ol.
+async fn answers(engine: &Engine, via: &ReplicaId, other: &ReplicaId) -> bool {
+    let cmd: Vec<String> = [
+        "pg_isready",
+        "-q",
+        "-t",
+        "3",
+        "-h",
+        &Component::Rethinkdb.container_name(other),
+        "-p",
+        "5432",
+    ]
+    .map(String::from)
+    .to_vec();
+    matches!(
+        engine.exec(&Component::Rethinkdb.container_name(via), &cmd).await,
+        Ok(out) if out.exit_code == 0
+    )
 }
 
 fn spool_file(dir: &Path, rel: &str, bytes: &[u8]) -> Result<PathBuf> {
