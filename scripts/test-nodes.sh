@@ -22,6 +22,7 @@
 #   bash scripts/test-nodes.sh status   what is there
 #   bash scripts/test-nodes.sh swarm    form the swarm again (every node leaves, node1 inits,
 #                                       the others join as managers); the tests' harness uses it
+#   bash scripts/test-nodes.sh ghosts   restart a node that lists a network of an old swarm
 # docs/testing-nodes.md describes the harness and its Rust API (crates/dtr/tests/it/common/nodes.rs).
 
 TEST_NODES=(node1 node2 node3)
@@ -258,6 +259,29 @@ test_nodes_swarm_form() {
       --listen-addr "$block.0.$((10 + i)):2377" "$addr1:2377" >/dev/null \
       || { test_nodes_fail "swarm join of $n"; return 1; }
   done
+  test_nodes_wait_swarm 60 || return 1
+  test_nodes_drop_ghosts
+}
+
+# A node that left a swarm and joined a new one can keep listing a network of the old swarm
+# that no manager knows ("network ... not found" when a container is started on it; seen with
+# dtr-ol after a --force-new-cluster). Every manager lists every network of the swarm, so a
+# swarm network that one node lists and another does not is such a ghost: that node's engine
+# is restarted, which forgets it.
+test_nodes_drop_ghosts() {
+  local n other net i
+  for i in "${!TEST_NODES[@]}"; do
+    n=${TEST_NODES[$i]}
+    other=${TEST_NODES[$(( (i + 1) % ${#TEST_NODES[@]} ))]}
+    for net in $(test_nodes_docker "$n" network ls -q --filter scope=swarm --no-trunc); do
+      if ! test_nodes_docker "$other" network ls -q --filter scope=swarm --no-trunc | grep -qx "$net"; then
+        test_nodes_say "$n lists a network of an old swarm ($net) that $other does not: restarting its engine"
+        docker restart -t 5 "dtrtest-$n" >/dev/null
+        test_nodes_wait_engine "$n" || return 1
+        break
+      fi
+    done
+  done
   test_nodes_wait_swarm 60
 }
 
@@ -441,6 +465,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     down) test_nodes_down; test_nodes_say "removed the nodes"; exit 0 ;;
     status) test_nodes_status; exit 0 ;;
     swarm) block=$(test_nodes_block) && test_nodes_export "$block" && test_nodes_swarm_form "$block"; exit $? ;;
+    ghosts) block=$(test_nodes_block) && test_nodes_export "$block" && test_nodes_drop_ghosts; exit $? ;;
     *) sed -n '2,24p' "$0"; exit 2 ;;
   esac
 else

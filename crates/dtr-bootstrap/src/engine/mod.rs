@@ -59,7 +59,10 @@ pub fn classify(e: &bollard::errors::Error) -> DockerFailure {
                 || message.contains("failed to mount local volume")
             {
                 DockerFailure::MountFailed
-            } else if message.contains("active endpoints") {
+            } else if message.contains("active endpoints")
+                // an overlay that a task of another node is still attached to
+                || (message.contains("network") && message.contains("is in use by task"))
+            {
                 DockerFailure::ActiveEndpoints
             } else if *status_code == 404 {
                 DockerFailure::NotFound
@@ -1341,6 +1344,29 @@ fn restart_policy(name: &str) -> RestartPolicyNameEnum {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overlay_still_used_on_another_node_counts_as_active_endpoints() {
+        let refusal =
+            |status_code, message: &str| bollard::errors::Error::DockerResponseServerError {
+                status_code,
+                message: message.into(),
+            };
+        let elsewhere = "rpc error: code = FailedPrecondition desc = network xczowzerd0jq is in use by task 0mw0z7kclq8k";
+        assert_eq!(
+            classify(&refusal(400, elsewhere)),
+            DockerFailure::ActiveEndpoints
+        );
+        let here = "error while removing network: network dtr-br id 2e94 has active endpoints";
+        assert_eq!(
+            classify(&refusal(403, here)),
+            DockerFailure::ActiveEndpoints
+        );
+        assert_eq!(
+            classify(&refusal(400, "bad parameter")),
+            DockerFailure::Other
+        );
+    }
 
     #[test]
     fn a_container_is_described_for_debug_without_its_environment_values() {

@@ -199,12 +199,16 @@ async fn overlay_back(
         }
         // members on other nodes were lost: so may the swarm's managers have been, and after
         // `docker swarm init --force-new-cluster` the containers on an overlay no longer find
-        // each other by name until they restart (a disconnect and connect can be refused: the
-        // old endpoint keeps its address)
+        // each other by name until their endpoints are made again. All stop before any starts:
+        // a container restarted while the others still hold their old addresses can be given
+        // one of them ("Address already in use")
         let step = reporter.step(format!("restart the containers on {OVERLAY_NETWORK}"));
         let survivor = &lost.replicas[&lost.survivor];
         for c in survivor.containers.values() {
-            engine.restart(&c.name).await?;
+            engine.stop(&c.name, Duration::from_secs(10)).await?;
+        }
+        for c in survivor.containers.values() {
+            engine.start(&c.name).await?;
         }
         step.done(format!(
             "{} containers restarted",
