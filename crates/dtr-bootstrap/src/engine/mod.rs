@@ -247,12 +247,15 @@ pub struct NetworkInfo {
     pub name: String,
     /// Carries `com.docker.dtr.managed=true`: dtr made it.
     pub managed: bool,
+    /// A network of one node (a bridge), not of the swarm.
+    pub local: bool,
 }
 
 fn network_info(n: Network) -> NetworkInfo {
     NetworkInfo {
         id: n.id.unwrap_or_default(),
         name: n.name.unwrap_or_default(),
+        local: n.scope.as_deref() == Some("local"),
         managed: n
             .labels
             .as_ref()

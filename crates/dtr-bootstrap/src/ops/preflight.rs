@@ -493,14 +493,16 @@ fn replica_id(facts: &Facts, f: &mut Findings) {
 
 fn networks(facts: &Facts, f: &mut Findings) {
     for (name, found) in &facts.networks {
-        if found.len() > 1 {
+        // through MKE every node has its own bridge of that name, listed together
+        let one_per_node = facts.via_mke && found.iter().all(|n| n.local);
+        if found.len() > 1 && !one_per_node {
             let ids: Vec<&str> = found.iter().map(|n| &n.id[..12.min(n.id.len())]).collect();
             f.fail(
                 "networks",
                 format!("{} networks are named {name} (ids {}); containers cannot be attached by that name", found.len(), ids.join(", ")),
                 format!("remove the ones no container uses (`docker network inspect {name}`, then `docker network rm <id>`)"),
             );
-        } else if found.first().is_some_and(|n| !n.managed) {
+        } else if found.iter().any(|n| !n.managed) {
             f.fail(
                 "networks",
                 format!("a network named {name} exists and was not created by dtr"),

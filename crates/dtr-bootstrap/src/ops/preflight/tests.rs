@@ -192,6 +192,7 @@ fn networks_must_be_ours_and_unique() {
         id: id.into(),
         name: OVERLAY_NETWORK.into(),
         managed,
+        local: false,
     };
     let mut f = healthy();
     f.networks[0].1 = vec![net("aaaaaaaaaaaaaaaa", true)];
@@ -205,6 +206,23 @@ fn networks_must_be_ours_and_unique() {
     assert!(findings.failures[0]
         .problem
         .contains("2 networks are named dtr-ol (ids aaaaaaaaaaaa, bbbbbbbbbbbb)"));
+}
+
+#[test]
+fn through_mke_each_node_has_its_own_bridge_of_the_name() {
+    let bridge = |id: &str, managed| NetworkInfo {
+        id: id.into(),
+        name: BRIDGE_NETWORK.into(),
+        managed,
+        local: true,
+    };
+    let mut f = healthy();
+    f.networks[1].1 = vec![bridge("aaaaaaaaaaaa", true), bridge("bbbbbbbbbbbb", true)];
+    assert_eq!(failed_checks(&f), ["networks"], "one engine, two bridges");
+    f.via_mke = true;
+    assert!(failed_checks(&f).is_empty(), "one bridge on each of two nodes");
+    f.networks[1].1[1].managed = false;
+    assert_eq!(failed_checks(&f), ["networks"], "one of them is not dtr's");
 }
 
 #[test]
