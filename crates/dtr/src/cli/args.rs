@@ -524,6 +524,8 @@ pub struct StatusArgs {
     #[arg(long, env = "DTR_STATUS_JSON", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub json: bool,
     #[command(flatten)]
+    pub ucp: UcpArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 

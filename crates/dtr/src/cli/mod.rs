@@ -182,6 +182,7 @@ fn ucp_of(command: &Command) -> Option<&args::UcpArgs> {
         Command::Destroy(a) => &a.ucp,
         Command::Remove(a) => &a.ucp,
         Command::EmergencyRepair(a) => &a.ucp,
+        Command::Status(a) => &a.ucp,
         _ => return None,
     })
 }

@@ -220,7 +220,10 @@ fn through_mke_each_node_has_its_own_bridge_of_the_name() {
     f.networks[1].1 = vec![bridge("aaaaaaaaaaaa", true), bridge("bbbbbbbbbbbb", true)];
     assert_eq!(failed_checks(&f), ["networks"], "one engine, two bridges");
     f.via_mke = true;
-    assert!(failed_checks(&f).is_empty(), "one bridge on each of two nodes");
+    assert!(
+        failed_checks(&f).is_empty(),
+        "one bridge on each of two nodes"
+    );
     f.networks[1].1[1].managed = false;
     assert_eq!(failed_checks(&f), ["networks"], "one of them is not dtr's");
 }
