@@ -407,10 +407,11 @@ fn remove_keeps_quorum_and_an_interrupted_join_converges() {
     let Some(_engine) = engine() else { return };
     let mut rs = Replicas::new(3);
     // an id of decimal digits only must work too (YAML would read it as a number)
-    rs[0].id = format!(
+    let decimal = format!(
         "{:012}",
         u64::from_str_radix(&rs[0].id, 16).unwrap() % 1_000_000_000_000
     );
+    rs[0].set_id(decimal);
     install(&rs[0]);
     for r in &rs[1..] {
         let out = join(r, &rs[0]);

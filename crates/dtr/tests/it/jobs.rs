@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 /// A test replica whose id starts with `b0b0` (the ids this suite's author may remove).
 fn replica() -> TestReplica {
     let mut r = TestReplica::new();
-    r.id = format!("b0b0{}", &r.id[4..]);
+    let id = format!("b0b0{}", &r.id[4..]);
+    r.set_id(id);
     r
 }
 

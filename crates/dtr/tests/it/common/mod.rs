@@ -144,6 +144,18 @@ impl TestReplica {
         }
     }
 
+    /// Gives the replica another id (before it is installed), written down in the ledger.
+    pub fn set_id(&mut self, id: String) {
+        let networks = if self.networks_existed {
+            "kept"
+        } else {
+            "made"
+        };
+        ledger::note(&format!("replica {id} {networks}"));
+        ledger::cross_out(&format!("replica {}", self.id));
+        self.id = id;
+    }
+
     pub fn label(&self) -> String {
         format!("label=com.docker.dtr.replica={}", self.id)
     }
