@@ -42,6 +42,24 @@ pub enum Target {
     Mke(mke::MkeTarget),
 }
 
+/// A log stream read to its end (or its first error) as stdout and stderr, separately.
+async fn split_output(
+    mut stream: impl futures_util::Stream<
+            Item = std::result::Result<bollard::container::LogOutput, bollard::errors::Error>,
+        > + Unpin,
+) -> (String, String) {
+    let (mut out, mut err) = (String::new(), String::new());
+    while let Some(Ok(chunk)) = stream.next().await {
+        match chunk {
+            bollard::container::LogOutput::StdErr { message } => {
+                err.push_str(&String::from_utf8_lossy(&message))
+            }
+            other => out.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+        }
+    }
+    (out, err)
+}
+
 /// The kind of refusal an engine error is: what callers match on, never its text.
 pub fn classify(e: &bollard::errors::Error) -> DockerFailure {
     match e {
@@ -956,17 +974,7 @@ impl Engine {
             tail: "all".into(),
             ..Default::default()
         };
-        let mut stream = self.docker.logs(name, Some(opts));
-        let (mut out, mut err) = (String::new(), String::new());
-        while let Some(Ok(chunk)) = stream.next().await {
-            match chunk {
-                bollard::container::LogOutput::StdErr { message } => {
-                    err.push_str(&String::from_utf8_lossy(&message))
-                }
-                other => out.push_str(&String::from_utf8_lossy(&other.into_bytes())),
-            }
-        }
-        (out, err)
+        split_output(self.docker.logs(name, Some(opts))).await
     }
 
     /// Creates and starts a command in a running container, attached to its stdout and stderr:

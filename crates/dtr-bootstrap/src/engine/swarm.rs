@@ -12,7 +12,6 @@ use bollard::models::{
 };
 use bollard::query_parameters::{ListSecretsOptions, ListTasksOptions, LogsOptions};
 use data_encoding::BASE64;
-use futures_util::StreamExt;
 
 use super::{classify, filters, mounts, Engine};
 use crate::error::{DockerFailure, Error, Result};
@@ -218,17 +217,7 @@ impl Engine {
             stderr: true,
             ..Default::default()
         };
-        let mut stream = self.docker.service_logs(name, Some(opts));
-        let (mut out, mut err) = (String::new(), String::new());
-        while let Some(Ok(chunk)) = stream.next().await {
-            match chunk {
-                bollard::container::LogOutput::StdErr { message } => {
-                    err.push_str(&String::from_utf8_lossy(&message))
-                }
-                other => out.push_str(&String::from_utf8_lossy(&other.into_bytes())),
-            }
-        }
-        (out, err)
+        super::split_output(self.docker.service_logs(name, Some(opts))).await
     }
 
     async fn remove_service(&self, name: &str) -> Result<()> {

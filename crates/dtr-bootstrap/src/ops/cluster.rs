@@ -543,6 +543,15 @@ pub async fn status(target: &crate::engine::Target) -> Result<ClusterView> {
 }
 
 impl ClusterView {
+    /// The replicas whose containers are on other nodes, as `<id> (node <node>)`.
+    pub fn elsewhere(&self) -> Vec<String> {
+        self.replicas
+            .values()
+            .filter(|r| !r.here())
+            .map(|r| format!("{} (node {})", r.id, r.node.as_deref().unwrap_or("?")))
+            .collect()
+    }
+
     pub async fn read(engine: &Engine) -> Result<ClusterView> {
         let mut replicas = replicas(engine).await?;
         let order: Vec<ReplicaId> = healthy_first(&replicas).into_iter().cloned().collect();

@@ -172,12 +172,7 @@ pub async fn reconfigure(
         .collect();
     let view = ClusterView::read(&engine).await?;
     problems.extend(view.problems(true));
-    let elsewhere: Vec<String> = view
-        .replicas
-        .values()
-        .filter(|r| !r.here())
-        .map(|r| format!("{} (node {})", r.id, r.node.as_deref().unwrap_or("?")))
-        .collect();
+    let elsewhere = view.elsewhere();
     if !elsewhere.is_empty() && changes.cluster_wide() {
         return Err(Error::Refused {
             operation: "reconfigure",

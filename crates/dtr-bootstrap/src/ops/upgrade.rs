@@ -157,12 +157,7 @@ async fn read_cluster(
         return Ok(Read::UpToDate { existing });
     }
     let view = ClusterView::read(engine).await?;
-    let elsewhere: Vec<String> = view
-        .replicas
-        .values()
-        .filter(|r| !r.here())
-        .map(|r| format!("{} (node {})", r.id, r.node.as_deref().unwrap_or("?")))
-        .collect();
+    let elsewhere = view.elsewhere();
     if !elsewhere.is_empty() {
         step.fail("replicas on other nodes");
         return Err(Error::Refused {

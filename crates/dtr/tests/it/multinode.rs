@@ -450,33 +450,12 @@ fn a_partitioned_node_refuses_writes_without_hanging_and_heals_without_losing_an
     let r3 = &cluster.replicas[2];
     let nginx = format!("dtr-nginx-{}", r3.id);
     let body = r#"{"name":"from-the-minority"}"#;
-    let auth = format!("admin:{}", admin_password());
     wait_for(
         "node3's replica to refuse a write while partitioned",
         Duration::from_secs(120),
         || {
             let started = std::time::Instant::now();
-            let out = n3.docker(&[
-                "exec",
-                &nginx,
-                "curl",
-                "-sk",
-                "-m",
-                "30",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-u",
-                &auth,
-                "-H",
-                "Content-Type: application/json",
-                "-X",
-                "POST",
-                "--data",
-                body,
-                "https://localhost:8443/api/v0/repositories/admin",
-            ]);
+            let out = create_repository_inside(n3, &nginx, body);
             let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
             let took = started.elapsed();
             assert_ne!(code, "201", "the partitioned replica took a write");
@@ -612,28 +591,7 @@ fn a_dead_nodes_replica_is_removed_and_a_cluster_that_lost_two_nodes_is_repaired
     assert_eq!(code, 201);
     // a write through the returned node's replica is not taken
     let nginx2 = format!("dtr-nginx-{}", r2.id);
-    let auth = format!("admin:{}", admin_password());
-    let out = n2.docker(&[
-        "exec",
-        &nginx2,
-        "curl",
-        "-sk",
-        "-m",
-        "30",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-u",
-        &auth,
-        "-H",
-        "Content-Type: application/json",
-        "-X",
-        "POST",
-        "--data",
-        r#"{"name":"split"}"#,
-        "https://localhost:8443/api/v0/repositories/admin",
-    ]);
+    let out = create_repository_inside(n2, &nginx2, r#"{"name":"split"}"#);
     assert_ne!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "201",
@@ -939,4 +897,32 @@ fn through_mke_install_join_backup_upgrade_and_destroy_land_on_the_nodes_they_na
     cluster.replicas.truncate(1);
     let left: Vec<String> = nodes.iter().flat_map(dtr_objects).collect();
     assert!(left.is_empty(), "left after destroy: {left:?}");
+}
+
+/// `POST /api/v0/repositories/admin` with `body`, as the administrator, from inside the nginx
+/// container `nginx` on `node` (its own replica, whatever the network between the nodes does);
+/// curl's `%{http_code}` on stdout.
+fn create_repository_inside(node: &Node, nginx: &str, body: &str) -> std::process::Output {
+    let auth = format!("admin:{}", admin_password());
+    node.docker(&[
+        "exec",
+        nginx,
+        "curl",
+        "-sk",
+        "-m",
+        "30",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-u",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "-X",
+        "POST",
+        "--data",
+        body,
+        "https://localhost:8443/api/v0/repositories/admin",
+    ])
 }
