@@ -13,10 +13,11 @@ while read -r kind name extra; do
   case "$kind" in
     replica)
       label="label=com.docker.dtr.replica=$name"
-      for c in $(docker ps -aq --filter "$label"); do docker rm -f -v "$c" >/dev/null; done
-      for v in $(docker volume ls -q --filter "$label"); do docker volume rm -f "$v" >/dev/null; done
-      for s in $(docker secret ls -q --filter "$label" 2>/dev/null); do docker secret rm "$s" >/dev/null; done
-      echo "test-leftovers: removed what the tests' replica $name left"
+      count=0
+      for c in $(docker ps -aq --filter "$label"); do docker rm -f -v "$c" >/dev/null; count=$((count + 1)); done
+      for v in $(docker volume ls -q --filter "$label"); do docker volume rm -f "$v" >/dev/null; count=$((count + 1)); done
+      for s in $(docker secret ls -q --filter "$label" 2>/dev/null); do docker secret rm "$s" >/dev/null; count=$((count + 1)); done
+      [ "$count" = 0 ] || echo "test-leftovers: removed $count objects the tests' replica $name left"
       [ "$extra" = made ] && networks=made
       ;;
     volume)
