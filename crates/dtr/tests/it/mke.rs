@@ -5,7 +5,7 @@
 //! should; at a terminal only the missing password is asked and progress is drawn. What the
 //! stand-in models: docs/testing-mke-standin.md.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use crate::common::http::Api;
 use crate::common::mke::{MkeOptions, MkeStandIn};
@@ -339,33 +339,7 @@ fn an_upgrade_through_mke_places_each_replacement_on_the_replicas_node() {
     assert!(out.status.success(), "install through MKE:\n{}", text(&out));
     let installed = mke.placements().len();
 
-    let name = format!("dtr-mke-upgrade-{}", r.id);
-    let out = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--name",
-            &name,
-            "--network",
-            "host",
-            "-e",
-            "UCP_PASSWORD",
-        ])
-        .arg(format!("registry/dtr:{next}"))
-        .args(["upgrade", "--existing-replica-id", &r.id])
-        .args([
-            "--ucp-url",
-            &mke.url(),
-            "--ucp-username",
-            mke.username(),
-            "--ucp-ca",
-            &ca,
-        ])
-        .env("UCP_PASSWORD", mke.password())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    docker(&["rm", "-f", &name]);
+    let out = mke.upgrade_from_image(next, &r.id);
     let log = text(&out);
     assert!(out.status.success(), "upgrade through MKE:\n{log}");
 

@@ -831,27 +831,7 @@ fn through_mke_install_join_backup_upgrade_and_destroy_land_on_the_nodes_they_na
     );
     puller.wait_for_pulls(5, Duration::from_secs(60));
     let placed_before = mke.created_on().len();
-    let name = format!("dtr-mke-upgrade-{}", cluster.first().id);
-    let out = std::process::Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--name",
-            &name,
-            "--network",
-            "host",
-            "-e",
-            "UCP_PASSWORD",
-        ])
-        .arg(format!("registry/dtr:{next}"))
-        .args(["upgrade", "--existing-replica-id", &cluster.first().id])
-        .args(["--ucp-url", &mke.url(), "--ucp-username", mke.username()])
-        .args(["--ucp-ca", &mke.ca_pem()])
-        .env("UCP_PASSWORD", mke.password())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    docker(&["rm", "-f", &name]);
+    let out = mke.upgrade_from_image(next, &cluster.first().id);
     assert!(out.status.success(), "upgrade through MKE:\n{}", text(&out));
     puller.wait_for_pulls(5, Duration::from_secs(60));
     let stats = puller.finish();

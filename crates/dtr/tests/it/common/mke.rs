@@ -224,6 +224,28 @@ impl MkeStandIn {
         &self.state.opts.password
     }
 
+    /// `docker run registry/dtr:<version> upgrade --existing-replica-id <existing>` through this
+    /// stand-in, as an operator runs the next version's bootstrapper from its image (host
+    /// network: the stand-in listens on 127.0.0.1); the output, whatever the exit.
+    pub fn upgrade_from_image(&self, version: &str, existing: &str) -> std::process::Output {
+        let name = format!("dtr-mke-upgrade-{existing}");
+        let out = std::process::Command::new("docker")
+            .args(["run", "--rm", "--name", &name, "--network", "host"])
+            .args(["-e", "UCP_PASSWORD"])
+            .arg(format!("registry/dtr:{version}"))
+            .args(["upgrade", "--existing-replica-id", existing])
+            .args(["--ucp-url", &self.url(), "--ucp-username", self.username()])
+            .args(["--ucp-ca", &self.ca_pem()])
+            .env("UCP_PASSWORD", self.password())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &name])
+            .output();
+        out
+    }
+
     /// Logins so far: (accepted, refused). Refused counts wrong credentials (401) and
     /// malformed requests (400).
     pub fn logins(&self) -> (usize, usize) {
