@@ -382,7 +382,8 @@ fn replicas_join_on_other_nodes_once_the_images_are_shared_and_each_is_seen_wher
 }
 
 #[test]
-fn a_whole_node_dies_under_load_writes_resume_on_the_others_pulls_go_on_and_it_comes_back() {
+fn a_whole_node_dies_under_load_writes_resume_on_the_others_pulls_go_on_and_it_comes_back_as_does_a_lone_component(
+) {
     let Some(nodes) = Nodes::get() else { return };
     let lb = free_port();
     let Some((cluster, _s3)) = NodeCluster::three_on_s3(&nodes, Some(format!("127.0.0.1:{lb}")))
@@ -434,6 +435,24 @@ fn a_whole_node_dies_under_load_writes_resume_on_the_others_pulls_go_on_and_it_c
     cluster.wait_all_healthy(n2, Duration::from_secs(240));
     let lost = lost_writes(&cluster, &cluster.replicas[0], &log);
     assert!(lost.is_empty(), "replica on node1 lacks {lost:?}");
+
+    // one component alone: node 2's etcd, then node 3's database (the primary or not): the
+    // cluster goes on taking writes through node 1, and loses none
+    let n3 = nodes.node("node3");
+    let alone = [
+        (n2, format!("dtr-etcd-{}", cluster.replicas[1].id), "e"),
+        (n3, format!("dtr-rethinkdb-{}", cluster.replicas[2].id), "d"),
+    ];
+    for (node, container, prefix) in alone {
+        node.docker_ok(&["kill", &container]);
+        let writer = Writer::start(cluster.admin_api_of(&cluster.replicas[0]), prefix);
+        writer.wait_for_acks(5, Duration::from_secs(90));
+        let log = writer.finish();
+        let lost = lost_writes(&cluster, &cluster.replicas[0], &log);
+        assert!(lost.is_empty(), "{container} killed: writes lost {lost:?}");
+        node.docker_ok(&["start", &container]);
+    }
+    cluster.wait_all_healthy(n1, Duration::from_secs(240));
 }
 
 #[test]
