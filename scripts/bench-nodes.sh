@@ -29,10 +29,13 @@ export DTR_ADMIN_PASSWORD
 . scripts/test-servers.sh >"$tmp/servers.log" 2>&1 || { cat "$tmp/servers.log"; exit 1; }
 . scripts/test-nodes.sh >"$tmp/nodes.log" 2>&1 || { cat "$tmp/nodes.log"; exit 1; }
 certs=()
+declare -A RID HTTPS
 cleanup() {
   set +e
   kill "${writer_pid:-}" 2>/dev/null
   for c in "${certs[@]}"; do rm -rf "/etc/docker/certs.d/$c"; done
+  # what the benchmark installed on the nodes goes with it (the harness may be reused)
+  for n in "${!RID[@]}"; do on "$n" destroy --replica-id "${RID[$n]}" >/dev/null 2>&1; done
   rm -rf "$tmp"
   test_nodes_stop
   test_servers_stop
@@ -49,7 +52,6 @@ addr() { local v="DTR_TEST_NODE_ADDR_$1"; echo "${!v}"; }
 on() { local n=$1; shift; DOCKER_HOST=$(host "$n") "$BIN" "$@" </dev/null; }
 ndocker() { local n=$1; shift; docker -H "$(host "$n")" "$@"; }
 
-declare -A RID HTTPS
 new_replica() { RID[$1]=$(rand_id); HTTPS[$1]=$(port); }
 ports_of() { echo "--replica-https-port ${HTTPS[$1]} --replica-http-port $(port)"; }
 
@@ -124,7 +126,11 @@ for i in $(seq 1 "$RUNS"); do
   awk -v k="$killed" '$2 == 201 && $1 <= k { before = $1 } $2 == 201 && $1 > k && !after { after = $1 } END { printf "%.2f\n", after - before }' \
     "$tmp/writes" >>"$tmp/gaps"
   docker start dtrtest-node1 >/dev/null
-  until healthy; do sleep 1; done
+  back=$((SECONDS + 300))
+  until healthy; do
+    [ $SECONDS -lt $back ] || { echo "the replicas were not all healthy 300 s after node1 came back" >&2; exit 1; }
+    sleep 1
+  done
 done
 
 # --- 3. pulls through another node
