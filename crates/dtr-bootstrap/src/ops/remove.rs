@@ -136,6 +136,17 @@ fn check(
                 "replica {r} is neither on this engine nor an etcd member"
             ));
         }
+        // on another node and answering: its containers would go on running there, its
+        // database member still streaming (and chosen as the synchronous standby)
+        let alive_elsewhere = !replicas.contains_key(r)
+            && members
+                .iter()
+                .any(|m| m.replica().as_ref() == Some(r) && m.healthy);
+        if alive_elsewhere {
+            reasons.push(format!(
+                "replica {r} runs on another node and answers: removed from here, its containers would go on running there; run `dtr remove` against that node's engine or through MKE, or `dtr destroy --replica-id {r}` on that node first"
+            ));
+        }
     }
     if !ex.healthy() {
         reasons.push(format!(
@@ -392,5 +403,31 @@ mod tests {
         // unknown id
         let unknown = check(&opts(&rid(9)), &replicas[&a], &members, &replicas);
         assert!(unknown.iter().any(|w| w.contains("neither")));
+    }
+
+    #[test]
+    fn a_replica_that_answers_on_another_node_is_not_removed_from_here() {
+        let (a, b, c, d) = (rid(1), rid(2), rid(3), rid(4));
+        // a and b on this engine; c and d on other nodes, c answering, d dead
+        let replicas: BTreeMap<_, _> =
+            [(a.clone(), view(&a, true)), (b.clone(), view(&b, true))].into();
+        let members = [
+            member(&a, true),
+            member(&b, true),
+            member(&c, true),
+            member(&d, false),
+        ];
+        let opts = |r: &ReplicaId| RemoveOptions {
+            existing: Some(a.clone()),
+            remove: vec![r.clone()],
+            force: false,
+        };
+        let why = check(&opts(&c), &replicas[&a], &members, &replicas);
+        assert!(
+            why.iter()
+                .any(|w| w.contains("runs on another node and answers")),
+            "{why:?}"
+        );
+        assert!(check(&opts(&d), &replicas[&a], &members, &replicas).is_empty());
     }
 }
