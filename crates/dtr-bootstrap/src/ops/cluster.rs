@@ -436,22 +436,28 @@ pub struct DbMember {
     pub state: String,
 }
 
-/// Patroni's `/cluster`, asked inside `dtr-rethinkdb-<via>`.
-pub async fn db_members(engine: &Engine, via: &ReplicaId) -> Result<Vec<DbMember>> {
-    let container = Component::Rethinkdb.container_name(via);
-    let cmd: Vec<String> = [
+/// curl inside a DTR container: `url` over the cluster CA, no proxy, 3 s at most; `flags` says
+/// whether an HTTP error fails it (`-fsS`) or its body is wanted anyway (`-sS`).
+fn curl_in_cluster(flags: &str, url: &str) -> Vec<String> {
+    [
         "curl",
-        "-fsS",
+        flags,
         "--noproxy",
         "*",
         "-m",
         "3",
         "--cacert",
         "/ca/ca.pem",
-        "https://127.0.0.1:8008/cluster",
+        url,
     ]
     .map(str::to_string)
-    .to_vec();
+    .to_vec()
+}
+
+/// Patroni's `/cluster`, asked inside `dtr-rethinkdb-<via>`.
+pub async fn db_members(engine: &Engine, via: &ReplicaId) -> Result<Vec<DbMember>> {
+    let container = Component::Rethinkdb.container_name(via);
+    let cmd = curl_in_cluster("-fsS", "https://127.0.0.1:8008/cluster");
     let out = engine.exec(&container, &cmd).await?;
     let doc: Value =
         serde_json::from_str(out.output.trim()).map_err(|_| Error::ClusterCommand {
@@ -740,19 +746,7 @@ async fn ping_over_overlay(
         Component::Api.container_name(r),
         dtr_core::component::API_PORT
     );
-    let cmd: Vec<String> = [
-        "curl",
-        "-sS",
-        "--noproxy",
-        "*",
-        "-m",
-        "3",
-        "--cacert",
-        "/ca/ca.pem",
-        &url,
-    ]
-    .map(str::to_string)
-    .to_vec();
+    let cmd = curl_in_cluster("-sS", &url);
     let out = engine
         .exec(&Component::Nginx.container_name(via), &cmd)
         .await

@@ -117,6 +117,17 @@ impl<'a> NodeCluster<'a> {
         out
     }
 
+    /// [`NodeCluster::join`], which must succeed.
+    pub fn join_ok(&mut self, node: &Node) {
+        let out = self.join(node);
+        assert!(
+            out.status.success(),
+            "join on {}:\n{}",
+            node.name,
+            text(&out)
+        );
+    }
+
     /// The API of the first replica at its node's address (the external URL may be a balancer
     /// that is not started yet).
     pub fn first_api(&self) -> Api {
@@ -164,8 +175,7 @@ impl<'a> NodeCluster<'a> {
         let mut cluster = NodeCluster::install_as(nodes, nodes.node("node1"), authority);
         let s3 = cluster.use_s3()?;
         for n in ["node2", "node3"] {
-            let out = cluster.join(nodes.node(n));
-            assert!(out.status.success(), "join on {n}:\n{}", text(&out));
+            cluster.join_ok(nodes.node(n));
         }
         Some((cluster, s3))
     }
@@ -338,13 +348,7 @@ fn replicas_join_on_other_nodes_once_the_images_are_shared_and_each_is_seen_wher
 
     let Some(_s3) = cluster.use_s3() else { return };
     for node in [n2, n3] {
-        let out = cluster.join(node);
-        assert!(
-            out.status.success(),
-            "join on {}:\n{}",
-            node.name,
-            text(&out)
-        );
+        cluster.join_ok(node);
     }
 
     // status through node 2: three replicas, two of them elsewhere, each on its node
@@ -697,13 +701,7 @@ fn a_backup_through_a_survivor_restores_onto_another_node_and_the_others_join_it
     );
     cluster.replicas = vec![restored];
     for node in [n1, n2] {
-        let out = cluster.join(node);
-        assert!(
-            out.status.success(),
-            "join on {}:\n{}",
-            node.name,
-            text(&out)
-        );
+        cluster.join_ok(node);
     }
     let _balancer = cluster.balancer(lb);
     assert_eq!(n3.external_ca(&cluster.replicas[0].id), ca_before);
