@@ -33,6 +33,9 @@ pub enum DockerFailure {
     SchedulingRefused,
     /// A network still has endpoints (of containers just removed).
     ActiveEndpoints,
+    /// A container's network is not known to its node (yet): on an attachable overlay, right
+    /// after the node's last container on it left, the node forgets the network for a moment.
+    NetworkNotFound,
     /// The engine refused the credentials (or MKE in front of it did).
     Unauthorized,
     /// A volume could not be mounted when the container started (an NFS export, usually).

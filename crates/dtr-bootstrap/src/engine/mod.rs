@@ -82,6 +82,11 @@ pub fn classify(e: &bollard::errors::Error) -> DockerFailure {
                 || (message.contains("network") && message.contains("is in use by task"))
             {
                 DockerFailure::ActiveEndpoints
+            } else if *status_code == 404
+                && message.contains("network")
+                && message.contains("not found")
+            {
+                DockerFailure::NetworkNotFound
             } else if *status_code == 404 {
                 DockerFailure::NotFound
             } else if *status_code == 401 || *status_code == 403 {
@@ -321,8 +326,12 @@ pub struct Engine {
     node: Option<String>,
 }
 
+/// The object asked for does not exist; a network answered "not found" counts too.
 fn is_not_found(e: &bollard::errors::Error) -> bool {
-    classify(e) == DockerFailure::NotFound
+    matches!(
+        classify(e),
+        DockerFailure::NotFound | DockerFailure::NetworkNotFound
+    )
 }
 
 fn filters(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
@@ -769,6 +778,8 @@ impl Engine {
                     maximum_retry_count: None,
                 }),
                 init: Some(true),
+                memory: Some((spec.memory_mib * 1024 * 1024) as i64),
+                pids_limit: Some(spec.pids_limit),
                 ..Default::default()
             }),
             ..Default::default()
@@ -896,12 +907,23 @@ impl Engine {
             .map_err(|e| Error::docker("create container", name, e))
     }
 
+    /// Starts a container. A node detaches from an attachable overlay asynchronously once its
+    /// last container on it is gone (moby/moby#27513, docker/for-linux#888); a start in that
+    /// moment answers "network … not found", so that refusal is retried for up to 10 s.
     pub async fn start(&self, name: &str) -> Result<()> {
         self.note(|| format!("start container {name}"));
-        self.docker
-            .start_container(name, None)
-            .await
-            .map_err(|e| Error::docker("start container", name, e))
+        let mut attempt = 0;
+        loop {
+            match self.docker.start_container(name, None).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 20 && classify(&e) == DockerFailure::NetworkNotFound => {
+                    attempt += 1;
+                    self.note(|| format!("start container {name}: {e}; again in 0.5 s"));
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(Error::docker("start container", name, e)),
+            }
+        }
     }
 
     pub async fn remove_container(&self, name: &str) -> Result<()> {
@@ -1376,6 +1398,22 @@ mod tests {
         assert_eq!(
             classify(&refusal(400, "bad parameter")),
             DockerFailure::Other
+        );
+    }
+
+    #[test]
+    fn a_network_the_node_does_not_know_is_told_from_a_missing_container() {
+        let refusal = |message: &str| bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            message: message.into(),
+        };
+        assert_eq!(
+            classify(&refusal("network fphm30ht1myf94jesw67w2u30 not found")),
+            DockerFailure::NetworkNotFound
+        );
+        assert_eq!(
+            classify(&refusal("No such container: dtr-etcd-bb0206b3d793")),
+            DockerFailure::NotFound
         );
     }
 

@@ -13,8 +13,8 @@ use bollard::models::{
 use bollard::query_parameters::{ListSecretsOptions, ListTasksOptions, LogsOptions};
 use data_encoding::BASE64;
 
-use super::{classify, filters, mounts, Engine};
-use crate::error::{DockerFailure, Error, Result};
+use super::{filters, is_not_found, mounts, Engine};
+use crate::error::{Error, Result};
 use crate::plan::{MountSpec, OneShotOutput};
 
 /// A swarm secret, without its data (the engine never returns it).
@@ -87,12 +87,12 @@ impl Engine {
     }
 
     /// Removes a secret; one already gone counts as removed. A secret a service still uses is
-    /// the engine's refusal (`DockerFailure::Other`).
+    /// the engine's refusal.
     pub async fn remove_secret(&self, id: &str) -> Result<()> {
         self.note(|| format!("remove secret {id}"));
         match self.docker.delete_secret(id).await {
             Ok(()) => Ok(()),
-            Err(e) if classify(&e) == DockerFailure::NotFound => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(Error::docker("remove secret", id, e)),
         }
     }
@@ -223,7 +223,7 @@ impl Engine {
     async fn remove_service(&self, name: &str) -> Result<()> {
         match self.docker.delete_service(name).await {
             Ok(()) => Ok(()),
-            Err(e) if classify(&e) == DockerFailure::NotFound => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(Error::docker("remove service", name, e)),
         }
     }

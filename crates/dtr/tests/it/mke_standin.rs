@@ -1094,8 +1094,18 @@ async fn across_nodes_a_killed_node_fails_only_the_requests_routed_to_it() {
         .await
         .expect("on node3");
 
-    // node1, the first manager the stand-in asks, goes
+    // node1, the first manager the stand-in asks, goes; when it held the swarm's leadership
+    // no manager answers until the other two have elected a leader (about 10 s), as with MKE
     nodes.kill(node1);
+    crate::common::wait_until(
+        "node2 or node3 to answer as a manager with a leader",
+        Duration::from_secs(60),
+        || {
+            nodes
+                .iter()
+                .any(|n| n.name != "node1" && n.swarm_members().is_ok())
+        },
+    );
 
     let (status, body) = call(
         &mke,
