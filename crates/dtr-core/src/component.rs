@@ -107,6 +107,25 @@ impl Component {
         }
     }
 
+    /// The container's memory limit (MiB) and process/thread limit: a component that runs away
+    /// (a flood of logins, a leak) is stopped there instead of taking the node with it.
+    /// Sized for what each one does with room to spare (docs/security.md lists them).
+    pub fn limits(self) -> (u64, i64) {
+        match self {
+            Component::Etcd => (1024, 512),
+            // PostgreSQL (a process per connection) and Patroni
+            Component::Rethinkdb => (4096, 1024),
+            // distribution: blobs are streamed, its caches are small
+            Component::Registry => (2048, 1024),
+            Component::NotarySigner | Component::NotaryServer => (512, 256),
+            // at most four argon2 checks (19 MiB each) at once: see dtr-server's api::limits
+            Component::Api => (512, 1024),
+            // garbage collection marks every manifest in memory
+            Component::Jobrunner => (2048, 1024),
+            Component::Nginx => (512, 256),
+        }
+    }
+
     /// How long the install waits for the component to become healthy after its start.
     pub fn readiness_timeout(self) -> Duration {
         match self {

@@ -182,9 +182,25 @@ impl Supervisor {
             // Go's TLS trusts this file; not AWS_CA_BUNDLE, with which the s3 driver panics
             .env("SSL_CERT_FILE", &bundle)
             .env_remove("AWS_CA_BUNDLE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| Error::io(format!("start {}", self.bin), e))?;
+        // distribution logs each notification endpoint with its headers (the token) at info
+        let mut secrets = vec![notify_token.trim().to_string()];
+        secrets.extend(stored.config.secrets().into_iter().map(str::to_string));
+        let secrets = Arc::new(secrets);
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(forward_redacted(
+                out,
+                tokio::io::stdout(),
+                Arc::clone(&secrets),
+            ));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(forward_redacted(err, tokio::io::stderr(), secrets));
+        }
         let health = format!("http://127.0.0.1:{}/debug/health", SLOTS[slot].1);
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -288,6 +304,33 @@ impl Supervisor {
         }
         result
     }
+}
+
+/// Copies the registry's output line by line to ours, every secret in `secrets` replaced by
+/// `[redacted]`.
+async fn forward_redacted(
+    from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    secrets: Arc<Vec<String>>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut lines = tokio::io::BufReader::new(from).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let mut line = redact(&line, &secrets);
+        line.push('\n');
+        if to.write_all(line.as_bytes()).await.is_err() {
+            return;
+        }
+        let _ = to.flush().await;
+    }
+}
+
+/// `line` with each non-empty secret replaced by `[redacted]`.
+fn redact(line: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(line.to_string(), |l, s| l.replace(s.as_str(), "[redacted]"))
 }
 
 /// Stops a registry with SIGTERM: it finishes its transfers (draintimeout), then exits; one
@@ -438,6 +481,19 @@ mod tests {
     use dtr_core::contract::env::{BaseEnv, TokenAuth};
     use dtr_core::options::{Proxies, ReplicaId};
     use dtr_core::pki::{self, Usage};
+
+    #[test]
+    fn a_logged_line_keeps_no_secret() {
+        let secrets = vec!["tok3n".to_string(), String::new(), "AKIA".to_string()];
+        let line = r#"configuring endpoint api (https://dtr-api:9443/internal/events), headers=map[Authorization:[Bearer tok3n]] key AKIA"#;
+        let shown = redact(line, &secrets);
+        assert!(
+            !shown.contains("tok3n") && !shown.contains("AKIA"),
+            "{shown}"
+        );
+        assert!(shown.contains("Bearer [redacted]"), "{shown}");
+        assert_eq!(redact("plain", &secrets), "plain");
+    }
 
     #[test]
     fn the_upload_secret_is_the_same_everywhere_and_not_the_token() {

@@ -110,6 +110,9 @@ pub struct ContainerSpec {
     pub restart_policy: &'static str,
     pub depends_on: Vec<Component>,
     pub readiness_timeout: Duration,
+    /// Memory limit in MiB and process/thread limit (`Component::limits`).
+    pub memory_mib: u64,
+    pub pids_limit: i64,
 }
 
 impl ContainerSpec {
@@ -263,6 +266,8 @@ impl ReplicaContext {
             restart_policy: "unless-stopped",
             depends_on: component.depends_on().to_vec(),
             readiness_timeout: component.readiness_timeout(),
+            memory_mib: component.limits().0,
+            pids_limit: component.limits().1,
         }
     }
 

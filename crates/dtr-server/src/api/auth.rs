@@ -3,10 +3,11 @@
 //! (SHA-256 of a 256-bit random value; the original accepts `-u user:accesstoken` the same way).
 //! Also the endpoints that manage accounts and access tokens.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::password::{hash as hash_password, verify as password_matches};
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +34,24 @@ pub struct Account {
     pub id: i64,
     pub name: String,
     pub admin: bool,
+    /// Authenticated with an access token rather than the password: such a caller may not
+    /// change a password or create tokens ([`Account::require_password`]).
+    pub by_token: bool,
+}
+
+impl Account {
+    /// 403 `PASSWORD_REQUIRED` for a caller that authenticated with an access token: a token
+    /// that could change the password or mint more tokens would be a permanent takeover.
+    pub fn require_password(&self, what: &str) -> ApiResult<()> {
+        if self.by_token {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "PASSWORD_REQUIRED",
+                format!("{what} needs {}'s password, not an access token", self.name),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Caller {
@@ -96,10 +115,51 @@ fn basic_credentials(parts: &Parts) -> ApiResult<Option<(String, String)>> {
     Ok(Some((user.to_string(), secret.to_string())))
 }
 
-/// Checks `user` / `secret` (password or access token). Wrong credentials are a 401 that does not
-/// say which part was wrong.
-pub async fn authenticate(api: &Api, user: &str, secret: &str) -> ApiResult<Account> {
+/// The client's address: the one nginx saw (`X-Real-IP`, which nginx always overwrites), or the
+/// connection's peer for a caller on the overlay.
+fn client_address(parts: &Parts) -> String {
+    parts
+        .headers
+        .get("x-real-ip")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Runs argon2 (`work`) off the async workers, in one of the api's few turns for it
+/// ([`super::limits`]). For a login (`account`), the account's lock is checked again once the
+/// turn comes: failures of the requests ahead in line may have locked it meanwhile.
+async fn argon2<T: Send + 'static>(
+    api: &Api,
+    account: Option<&str>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> ApiResult<T> {
+    let _turn = api.logins.turn().await?;
+    if let Some(account) = account {
+        api.logins.check_account(account)?;
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))
+}
+
+/// Checks `user` / `secret` (password or access token) for a client at `address`. Wrong
+/// credentials are a 401 that does not say which part was wrong; too many of them a 429
+/// ([`super::limits`]).
+pub async fn authenticate(
+    api: &Api,
+    user: &str,
+    secret: &str,
+    address: &str,
+) -> ApiResult<Account> {
     let wrong = || ApiError::unauthorized("wrong user name, password or token");
+    api.logins.check_address(address)?;
     let db = api.db().await?;
     let row = db
         .query_opt(
@@ -108,15 +168,21 @@ pub async fn authenticate(api: &Api, user: &str, secret: &str) -> ApiResult<Acco
         )
         .await?;
     let Some(row) = row else {
+        api.logins.check_account(user)?;
         // spend the same time as a real check, so that names cannot be probed by timing
         let secret = secret.to_string();
-        let _ = tokio::task::spawn_blocking(move || password_matches(&secret, DUMMY_HASH)).await;
+        let _ = argon2(api, Some(user), move || {
+            password_matches(&secret, DUMMY_HASH)
+        })
+        .await?;
+        api.logins.failed(user, address);
         return Err(wrong());
     };
-    let account = Account {
+    let mut account = Account {
         id: row.get(0),
         name: row.get(1),
         admin: row.get(3),
+        by_token: false,
     };
     let digest = token_digest(secret);
     let token = db
@@ -134,17 +200,20 @@ pub async fn authenticate(api: &Api, user: &str, secret: &str) -> ApiResult<Acco
                 &[&id],
             )
             .await;
+        account.by_token = true;
         return Ok(account);
     }
+    api.logins.check_account(user)?;
     let phc: String = row.get(2);
-    // argon2 is deliberately slow: keep it off the async workers
-    let secret = secret.to_string();
-    let ok = tokio::task::spawn_blocking(move || password_matches(&secret, &phc))
-        .await
-        .unwrap_or(false);
-    if ok {
+    if api.logins.remembered(user, secret, &phc) {
+        return Ok(account);
+    }
+    let (given, stored) = (secret.to_string(), phc.clone());
+    if argon2(api, Some(user), move || password_matches(&given, &stored)).await? {
+        api.logins.remember(user, secret, &phc);
         Ok(account)
     } else {
+        api.logins.failed(user, address);
         Err(wrong())
     }
 }
@@ -158,7 +227,12 @@ impl FromRequestParts<Arc<Api>> for Caller {
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> ApiResult<Self> {
         match basic_credentials(parts)? {
             None => Ok(Caller::Anonymous),
-            Some((user, secret)) => Ok(Caller::Account(authenticate(api, &user, &secret).await?)),
+            Some((user, secret)) => {
+                let address = client_address(parts);
+                Ok(Caller::Account(
+                    authenticate(api, &user, &secret, &address).await?,
+                ))
+            }
         }
     }
 }
@@ -231,7 +305,7 @@ async fn create_account(
     Admin(admin): Admin,
     ApiJson(new): ApiJson<NewAccount>,
 ) -> ApiResult<Response> {
-    names::check_namespace(&new.name)?;
+    names::check_new_account(&new.name)?;
     if new.password.chars().count() < 8 {
         return Err(ApiError::bad_request(
             "INVALID_PASSWORD",
@@ -239,9 +313,7 @@ async fn create_account(
         ));
     }
     let password = new.password;
-    let phc = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let phc = argon2(&api, None, move || hash_password(&password)).await?;
     let db = api.db().await?;
     let row = db
         .query_opt(
@@ -297,6 +369,7 @@ async fn create_token(
     Authenticated(account): Authenticated,
     ApiJson(new): ApiJson<NewToken>,
 ) -> ApiResult<Response> {
+    account.require_password("creating an access token")?;
     if new.token_label.is_empty() || new.token_label.len() > 100 {
         return Err(ApiError::bad_request(
             "INVALID_LABEL",
@@ -387,10 +460,14 @@ async fn delete_token(
 struct AccountChange {
     password: Option<String>,
     is_admin: Option<bool>,
+    /// Keep the account's access tokens when its password changes (they are revoked otherwise).
+    #[serde(default)]
+    keep_tokens: bool,
 }
 
 /// Changes a password (one's own, or anyone's as administrator) or the administrator flag
-/// (administrators only). The last administrator cannot lose the flag.
+/// (administrators only). The last administrator cannot lose the flag. A new password needs the
+/// caller's password (not a token) and revokes the account's access tokens unless `keepTokens`.
 async fn update_account(
     State(api): State<Arc<Api>>,
     Authenticated(caller): Authenticated,
@@ -408,6 +485,9 @@ async fn update_account(
             "only administrators change the administrator flag",
         ));
     }
+    if change.password.is_some() {
+        caller.require_password("changing a password")?;
+    }
     let phc = match change.password {
         Some(p) if p.chars().count() < 8 => {
             return Err(ApiError::bad_request(
@@ -415,11 +495,7 @@ async fn update_account(
                 "passwords need at least 8 characters",
             ))
         }
-        Some(p) => Some(
-            tokio::task::spawn_blocking(move || hash_password(&p))
-                .await
-                .map_err(|e| ApiError::unavailable(e.to_string()))?,
-        ),
+        Some(p) => Some(argon2(&api, None, move || hash_password(&p)).await?),
         None => None,
     };
     let mut client = api.db_exclusive().await?;
@@ -436,7 +512,15 @@ async fn update_account(
         .await?
         .ok_or_else(|| ApiError::not_found("NO_SUCH_ACCOUNT", format!("no account {name}")))?;
     an_admin_remains(&tx, &name).await?;
-    let detail = json!({"password": phc.is_some(), "isAdmin": change.is_admin});
+    let id: i64 = row.get(0);
+    let revoked = if phc.is_some() && !change.keep_tokens {
+        tx.execute("DELETE FROM api_tokens WHERE account_id = $1", &[&id])
+            .await?
+    } else {
+        0
+    };
+    let detail =
+        json!({"password": phc.is_some(), "isAdmin": change.is_admin, "revokedTokens": revoked});
     super::events::record_in(
         &tx,
         &caller.name,
@@ -446,9 +530,8 @@ async fn update_account(
     )
     .await?;
     tx.commit().await?;
-    let id: i64 = row.get(0);
     Ok(Json(
-        json!({"id": id, "name": name, "isAdmin": row.get::<_, bool>(1)}),
+        json!({"id": id, "name": name, "isAdmin": row.get::<_, bool>(1), "revokedTokens": revoked}),
     ))
 }
 

@@ -20,6 +20,8 @@ pub struct ApiError {
     pub message: String,
     /// `WWW-Authenticate` to send with a 401.
     pub challenge: Option<&'static str>,
+    /// `Retry-After` (seconds) to send with a 429 or 503.
+    pub retry_after: Option<u64>,
 }
 
 pub type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -31,6 +33,7 @@ impl ApiError {
             code,
             message: message.into(),
             challenge: None,
+            retry_after: None,
         }
     }
 
@@ -93,6 +96,11 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(challenge),
             );
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

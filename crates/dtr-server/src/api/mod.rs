@@ -8,6 +8,7 @@ mod auth;
 mod error;
 mod events;
 mod jobs;
+mod limits;
 mod names;
 mod repos;
 mod settings;
@@ -67,6 +68,8 @@ struct Api {
     notify_token: String,
     /// The cluster's documents (settings, storage) in etcd.
     etcd: crate::etcd::Etcd,
+    /// What logins may cost: concurrent password checks, failed logins, checked passwords.
+    logins: limits::LoginLimits,
 }
 
 impl Api {
@@ -509,6 +512,7 @@ pub async fn run() -> Result<()> {
         signer,
         token_service,
         notify_token,
+        logins: limits::LoginLimits::default(),
     });
     api.log(
         LogLevel::Info,
@@ -536,7 +540,7 @@ pub async fn run() -> Result<()> {
         addr,
         axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server_tls)),
     )
-    .serve(router(api).into_make_service())
+    .serve(router(api).into_make_service_with_connect_info::<SocketAddr>())
     .await
     .map_err(|e| Error::io(format!("serve on :{PORT}"), e))
 }

@@ -27,6 +27,23 @@ pub fn check_repository(name: &str) -> ApiResult<()> {
     }
 }
 
+/// Names the components sign their own registry tokens with (`dtr-api`) and any other of the
+/// prefix: an account of such a name could pass for a component (its deletes would not be
+/// audited), so none can be created.
+pub const RESERVED_PREFIX: &str = "dtr-";
+
+/// A name for a new account: a valid namespace outside [`RESERVED_PREFIX`].
+pub fn check_new_account(name: &str) -> ApiResult<()> {
+    check_namespace(name)?;
+    if name.starts_with(RESERVED_PREFIX) {
+        return Err(ApiError::bad_request(
+            "RESERVED_NAME",
+            format!("{name:?}: account names starting with {RESERVED_PREFIX:?} are reserved for DTR's components"),
+        ));
+    }
+    Ok(())
+}
+
 /// `namespace/repository` split and checked.
 pub fn split_full(full: &str) -> ApiResult<(&str, &str)> {
     let (ns, repo) = full.split_once('/').ok_or_else(|| {
@@ -98,5 +115,16 @@ mod tests {
         for bad in ["", ".x", "-x", "a/b", "a:b", &"t".repeat(129)] {
             assert!(check_tag(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn account_names_of_the_components_prefix_are_refused() {
+        for reserved in ["dtr-api", "dtr-x"] {
+            let e = check_new_account(reserved).unwrap_err();
+            assert_eq!(e.code, "RESERVED_NAME", "{reserved}");
+        }
+        assert!(check_new_account("dtr").is_ok());
+        assert!(check_new_account("mydtr-api").is_ok());
+        assert!(check_new_account("Bad").is_err());
     }
 }

@@ -337,11 +337,13 @@ mod tests {
             id: 1,
             name: "admin".into(),
             admin: true,
+            by_token: false,
         });
         let alice = Caller::Account(Account {
             id: 2,
             name: "alice".into(),
             admin: false,
+            by_token: true,
         });
         assert!(allowed_actions(&admin, "alice", Some(false)).contains(&"push"));
         assert!(allowed_actions(&alice, "alice", None).contains(&"push"));

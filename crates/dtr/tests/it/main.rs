@@ -10,6 +10,7 @@ mod cli_reference;
 mod cli_snapshots;
 mod engine;
 mod ha;
+mod hardening;
 mod jobs;
 mod mke;
 mod mke_standin;

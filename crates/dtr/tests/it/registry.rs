@@ -364,15 +364,52 @@ fn the_api_answers_bad_input_with_clear_4xx_and_changes_nothing() {
         (400, "INVALID_PASSWORD"),
         "{answer}"
     );
-    let (code, _) = reg.api(
+    // an access token mints no token and changes no password; a new password revokes it
+    let (code, answer) = reg.api(
+        "POST",
+        "/api/v0/api_tokens",
+        bob,
+        Some(r#"{"tokenLabel":"bob-ci"}"#),
+    );
+    assert_eq!(code, 201, "{answer}");
+    let bob_token = answer["token"].as_str().unwrap().to_string();
+    let by_token = Some(("bob", bob_token.as_str()));
+    let (code, answer) = reg.api(
+        "POST",
+        "/api/v0/api_tokens",
+        by_token,
+        Some(r#"{"tokenLabel":"more"}"#),
+    );
+    assert_eq!(
+        (code, error_code(&answer)),
+        (403, "PASSWORD_REQUIRED"),
+        "{answer}"
+    );
+    let (code, answer) = reg.api(
+        "PATCH",
+        "/api/v0/accounts/bob",
+        by_token,
+        Some(r#"{"password":"by-the-token"}"#),
+    );
+    assert_eq!(
+        (code, error_code(&answer)),
+        (403, "PASSWORD_REQUIRED"),
+        "{answer}"
+    );
+    let (code, _) = reg.api("GET", "/api/v0/api_tokens", by_token, None);
+    assert_eq!(code, 200, "the token still works for what it may do");
+    let (code, answer) = reg.api(
         "PATCH",
         "/api/v0/accounts/bob",
         bob,
         Some(r#"{"password":"bob-password-2"}"#),
     );
-    assert_eq!(code, 200);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["revokedTokens"], 1, "{answer}");
     let (code, _) = reg.api("GET", "/api/v0/api_tokens", bob, None);
     assert_eq!(code, 401, "the old password no longer works");
+    let (code, _) = reg.api("GET", "/api/v0/api_tokens", by_token, None);
+    assert_eq!(code, 401, "the new password revoked the token");
     let (code, answer) = reg.api("DELETE", "/api/v0/accounts/admin", admin, None);
     assert_eq!((code, error_code(&answer)), (409, "LAST_ADMIN"), "{answer}");
     let (code, _) = reg.api("DELETE", "/api/v0/accounts/bob", admin, None);
