@@ -275,7 +275,11 @@ fn registry_and_notary_server_require_tokens_from_the_api() {
             "{}",
             c.name
         );
-        assert_eq!(c.env["DTR_TOKEN_SERVICE"], "node1:8443", "{}", c.name);
+        let audience = match component {
+            Component::NotaryServer => "node1:8443-notary",
+            _ => "node1:8443",
+        };
+        assert_eq!(c.env["DTR_TOKEN_SERVICE"], audience, "{}", c.name);
     }
 }
 

@@ -164,6 +164,11 @@ impl RoleEnv {
     }
 }
 
+/// notary-server's token audience for the registry's `service`.
+pub fn notary_service(service: &str) -> String {
+    format!("{service}-notary")
+}
+
 /// Where the registry and notary-server send clients for tokens, and the service the tokens
 /// name: the cluster's external authority.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,6 +182,15 @@ impl TokenAuth {
         TokenAuth {
             realm: format!("https://{authority}/auth/token"),
             service: authority.to_string(),
+        }
+    }
+
+    /// The same realm with notary's own audience (`<service>-notary`): a token the api signs
+    /// for notary's trust data is refused by the registry, and the other way round.
+    pub fn for_notary(&self) -> TokenAuth {
+        TokenAuth {
+            realm: self.realm.clone(),
+            service: notary_service(&self.service),
         }
     }
 

@@ -21,6 +21,7 @@ use super::auth::{Account, Caller};
 use super::error::{ApiError, ApiResult};
 use super::{names, settings, Api};
 use crate::error::{Error, Result};
+use dtr_core::contract::env::notary_service;
 
 /// The issuer the registry and notary-server are configured to accept.
 pub const ISSUER: &str = "dtr";
@@ -154,20 +155,50 @@ fn writes(actions: &[String]) -> bool {
     actions.iter().any(|a| a != "pull")
 }
 
+/// Who a token is for. The registry names repositories `<namespace>/<repository>`; notary
+/// names their trust data by GUN, `<registry service>/<namespace>/<repository>`. Each has its
+/// own audience (`aud`), so that neither accepts a token made for the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Audience {
+    Registry,
+    Notary,
+}
+
+/// The repository (`<namespace>/<repository>`) a scope's name stands for with this audience;
+/// `None` when the name is not one this audience serves (a GUN asked of the registry, a plain
+/// name or another registry's GUN asked of notary): such a scope is granted nothing.
+fn repository_of<'a>(audience: Audience, registry_service: &str, name: &'a str) -> Option<&'a str> {
+    let gun = name
+        .strip_prefix(registry_service)
+        .and_then(|n| n.strip_prefix('/'));
+    match audience {
+        Audience::Notary => gun,
+        Audience::Registry => gun.is_none().then_some(name),
+    }
+}
+
+/// Whether `scope` is a repository scope naming a GUN of this registry (notary's names).
+fn is_gun_scope(scope: &str, registry_service: &str) -> bool {
+    parse_scope(scope).is_ok_and(|g| {
+        g.kind == "repository"
+            && repository_of(Audience::Notary, registry_service, &g.name).is_some()
+    })
+}
+
 /// Decides one repository scope, creating the repository on push where the settings allow.
 async fn decide(
     api: &Api,
     caller: &Caller,
     settings: &settings::Settings,
-    service: &str,
+    audience: Audience,
     requested: Grant,
 ) -> ApiResult<Grant> {
-    // notary asks for its GUN, `<registry host>/<namespace>/<repository>`
-    let full = requested
-        .name
-        .strip_prefix(service)
-        .and_then(|n| n.strip_prefix('/'))
-        .unwrap_or(&requested.name);
+    let Some(full) = repository_of(audience, &api.token_service, &requested.name) else {
+        return Ok(Grant {
+            actions: vec![],
+            ..requested
+        });
+    };
     let (namespace, repository) = names::split_full(full)?;
     let db = api.db().await?;
     let row = db
@@ -263,29 +294,41 @@ async fn token(
         .find(|(k, _)| k == "service")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    if service != api.token_service {
-        return Err(ApiError::bad_request(
-            "INVALID_SERVICE",
-            format!(
-                "service {service:?} is not this registry ({})",
-                api.token_service
-            ),
-        ));
-    }
-    let settings = settings::load(&api).await?;
-    let mut grants = Vec::new();
-    for scope in pairs
+    let scopes: Vec<&str> = pairs
         .iter()
         .filter(|(k, _)| k == "scope")
         .flat_map(|(_, v)| v.split(' '))
         .filter(|s| !s.is_empty())
-    {
+        .collect();
+    let audience = if service == api.token_service {
+        // the docker CLI's notary client asks with the challenge of `/v2/` (the registry's
+        // service) for its GUNs only: that token is made for notary
+        let guns = scopes.iter().all(|s| is_gun_scope(s, &api.token_service));
+        if !scopes.is_empty() && guns {
+            Audience::Notary
+        } else {
+            Audience::Registry
+        }
+    } else if service == notary_service(&api.token_service) {
+        Audience::Notary
+    } else {
+        return Err(ApiError::bad_request(
+            "INVALID_SERVICE",
+            format!(
+                "service {service:?} is neither this registry ({}) nor its notary",
+                api.token_service
+            ),
+        ));
+    };
+    let settings = settings::current(&api).await?;
+    let mut grants = Vec::new();
+    for scope in scopes {
         let requested = parse_scope(scope)?;
         match requested.kind.as_str() {
             "repository" => {
-                grants.push(decide(&api, &caller, &settings, &service, requested).await?)
+                grants.push(decide(&api, &caller, &settings, audience, requested).await?)
             }
-            "registry" if requested.name == "catalog" => {
+            "registry" if requested.name == "catalog" && audience == Audience::Registry => {
                 let actions = if matches!(&caller, Caller::Account(a) if a.admin) {
                     requested.actions.clone()
                 } else {
@@ -304,7 +347,11 @@ async fn token(
     }
     let ttl = settings.token_lifetime_seconds;
     fence_writes(&api, &mut grants, ttl).await?;
-    let jwt = api.signer.sign(&service, caller.name(), &grants, ttl)?;
+    let aud = match audience {
+        Audience::Registry => api.token_service.clone(),
+        Audience::Notary => notary_service(&api.token_service),
+    };
+    let jwt = api.signer.sign(&aud, caller.name(), &grants, ttl)?;
     let issued_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -329,6 +376,22 @@ mod tests {
         assert_eq!(g.actions, vec!["pull", "push"]);
         assert!(parse_scope("repository").is_err());
         assert!(parse_scope(":x:pull").is_err());
+    }
+
+    #[test]
+    fn each_audience_serves_its_own_names_only() {
+        let svc = "dtr.example.com";
+        let registry = |n| repository_of(Audience::Registry, svc, n);
+        let notary = |n| repository_of(Audience::Notary, svc, n);
+        assert_eq!(registry("alice/x"), Some("alice/x"));
+        assert_eq!(registry("dtr.example.com/alice/x"), None);
+        assert_eq!(notary("dtr.example.com/alice/x"), Some("alice/x"));
+        assert_eq!(notary("alice/x"), None);
+        assert_eq!(notary("other.example.com/alice/x"), None);
+        assert_eq!(notary("dtr.example.comx/alice/x"), None);
+        assert!(is_gun_scope("repository:dtr.example.com/alice/x:pull", svc));
+        assert!(!is_gun_scope("repository:alice/x:pull", svc));
+        assert!(!is_gun_scope("registry:catalog:*", svc));
     }
 
     #[test]

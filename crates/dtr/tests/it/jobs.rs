@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use crate::common::http::Api;
+use crate::common::registry::token_grants as token;
 use crate::common::*;
-use data_encoding::BASE64URL_NOPAD;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -20,24 +20,6 @@ fn replica() -> TestReplica {
 
 fn code_of(v: &Value) -> &str {
     v["errors"][0]["code"].as_str().unwrap_or("")
-}
-
-/// The grants of a registry token for `scope`, and the token.
-fn token(c: &Api, service: &str, auth: (&str, &str), scope: &str) -> (Vec<Value>, String) {
-    let url = format!("/auth/token?service={service}&scope={scope}");
-    let (code, v) = c.call("GET", &url, Some(auth), None);
-    assert_eq!(code, 200, "{v}");
-    let jwt = v["token"].as_str().unwrap().to_string();
-    let claims: Value = serde_json::from_slice(
-        &BASE64URL_NOPAD
-            .decode(jwt.split('.').nth(1).unwrap().as_bytes())
-            .unwrap(),
-    )
-    .unwrap();
-    (
-        claims["access"].as_array().cloned().unwrap_or_default(),
-        jwt,
-    )
 }
 
 fn grants_push(access: &[Value]) -> bool {

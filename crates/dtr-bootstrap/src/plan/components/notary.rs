@@ -27,7 +27,11 @@ pub fn server_spec(ctx: &ReplicaContext) -> ContainerSpec {
         env::NOTARY_SIGNER_HOST.into(),
         ctx.container(Component::NotarySigner),
     );
-    s.env
-        .extend(TokenAuth::for_authority(&ctx.external_authority).to_env());
+    // its own audience: a token for trust data is no token for the registry
+    s.env.extend(
+        TokenAuth::for_authority(&ctx.external_authority)
+            .for_notary()
+            .to_env(),
+    );
     s
 }

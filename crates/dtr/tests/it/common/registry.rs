@@ -227,3 +227,28 @@ pub fn import_image(work: &std::path::Path, name: &str, data: &[u8]) {
 pub fn rand_byte() -> u8 {
     rand::random()
 }
+
+/// The grants of the token `/auth/token` signs for `service` and `scope` as `auth` (it must
+/// answer 200), and the token.
+pub fn token_grants(
+    c: &http::Api,
+    service: &str,
+    auth: (&str, &str),
+    scope: &str,
+) -> (Vec<Value>, String) {
+    let url = format!("/auth/token?service={service}&scope={scope}");
+    let (code, v) = c.call("GET", &url, Some(auth), None);
+    assert_eq!(code, 200, "{v}");
+    let jwt = v["token"].as_str().unwrap().to_string();
+    let payload = jwt.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &data_encoding::BASE64URL_NOPAD
+            .decode(payload.as_bytes())
+            .unwrap(),
+    )
+    .unwrap();
+    (
+        claims["access"].as_array().cloned().unwrap_or_default(),
+        jwt,
+    )
+}
