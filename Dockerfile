@@ -12,7 +12,9 @@ ARG DTR_BINARY=build/dtr
 # ---------------------------------------------------------------------------------------
 # base: shared by every image. Users first (fixed uids of the contract), so that the
 # packages' maintainer scripts find and reuse them; no daemons started during builds;
-# no docs, man pages or translations installed; curl for the health scripts.
+# no docs, man pages or translations installed; curl for the health scripts. No setuid or
+# setgid program is left (su, mount, passwd, ...): the jobrunner's registry binary is made
+# setuid later, on purpose (docs/jobs.md).
 FROM debian:bookworm-slim AS base
 SHELL ["/bin/bash", "-eux", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
@@ -32,7 +34,8 @@ RUN printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 0755 /usr/sbin
     done; \
     apt-get update; \
     apt-get install -y ca-certificates curl; \
-    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log; \
+    find / -xdev -type f -perm /6000 -exec chmod a-s {} +
 COPY docker/common/lib.sh /usr/local/lib/dtr/lib.sh
 
 # ---------------------------------------------------------------------------------------

@@ -780,6 +780,10 @@ impl Engine {
                 init: Some(true),
                 memory: Some((spec.memory_mib * 1024 * 1024) as i64),
                 pids_limit: Some(spec.pids_limit),
+                cap_drop: Some(vec!["ALL".into()]),
+                security_opt: spec
+                    .no_new_privileges
+                    .then(|| vec!["no-new-privileges:true".into()]),
                 ..Default::default()
             }),
             ..Default::default()

@@ -113,6 +113,9 @@ pub struct ContainerSpec {
     /// Memory limit in MiB and process/thread limit (`Component::limits`).
     pub memory_mib: u64,
     pub pids_limit: i64,
+    /// Every capability is dropped (the components run as their own non-root users and need
+    /// none); `no-new-privileges` too, except where a setuid binary is the documented need.
+    pub no_new_privileges: bool,
 }
 
 impl ContainerSpec {
@@ -268,6 +271,7 @@ impl ReplicaContext {
             readiness_timeout: component.readiness_timeout(),
             memory_mib: component.limits().0,
             pids_limit: component.limits().1,
+            no_new_privileges: true,
         }
     }
 
