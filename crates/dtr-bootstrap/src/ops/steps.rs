@@ -197,7 +197,10 @@ pub(crate) async fn verify_ping(
                 container: format!("{nginx} (GET /_ping)"),
                 waited: Duration::from_secs(30),
                 last_output: format!("HTTP {}: {}", out.output.trim(), body.trim()),
-                logs: engine.logs(&nginx, 10).await,
+                // /_ping names the failing components; the api logs why
+                logs: engine
+                    .logs(&Component::Api.container_name(replica), 10)
+                    .await,
             });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

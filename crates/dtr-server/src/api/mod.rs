@@ -58,6 +58,8 @@ struct Api {
     tls: Arc<rustls::ClientConfig>,
     /// The shared client, whether it reaches the primary, and when it was made.
     db: Mutex<Option<DbClient>>,
+    /// Held while a new shared client is made (`Api::db`).
+    connecting: Mutex<()>,
     /// Set once the database is reachable and migrated: `/health` (the container's health) waits for it.
     ready: AtomicBool,
     /// Signs the registry tokens.
@@ -70,6 +72,10 @@ struct Api {
     etcd: crate::etcd::Etcd,
     /// What logins may cost: concurrent password checks, failed logins, checked passwords.
     logins: limits::LoginLimits,
+    /// The cluster settings last read from etcd, and when (`settings::current`).
+    settings: std::sync::Mutex<Option<(settings::Settings, std::time::Instant)>>,
+    /// What `/_ping` last found failing, in detail: logged when it changes.
+    last_ping_failure: Mutex<String>,
 }
 
 impl Api {
@@ -100,11 +106,16 @@ impl Api {
     /// is this replica's own member, read-only, so that reads keep working and writes fail with
     /// a clear "read-only" error.
     async fn db(&self) -> Result<Arc<tokio_postgres::Client>> {
-        let mut guard = self.db.lock().await;
-        if let Some(c) = guard
-            .as_ref()
-            .filter(|c| !c.client.is_closed() && (c.writable || c.at.elapsed() < READ_ONLY_RECHECK))
-        {
+        let usable = |c: &DbClient| {
+            !c.client.is_closed() && (c.writable || c.at.elapsed() < READ_ONLY_RECHECK)
+        };
+        if let Some(c) = self.db.lock().await.as_ref().filter(|c| usable(c)) {
+            return Ok(Arc::clone(&c.client));
+        }
+        // one request connects at a time, without holding the client's lock: requests that
+        // have a client go on meanwhile, and those waiting here take the one it made
+        let _connecting = self.connecting.lock().await;
+        if let Some(c) = self.db.lock().await.as_ref().filter(|c| usable(c)) {
             return Ok(Arc::clone(&c.client));
         }
         let (client, writable) = tokio::time::timeout(
@@ -120,7 +131,7 @@ impl Api {
             );
         }
         let client = Arc::new(client);
-        *guard = Some(DbClient {
+        *self.db.lock().await = Some(DbClient {
             client: Arc::clone(&client),
             writable,
             at: std::time::Instant::now(),
@@ -249,15 +260,34 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// What `/_ping` says of a failing component: anyone may ask, so no internal address or error
+/// text (those go to the api's log, and to administrators through `cluster_status`).
+const UNHEALTHY: &str = "unhealthy";
+
 async fn ping(State(api): State<Arc<Api>>) -> Response {
     let health = api.component_health().await;
-    let failing: Vec<String> = health
+    let details: Vec<String> = health
         .iter()
         .filter_map(|(k, v)| v.as_ref().err().map(|e| format!("{k}: {e}")))
         .collect();
+    let failing: Vec<String> = health
+        .iter()
+        .filter(|(_, v)| v.is_err())
+        .map(|(k, _)| format!("{k}: {UNHEALTHY}"))
+        .collect();
+    {
+        let mut last = api.last_ping_failure.lock().await;
+        let now = details.join("; ");
+        if *last != now {
+            if !now.is_empty() {
+                api.log(LogLevel::Warn, format!("/_ping: {now}"));
+            }
+            *last = now;
+        }
+    }
     let components: BTreeMap<_, _> = health
         .iter()
-        .map(|(k, v)| (*k, v.as_ref().err().cloned().unwrap_or_else(|| "OK".into())))
+        .map(|(k, v)| (*k, if v.is_ok() { "OK" } else { UNHEALTHY }))
         .collect();
     let healthy = failing.is_empty();
     let body = json!({
@@ -405,6 +435,22 @@ async fn not_found() -> ApiError {
     ApiError::not_found("NOT_FOUND", "no such endpoint")
 }
 
+/// The longest any request may take (a storage probe is the slowest); beyond, 503.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a client may take to send its request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+async fn with_timeout(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable(format!(
+            "the request took longer than {} s",
+            REQUEST_TIMEOUT.as_secs()
+        ))
+        .into_response(),
+    }
+}
+
 fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/_ping", get(ping))
@@ -418,6 +464,7 @@ fn router(api: Arc<Api>) -> Router {
         .merge(jobs::routes())
         .merge(events::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(with_timeout))
         .layer(axum::extract::DefaultBodyLimit::max(error::BODY_LIMIT))
         .with_state(api)
 }
@@ -508,11 +555,14 @@ pub async fn run() -> Result<()> {
         http,
         tls,
         db: Mutex::new(None),
+        connecting: Mutex::new(()),
         ready: AtomicBool::new(false),
         signer,
         token_service,
         notify_token,
         logins: limits::LoginLimits::default(),
+        settings: std::sync::Mutex::new(None),
+        last_ping_failure: Mutex::new(String::new()),
     });
     api.log(
         LogLevel::Info,
@@ -536,11 +586,17 @@ pub async fn run() -> Result<()> {
     });
 
     let addr = SocketAddr::from(([0, 0, 0, 0], PORT));
-    axum_server::bind_rustls(
+    let mut server = axum_server::bind_rustls(
         addr,
         axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server_tls)),
-    )
-    .serve(router(api).into_make_service_with_connect_info::<SocketAddr>())
-    .await
-    .map_err(|e| Error::io(format!("serve on :{PORT}"), e))
+    );
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    server
+        .serve(router(api).into_make_service_with_connect_info::<SocketAddr>())
+        .await
+        .map_err(|e| Error::io(format!("serve on :{PORT}"), e))
 }

@@ -368,7 +368,7 @@ async fn delete_manifest(
 
 /// Deletes in the registry are writes: refused in read-only mode and while garbage collection runs.
 async fn writes_allowed(api: &Api, db: &tokio_postgres::Client) -> ApiResult<()> {
-    if super::settings::load(api).await?.read_only_registry {
+    if super::settings::current(api).await?.read_only_registry {
         return Err(ApiError::conflict(
             "READ_ONLY",
             "the registry is read-only (setting readOnlyRegistry)",

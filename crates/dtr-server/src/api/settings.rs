@@ -3,13 +3,15 @@
 //! document changes only the fields it names).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use data_encoding::BASE64;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use dtr_core::options::LogLevel;
 
 use super::auth::{Admin, Caller};
 use super::error::{ApiError, ApiJson, ApiResult};
@@ -47,43 +49,72 @@ struct SettingsUpdate {
     token_lifetime_seconds: Option<u32>,
 }
 
-async fn etcd_call(api: &Api, path: &str, body: Value) -> ApiResult<Value> {
-    let url = format!("{}{path}", api.cfg.etcd_endpoints[0]);
-    let response = api
-        .http
-        .post(&url)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| ApiError::unavailable(format!("etcd {url}: {e}")))?;
-    if !response.status().is_success() {
-        return Err(ApiError::unavailable(format!(
-            "etcd {url} answered {}",
-            response.status()
-        )));
-    }
-    response
-        .json()
-        .await
-        .map_err(|e| ApiError::unavailable(format!("etcd {url}: {e}")))
-}
+/// How old the settings the token service uses may be: a change through another replica's
+/// api takes effect here within this.
+const FRESH: Duration = Duration::from_secs(1);
 
-/// The current settings (defaults for anything never set).
-pub async fn load(api: &Api) -> ApiResult<Settings> {
-    let r = etcd_call(
-        api,
-        "/v3/kv/range",
-        json!({"key": BASE64.encode(KEY.as_bytes())}),
-    )
-    .await?;
-    let Some(value) = r["kvs"][0]["value"].as_str() else {
+/// The settings as etcd holds them (defaults for anything never set), read through any member
+/// that answers. `serializable`: without the quorum (the request path); otherwise linearizable
+/// (what an administrator reads and changes).
+async fn read(api: &Api, serializable: bool) -> ApiResult<Settings> {
+    let entry = api
+        .etcd
+        .get(KEY, serializable)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("settings: {e}")))?;
+    let Some(entry) = entry else {
         return Ok(Settings::default());
     };
-    let raw = BASE64
-        .decode(value.as_bytes())
-        .map_err(|e| ApiError::unavailable(format!("settings in etcd: {e}")))?;
-    serde_json::from_slice(&raw)
+    serde_json::from_slice(&entry.value)
         .map_err(|e| ApiError::unavailable(format!("settings in etcd: {e}")))
+}
+
+/// The current settings, read linearizably: for the settings endpoints.
+pub async fn load(api: &Api) -> ApiResult<Settings> {
+    let settings = read(api, false).await?;
+    remember(api, &settings);
+    Ok(settings)
+}
+
+fn remember(api: &Api, settings: &Settings) {
+    *api.settings.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((settings.clone(), Instant::now()));
+}
+
+/// The settings for the request path (every token, a delete): at most [`FRESH`] old, read
+/// without the quorum from any member; when no member answers, the last ones read, so that
+/// pulls go on while this replica's etcd restarts or the cluster has no quorum.
+pub async fn current(api: &Api) -> ApiResult<Settings> {
+    let cached = api
+        .settings
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Some((settings, at)) = &cached {
+        if at.elapsed() < FRESH {
+            return Ok(settings.clone());
+        }
+    }
+    match read(api, true).await {
+        Ok(settings) => {
+            remember(api, &settings);
+            Ok(settings)
+        }
+        Err(e) => match cached {
+            Some((settings, at)) => {
+                api.log(
+                    LogLevel::Warn,
+                    format!(
+                        "{}; using the settings read {} s ago",
+                        e.message,
+                        at.elapsed().as_secs()
+                    ),
+                );
+                Ok(settings)
+            }
+            None => Err(e),
+        },
+    }
 }
 
 async fn get_settings(State(api): State<Arc<Api>>, caller: Caller) -> ApiResult<Json<Value>> {
@@ -138,12 +169,11 @@ async fn post_settings(
         settings.token_lifetime_seconds = v;
     }
     let doc = serde_json::to_vec(&settings).expect("serializable");
-    etcd_call(
-        &api,
-        "/v3/kv/put",
-        json!({"key": BASE64.encode(KEY.as_bytes()), "value": BASE64.encode(&doc)}),
-    )
-    .await?;
+    api.etcd
+        .put(KEY, &doc)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("settings: {e}")))?;
+    remember(&api, &settings);
     let db = api.db().await?;
     super::events::record(
         &db,
