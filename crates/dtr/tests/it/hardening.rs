@@ -2,7 +2,9 @@
 //! (docs/security.md): a flood of wrong passwords is bounded in memory and locks the account for
 //! a minute, bodies outside /v2/ are small and refused by nginx, HTTPS sends HSTS and refuses CBC
 //! suites, no account can take a component's name, the registry's logs hold no notification
-//! token, and every component runs under memory and process limits.
+//! token, every component runs under memory and process limits, the first administrator's hash
+//! is gone after install, tokens name exactly what was decided (notary has its own audience),
+//! and pulls go on while the replica's etcd is stopped.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -46,6 +48,15 @@ fn at_once(reg: &Registry, url: &str, user_password: &str, n: usize) -> Vec<u16>
         .lines()
         .map(|l| l.trim().parse().unwrap_or(0))
         .collect()
+}
+
+/// The claims of a JWT (not verified: the test only reads what the api put in).
+fn claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    let bytes = data_encoding::BASE64URL_NOPAD
+        .decode(payload.as_bytes())
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
 }
 
 fn count(codes: &[u16], code: u16) -> usize {
@@ -167,23 +178,54 @@ fn a_replica_bounds_logins_small_bodies_and_tls_and_logs_no_token() {
         "a CBC suite was accepted"
     );
 
+    // the first administrator's hash went once the api had made the account
+    let vol = format!("dtr-ca-{}:/ca:ro", reg.replica.id);
+    let image = format!("registry/dtr:{}", dtr_core::version::VERSION);
+    let handover = docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &vol,
+        "--entrypoint",
+        "test",
+        &image,
+        "-e",
+        "/ca/api/admin.json",
+    ]);
+    assert!(
+        !handover.status.success(),
+        "/ca/api/admin.json is still in the dtr-ca volume"
+    );
+
+    // limits and no privileges: every capability dropped, no-new-privileges but where the
+    // jobrunner's setuid registry binary needs it, no setuid program in the api
     for container in reg.replica.containers() {
-        let limits = docker_ok(&[
-            "inspect",
-            "-f",
-            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
-            &container,
-        ]);
-        let (memory, pids) = limits.split_once(' ').unwrap();
+        let host = docker_ok(&["inspect", "-f", "{{json .HostConfig}}", &container]);
+        let host: Value = serde_json::from_str(&host).unwrap();
         assert!(
-            memory.parse::<u64>().unwrap() > 0,
+            host["Memory"].as_u64().unwrap_or(0) > 0,
             "{container}: no memory limit"
         );
         assert!(
-            pids.parse::<i64>().unwrap() > 0,
+            host["PidsLimit"].as_i64().unwrap_or(0) > 0,
             "{container}: no pids limit"
         );
+        assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]), "{container}");
+        let no_new = host["SecurityOpt"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "no-new-privileges:true"));
+        assert_eq!(
+            no_new,
+            !container.starts_with("dtr-jobrunner-"),
+            "{container}: {host}"
+        );
     }
+    // (as root in the container; without capabilities a directory it cannot read is skipped)
+    let setuid = docker(&[
+        "exec", "-u", "0", &api, "find", "/", "-xdev", "-perm", "/6000", "-type", "f",
+    ]);
+    let setuid = String::from_utf8_lossy(&setuid.stdout);
+    assert_eq!(setuid.trim(), "", "setuid or setgid programs in the api");
 
     // once the failures leave the minute's window the right password works again
     wait_until(
@@ -206,4 +248,125 @@ fn a_replica_bounds_logins_small_bodies_and_tls_and_logs_no_token() {
     );
     assert_eq!(code, 400, "{answer}");
     assert_eq!(answer["errors"][0]["code"], Value::from("RESERVED_NAME"));
+
+    // a registry token names exactly the repository decided on; notary's GUNs need notary's
+    // own audience, which the registry does not accept
+    let (code, answer) = reg.api(
+        "POST",
+        "/api/v0/accounts",
+        reg.admin(),
+        Some(r#"{"name":"alice","password":"alice-password"}"#),
+    );
+    assert_eq!(code, 201, "{answer}");
+    let alice = ("alice", "alice-password");
+    let client = reg.client();
+    let notary = format!("{a}-notary");
+    // a GUN asked of the registry's service (what the docker CLI's notary client does) gets a
+    // token for notary's audience; beside a registry name it gets nothing
+    let (_, jwt) = token_grants(
+        &client,
+        &a,
+        alice,
+        &format!("repository:{a}/alice/x:push,pull"),
+    );
+    assert_eq!(claims(&jwt)["aud"], Value::from(format!("{a}-notary")));
+    let (mixed, _) = token_grants(
+        &client,
+        &a,
+        alice,
+        &format!("repository:alice/x:push,pull&scope=repository:{a}/alice/x:push"),
+    );
+    assert_eq!(
+        mixed[0]["actions"],
+        serde_json::json!(["pull", "push"]),
+        "{mixed:?}"
+    );
+    assert_eq!(
+        mixed[1]["actions"],
+        serde_json::json!([]),
+        "a GUN beside a registry name: {mixed:?}"
+    );
+    let (own, _) = token_grants(&client, &a, alice, "repository:alice/x:push,pull");
+    assert_eq!(
+        own[0]["actions"],
+        serde_json::json!(["pull", "push"]),
+        "{own:?}"
+    );
+    let (gun, _) = token_grants(
+        &client,
+        &notary,
+        alice,
+        &format!("repository:{a}/alice/x:push,pull"),
+    );
+    assert_eq!(
+        gun[0]["actions"],
+        serde_json::json!(["pull", "push"]),
+        "{gun:?}"
+    );
+    let (plain, notary_jwt) = token_grants(&client, &notary, alice, "repository:alice/x:push,pull");
+    assert!(
+        plain[0]["actions"].as_array().is_some_and(|x| x.is_empty()),
+        "notary's audience granted a registry name: {plain:?}"
+    );
+    // nginx lets only <namespace>/<repository> paths reach the registry
+    let raw = client
+        .request("POST", &format!("/v2/{a}/alice/x/blobs/uploads/"))
+        .header(&format!("Authorization: Bearer {jwt}"))
+        .send();
+    assert_eq!(raw.status, 404, "{raw}");
+    assert_eq!(raw.json()["errors"][0]["code"], "NAME_UNKNOWN", "{raw}");
+    // and the registry refuses a token made for notary
+    let (_, gun_jwt) = token_grants(
+        &client,
+        &notary,
+        alice,
+        &format!("repository:{a}/alice/x:push,pull"),
+    );
+    for bearer in [gun_jwt, notary_jwt, jwt] {
+        let upload = client
+            .request("POST", "/v2/alice/x/blobs/uploads/")
+            .header(&format!("Authorization: Bearer {bearer}"))
+            .send();
+        assert_eq!(
+            upload.status, 401,
+            "the registry took a notary token: {upload}"
+        );
+    }
+
+    // the token service keeps the settings it read: with this replica's etcd stopped, a pull
+    // of a public repository still gets its token
+    assert!(reg.login("admin", admin_password()).status.success());
+    let image = reg.make_image("admin/pub:1", 256 * 1024);
+    reg.push(&image);
+    let (code, answer) = reg.api(
+        "PATCH",
+        "/api/v0/repositories/admin/pub",
+        reg.admin(),
+        Some(r#"{"visibility":"public"}"#),
+    );
+    assert_eq!(code, 200, "{answer}");
+    reg.docker_ok(&["rmi", &image], &[]);
+    reg.docker_ok(&["logout", &a], &[]);
+    let etcd = format!("dtr-etcd-{}", reg.replica.id);
+    docker_ok(&["stop", &etcd]);
+    let pulled = reg.docker(&["pull", &image], &[]);
+    // and /_ping, which anyone may read, names what fails without internal addresses
+    let ping = reg.client().request("GET", "/_ping").send();
+    docker_ok(&["start", &etcd]);
+    assert!(
+        pulled.status.success(),
+        "pull without etcd: {}",
+        text(&pulled)
+    );
+    assert_eq!(ping.status, 503, "{ping}");
+    assert_eq!(ping.json()["Components"]["etcd"], "unhealthy", "{ping}");
+    for internal in ["dtr-etcd", "https://", ":2379"] {
+        assert!(
+            !ping.text().contains(internal),
+            "/_ping shows {internal}: {ping}"
+        );
+    }
+    wait_until("etcd to be healthy again", Duration::from_secs(60), || {
+        docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", &etcd]) == "healthy"
+    });
 }

@@ -252,10 +252,11 @@ fn the_api_answers_bad_input_with_clear_4xx_and_changes_nothing() {
         r#"{{"name":"big","shortDescription":"{}"}}"#,
         "x".repeat(200_000)
     );
+    // nginx refuses it before the api (which would answer BODY_TOO_LARGE) reads it
     let (code, answer) = reg.api("POST", "/api/v0/repositories/admin", admin, Some(&big));
-    assert_eq!(
-        (code, error_code(&answer)),
-        (413, "BODY_TOO_LARGE"),
+    assert_eq!(code, 413, "{answer}");
+    assert!(
+        answer.as_str().is_some_and(|t| t.contains("nginx")),
         "{answer}"
     );
     let (code, answer) = reg.api(
