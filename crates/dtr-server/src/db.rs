@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
 use crate::runtime::RoleConfig;
+use dtr_core::component::Component;
 
 pub use dtr_core::contract::db::{schema_target, DATABASE, ROLE};
 
@@ -89,6 +90,9 @@ pub async fn connect(cfg: &RoleConfig) -> Result<Client> {
     connect_to(cfg, Access::Primary).await.map(|(c, _)| c)
 }
 
+/// The api's sessions: a statement gets 30 s, a lock wait 5 s.
+const API_SESSION_LIMITS: &str = "-c statement_timeout=30000 -c lock_timeout=5000";
+
 async fn attempt(cfg: &RoleConfig, hosts: &[String], attrs: TargetSessionAttrs) -> Result<Client> {
     let mut pg = tokio_postgres::Config::new();
     for h in hosts {
@@ -106,6 +110,10 @@ async fn attempt(cfg: &RoleConfig, hosts: &[String], attrs: TargetSessionAttrs) 
         .keepalives_retries(3)
         .tcp_user_timeout(std::time::Duration::from_secs(5))
         .application_name(cfg.component.name());
+    if cfg.component == Component::Api {
+        // a request never waits on the database without end (the jobrunner's jobs may run long)
+        pg.options(API_SESSION_LIMITS);
+    }
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(cfg.client_tls()?);
     let (client, connection) = pg.connect(tls).await.map_err(|e| db_err("connect", e))?;
     tokio::spawn(async move {

@@ -208,6 +208,12 @@ pub async fn authenticate(
     if api.logins.remembered(user, secret, &phc) {
         return Ok(account);
     }
+    // the same credentials arriving together are checked once
+    let flight = api.logins.flight(user, secret, &phc);
+    let _one_check = flight.lock().await;
+    if api.logins.remembered(user, secret, &phc) {
+        return Ok(account);
+    }
     let (given, stored) = (secret.to_string(), phc.clone());
     if argon2(api, Some(user), move || password_matches(&given, &stored)).await? {
         api.logins.remember(user, secret, &phc);

@@ -15,7 +15,7 @@
 //! The counts are per api process: each replica counts its own.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -38,6 +38,9 @@ pub struct LoginLimits {
     checks: Semaphore,
     failures: Mutex<Failures>,
     remembered: Mutex<HashMap<Vec<u8>, Instant>>,
+    /// One check at a time per name, password and stored hash: a burst of logins with the same
+    /// credentials (a CI fleet pulling at once) costs one check, the others find it remembered.
+    flights: Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
     key: hmac::Key,
 }
 
@@ -92,6 +95,7 @@ impl Default for LoginLimits {
             checks: Semaphore::new(CONCURRENT_CHECKS),
             failures: Mutex::new(Failures::default()),
             remembered: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
             key: hmac::Key::new(hmac::HMAC_SHA256, &rand::random::<[u8; 32]>()),
         }
     }
@@ -164,6 +168,16 @@ impl LoginLimits {
         remembered
             .get(&digest)
             .is_some_and(|at| at.elapsed() < REMEMBER)
+    }
+
+    /// The lock that checks of these credentials take one at a time.
+    pub fn flight(&self, account: &str, password: &str, phc: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let digest = self.digest(account, password, phc);
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if flights.len() >= MAX_KEYS {
+            flights.retain(|_, f| Arc::strong_count(f) > 1);
+        }
+        Arc::clone(flights.entry(digest).or_default())
     }
 
     pub fn remember(&self, account: &str, password: &str, phc: &str) {

@@ -48,6 +48,46 @@ struct DbClient {
     at: std::time::Instant,
 }
 
+/// At most this many connections of their own (`Api::db_exclusive`) at once.
+const EXCLUSIVE_CONNECTIONS: usize = 16;
+/// An idle connection of its own is reused within this (a failover closes them anyway).
+const EXCLUSIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// A connection of its own from `Api::db_exclusive`; it goes back for reuse when dropped.
+struct Pooled<'a> {
+    client: Option<tokio_postgres::Client>,
+    api: &'a Api,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = tokio_postgres::Client;
+    fn deref(&self) -> &Self::Target {
+        self.client.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.client.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take().filter(|c| !c.is_closed()) {
+            let mut idle = self
+                .api
+                .exclusive_idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if idle.len() < EXCLUSIVE_CONNECTIONS {
+                idle.push((c, std::time::Instant::now()));
+            }
+        }
+    }
+}
+
 /// A read-only client (no primary was reachable) is used at most this long before the api looks
 /// for a primary again: a repaired or failed-over cluster is writable again within this.
 const READ_ONLY_RECHECK: Duration = Duration::from_millis(250);
@@ -60,6 +100,9 @@ struct Api {
     db: Mutex<Option<DbClient>>,
     /// Held while a new shared client is made (`Api::db`).
     connecting: Mutex<()>,
+    /// Turns for connections of their own, and the idle ones (`Api::db_exclusive`).
+    exclusive: tokio::sync::Semaphore,
+    exclusive_idle: std::sync::Mutex<Vec<(tokio_postgres::Client, std::time::Instant)>>,
     /// Set once the database is reachable and migrated: `/health` (the container's health) waits for it.
     ready: AtomicBool,
     /// Signs the registry tokens.
@@ -139,11 +182,34 @@ impl Api {
         Ok(client)
     }
 
-    /// A connection of its own, for a transaction (the shared client pipelines every caller).
-    async fn db_exclusive(&self) -> Result<tokio_postgres::Client> {
-        tokio::time::timeout(CHECK_TIMEOUT * 2, db::connect(&self.cfg))
+    /// A connection of its own, for a transaction (the shared client pipelines every caller):
+    /// one of at most [`EXCLUSIVE_CONNECTIONS`], reused while it is open and was returned
+    /// within [`EXCLUSIVE_IDLE`], so that a burst of push tokens neither opens a connection
+    /// each nor exhausts the database's `max_connections`.
+    async fn db_exclusive(&self) -> Result<Pooled<'_>> {
+        let permit = tokio::time::timeout(REQUEST_TIMEOUT, self.exclusive.acquire())
             .await
-            .map_err(|_| timed_out("connect"))?
+            .map_err(|_| timed_out("wait for a database connection"))?
+            .map_err(|_| timed_out("wait for a database connection"))?;
+        let reused = {
+            let mut idle = self
+                .exclusive_idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            idle.retain(|(c, at)| !c.is_closed() && at.elapsed() < EXCLUSIVE_IDLE);
+            idle.pop().map(|(c, _)| c)
+        };
+        let client = match reused {
+            Some(c) => c,
+            None => tokio::time::timeout(CHECK_TIMEOUT * 2, db::connect(&self.cfg))
+                .await
+                .map_err(|_| timed_out("connect"))??,
+        };
+        Ok(Pooled {
+            client: Some(client),
+            api: self,
+            _permit: permit,
+        })
     }
 
     /// Forgets the client after a failed query, so that the next call reconnects.
@@ -556,6 +622,8 @@ pub async fn run() -> Result<()> {
         tls,
         db: Mutex::new(None),
         connecting: Mutex::new(()),
+        exclusive: tokio::sync::Semaphore::new(EXCLUSIVE_CONNECTIONS),
+        exclusive_idle: std::sync::Mutex::new(Vec::new()),
         ready: AtomicBool::new(false),
         signer,
         token_service,

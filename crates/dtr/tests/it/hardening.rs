@@ -249,6 +249,18 @@ fn a_replica_bounds_logins_small_bodies_and_tls_and_logs_no_token() {
     assert_eq!(code, 400, "{answer}");
     assert_eq!(answer["errors"][0]["code"], Value::from("RESERVED_NAME"));
 
+    // 250 push tokens at once: one password check, at most 16 database connections of the
+    // api's own, every one answered; notary and the jobrunner unaffected
+    let burst = at_once(
+        &reg,
+        &format!("https://{a}/auth/token?service={a}&scope=repository:admin/burst:push,pull"),
+        &format!("admin:{}", admin_password()),
+        250,
+    );
+    assert_eq!(count(&burst, 200), 250, "{burst:?}");
+    let ping = reg.client().request("GET", "/_ping").send();
+    assert_eq!(ping.status, 200, "{ping}");
+
     // a registry token names exactly the repository decided on; notary's GUNs need notary's
     // own audience, which the registry does not accept
     let (code, answer) = reg.api(
