@@ -80,7 +80,7 @@ pull_all() { # pull_all BASE CA EXTRA_CURL_ARGS...
     printf 'url = "%s/v2/admin/load/blobs/%s"\noutput = "/dev/null"\n' "$base" "$digest" >>"$cfg"
   done
   local t0; t0=$(now)
-  curl -sS --noproxy '*' --parallel --parallel-max "$PULLERS" --cacert "$ca" "$@" \
+  curl -sS --no-progress-meter --noproxy "*" --parallel --parallel-max "$PULLERS" --cacert "$ca" "$@" \
     -H "Authorization: Bearer $token" -w '%{http_code}\n' -K "$cfg" >"$tmp/codes" || true
   awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.3f\n", b - a }'
 }

@@ -757,7 +757,6 @@ impl Engine {
                     .collect(),
             ),
             exposed_ports: exposed_ports(&spec.ports),
-            stop_signal: spec.stop_signal.clone(),
             // what `docker stop` gives by default, like the bootstrapper's own stops
             stop_timeout: Some(30),
             healthcheck: Some(HealthConfig {

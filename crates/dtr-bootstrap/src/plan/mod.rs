@@ -116,9 +116,6 @@ pub struct ContainerSpec {
     /// Every capability is dropped (the components run as their own non-root users and need
     /// none); `no-new-privileges` too, except where a setuid binary is the documented need.
     pub no_new_privileges: bool,
-    /// The signal `docker stop` sends (the image's default when `None`): nginx finishes its
-    /// open transfers on SIGQUIT, where SIGTERM would cut them.
-    pub stop_signal: Option<String>,
 }
 
 impl ContainerSpec {
@@ -275,7 +272,6 @@ impl ReplicaContext {
             memory_mib: component.limits().0,
             pids_limit: component.limits().1,
             no_new_privileges: true,
-            stop_signal: None,
         }
     }
 

@@ -19,7 +19,5 @@ pub fn spec(ctx: &ReplicaContext) -> ContainerSpec {
     ];
     s.env
         .insert(env::HTTPS_PORT.into(), ctx.https_port.to_string());
-    // a graceful stop: no new connections, the open ones finish (worker_shutdown_timeout)
-    s.stop_signal = Some("SIGQUIT".into());
     s
 }
