@@ -50,15 +50,26 @@ struct Failures {
     addresses: HashMap<String, VecDeque<Instant>>,
 }
 
-/// Failures of one key within the window, oldest first; `None` when under `limit`, else how
-/// long until the oldest leaves the window.
-fn locked_for(times: Option<&VecDeque<Instant>>, limit: usize, now: Instant) -> Option<Duration> {
-    let times = times?;
+/// 429 (with the wait) when `times` holds `limit` failures within the window; `what` names
+/// whose failures they are.
+fn refuse_if_locked(
+    times: Option<&VecDeque<Instant>>,
+    limit: usize,
+    what: impl FnOnce() -> String,
+) -> Result<(), ApiError> {
+    let now = Instant::now();
     let recent: Vec<&Instant> = times
-        .iter()
+        .into_iter()
+        .flatten()
         .filter(|t| now.duration_since(**t) < WINDOW)
         .collect();
-    (recent.len() >= limit).then(|| WINDOW.saturating_sub(now.duration_since(*recent[0])))
+    if recent.len() < limit {
+        return Ok(());
+    }
+    Err(too_many(
+        what(),
+        WINDOW.saturating_sub(now.duration_since(*recent[0])),
+    ))
 }
 
 fn record(map: &mut HashMap<String, VecDeque<Instant>>, key: &str, limit: usize, now: Instant) {
@@ -105,33 +116,17 @@ impl LoginLimits {
     /// 429 when the client address is over its limit of failed logins.
     pub fn check_address(&self, address: &str) -> Result<(), ApiError> {
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        match locked_for(
-            failures.addresses.get(address),
-            ADDRESS_FAILURES,
-            Instant::now(),
-        ) {
-            Some(wait) => Err(too_many(
-                format!("too many failed logins from {address}"),
-                wait,
-            )),
-            None => Ok(()),
-        }
+        refuse_if_locked(failures.addresses.get(address), ADDRESS_FAILURES, || {
+            format!("too many failed logins from {address}")
+        })
     }
 
     /// 429 when the account is over its limit of failed logins.
     pub fn check_account(&self, account: &str) -> Result<(), ApiError> {
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        match locked_for(
-            failures.accounts.get(account),
-            ACCOUNT_FAILURES,
-            Instant::now(),
-        ) {
-            Some(wait) => Err(too_many(
-                format!("too many failed logins for account {account}"),
-                wait,
-            )),
-            None => Ok(()),
-        }
+        refuse_if_locked(failures.accounts.get(account), ACCOUNT_FAILURES, || {
+            format!("too many failed logins for account {account}")
+        })
     }
 
     pub fn failed(&self, account: &str, address: &str) {
