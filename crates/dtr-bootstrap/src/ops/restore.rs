@@ -469,9 +469,17 @@ async fn load_etcd(engine: &Engine, replica: &ReplicaId, checked: &CheckedBackup
 }
 
 /// The dump is copied into the database container and loaded by `pg_restore` in one
-/// transaction (all or nothing), replacing what the fresh database holds.
+/// transaction (all or nothing), replacing what the fresh database holds. It runs as the
+/// database's owner (`SET ROLE` after the superuser's local connection), keeping no owner or
+/// grant the dump names: what a backup holds cannot act as the superuser (an event trigger, a
+/// function in an untrusted language, a role change) — it fails the restore instead.
 async fn load_database(engine: &Engine, replica: &ReplicaId, db: &str, dump: &Path) -> Result<()> {
     let container = Component::Rethinkdb.container_name(replica);
+    let owner = dtr_core::contract::db::owner(db).ok_or_else(|| {
+        refused(format!(
+            "the backup has a database {db} this version does not know"
+        ))
+    })?;
     let entry = format!("restore-{db}.dump");
     engine
         .upload_file(
@@ -491,6 +499,10 @@ async fn load_database(engine: &Engine, replica: &ReplicaId, db: &str, dump: &Pa
         "--if-exists",
         "--single-transaction",
         "--exit-on-error",
+        "--no-owner",
+        "--no-privileges",
+        "--role",
+        owner,
         "--dbname",
         db,
         &path,

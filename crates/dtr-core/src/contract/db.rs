@@ -6,6 +6,18 @@ pub const DATABASE: &str = "dtr";
 /// The role they connect as (by client certificate; `pg_ident` maps their certificates to it).
 pub const ROLE: &str = "dtr";
 
+/// The role that owns each database (the rethinkdb image's post-bootstrap makes them so, and the
+/// notary schemas are created as them). A restore loads each dump as its owner, never as the
+/// superuser: a dump can do no more than the components that use the database.
+pub fn owner(database: &str) -> Option<&'static str> {
+    match database {
+        DATABASE => Some(ROLE),
+        "notaryserver" => Some("notaryserver"),
+        "notarysigner" => Some("notarysigner"),
+        _ => None,
+    }
+}
+
 /// Each schema version and the first release (`major.minor.patch`) that carries it. The api's
 /// migrations (`dtr_server::db`) are these, with their SQL (a test there checks the two lists
 /// agree). A bootstrapper of an older release leaves the newer ones out: that is how the test

@@ -710,5 +710,62 @@ fn a_backup_under_writes_is_consistent_and_bad_archives_change_nothing() {
         orphans, "0",
         "repositories without their event or events without their repository"
     );
+
+    // a dump that would act as the superuser — an event trigger that makes the api's role a
+    // superuser at the next DDL — in an archive sealed like a genuine one: restore loads each
+    // database as its owner, so the load fails instead
+    let hostile = superuser_dump(&reg);
     reg.replica.destroy();
+    let db_entry = format!("{top}{}", dtr_bootstrap::backup::db_entry("dtr"));
+    let body: Vec<Entry> = entries[1..]
+        .iter()
+        .cloned()
+        .map(|mut e| {
+            if e.name == db_entry.as_bytes() {
+                e.data = hostile.clone();
+            }
+            e
+        })
+        .collect();
+    let file = dir.path().join("hostile.tar");
+    std::fs::write(
+        &file,
+        tar_of(&with_manifest(dtr_core::version::VERSION, 1, &body)),
+    )
+    .unwrap();
+    let out = restore(&reg.replica, &file, &["--dtr-use-default-storage"], &[]);
+    assert!(
+        !out.status.success(),
+        "a superuser's dump was restored:\n{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("permission denied to create event trigger"),
+        "{}",
+        text(&out)
+    );
+    reg.replica.destroy();
+}
+
+/// A custom-format dump, made in the replica's database container as the superuser, of a
+/// database holding an event trigger (which only a superuser may create or own).
+fn superuser_dump(reg: &Registry) -> Vec<u8> {
+    let container = format!("dtr-rethinkdb-{}", reg.replica.id);
+    let script = "set -e
+        psql -Xq -v ON_ERROR_STOP=1 -c 'CREATE DATABASE hostile'
+        psql -Xq -v ON_ERROR_STOP=1 -d hostile <<'SQL'
+CREATE FUNCTION promote() RETURNS event_trigger LANGUAGE plpgsql AS 'BEGIN ALTER ROLE dtr SUPERUSER; END';
+CREATE EVENT TRIGGER promote ON ddl_command_end EXECUTE FUNCTION promote();
+SQL
+        pg_dump --format=custom --dbname hostile --file /run/dtr/hostile.dump
+        psql -Xq -c 'DROP DATABASE hostile'";
+    docker_ok(&["exec", &container, "sh", "-c", script]);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("hostile.dump");
+    docker_ok(&[
+        "cp",
+        &format!("{container}:/run/dtr/hostile.dump"),
+        local.to_str().unwrap(),
+    ]);
+    std::fs::read(local).unwrap()
 }
