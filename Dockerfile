@@ -46,6 +46,9 @@ RUN apt-get update; \
     mkdir -p /data/etcd /run/dtr; chown -R etcd:etcd /data /run/dtr; chmod 0700 /data/etcd
 COPY docker/etcd/entrypoint.sh /usr/local/bin/dtr-entrypoint
 COPY docker/etcd/dtr-health /usr/local/bin/dtr-health
+# dtr etcd-guard: the client port in front of etcd (crates/dtr-server/src/etcd_guard.rs)
+ARG DTR_BINARY=build/dtr
+COPY ${DTR_BINARY} /usr/local/bin/dtr
 # etcdctl inside the container talks to the local member with the etcd certificate
 ENV ETCDCTL_API=3 ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 ETCDCTL_CACERT=/ca/ca.pem \
     ETCDCTL_CERT=/ca/etcd/cert.pem ETCDCTL_KEY=/ca/etcd/key.pem
@@ -158,8 +161,8 @@ LABEL org.opencontainers.image.title="dtr-notary-signer" org.opencontainers.imag
 
 # ---------------------------------------------------------------------------------------
 # This project's binary (scripts/build-images.sh copies it to build/dtr). Everything
-# below needs it; above, the registry (its supervisor) and the notary images (their
-# database proxy) do too, in their last layer so that the package layers stay cached.
+# below needs it; above, etcd (its guard), the registry (its supervisor) and the notary
+# images (their database proxy) do too, in their last layer so that the package layers stay cached.
 FROM base AS dtr-binary
 ARG DTR_BINARY=build/dtr
 COPY ${DTR_BINARY} /usr/local/bin/dtr

@@ -37,6 +37,13 @@ else
   dtr_die "DTR_TOKEN_REALM and DTR_TOKEN_SERVICE must be set: notary-server never runs without client authentication"
 fi
 
+# towards the signer: the client certificate of the signer's own callers' CA (phase 2's
+# signer-client.pem); a replica installed before it existed uses this component's certificate
+signer_cert=/ca/notary-server/signer-client.pem signer_key=/ca/notary-server/signer-client-key.pem
+if [ ! -e "$signer_cert" ]; then
+  signer_cert=/ca/notary-server/cert.pem signer_key=/ca/notary-server/key.pem
+fi
+
 cat > /run/dtr/server.json <<JSON
 {
   "server": {
@@ -50,8 +57,8 @@ cat > /run/dtr/server.json <<JSON
     "port": "$signer_port",
     "key_algorithm": "ecdsa",
     "tls_ca_file": "/ca/ca.pem",
-    "tls_client_cert": "/ca/notary-server/cert.pem",
-    "tls_client_key": "/ca/notary-server/key.pem"
+    "tls_client_cert": "$signer_cert",
+    "tls_client_key": "$signer_key"
   },
   "storage": {
     "backend": "postgres",

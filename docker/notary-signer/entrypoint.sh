@@ -1,9 +1,9 @@
 #!/bin/bash
-# notary-signer of replica $DTR_REPLICA_ID: gRPC on 7899 with mutual TLS (clients need a
-# certificate from the cluster CA), keys in PostgreSQL database notarysigner as role
-# notarysigner (client certificate), encrypted with the passphrase of alias "dtr". The
-# passphrase is read here from the dtr-ca volume and handed to notary-signer only through
-# the environment of the exec'd process (never the container's, so not in docker inspect).
+# notary-signer of replica $DTR_REPLICA_ID: gRPC on 7899 with mutual TLS (callers need a
+# certificate of the replica's signer-callers CA: the notary-server and the health probe),
+# keys in PostgreSQL database notarysigner as role notarysigner (client certificate),
+# encrypted with the passphrase of alias "dtr". The passphrase is read here from the dtr-ca
+# volume and handed to notary-signer only through the environment of the exec'd process (never the container's, so not in docker inspect).
 set -euo pipefail
 . /usr/local/lib/dtr/lib.sh
 
@@ -16,13 +16,22 @@ dtr_require_files /ca/ca.pem /ca/notary-signer/cert.pem /ca/notary-signer/key.pe
 db=127.0.0.1:5432
 dtr_no_proxy "dtr-notary-signer-$DTR_REPLICA_ID" "${DTR_DB_HOST%:*}"
 
+# callers: only certificates of this replica's signer-callers CA (the notary-server's and the
+# health probe's; phase 2 makes it and forgets its key), not every certificate of the cluster
+# CA. A replica installed before that CA existed has none and keeps the cluster CA.
+clients=/ca/notary-signer/signer-clients-ca.pem
+if [ ! -e "$clients" ]; then
+  dtr_log "warning: no $clients (a replica installed by an earlier version): any certificate of the cluster CA may call this signer"
+  clients=/ca/ca.pem
+fi
+
 cat > /run/dtr/signer.json <<JSON
 {
   "server": {
     "grpc_addr": ":7899",
     "tls_cert_file": "/ca/notary-signer/cert.pem",
     "tls_key_file": "/ca/notary-signer/key.pem",
-    "client_ca_file": "/ca/ca.pem"
+    "client_ca_file": "$clients"
   },
   "logging": { "level": "$(dtr_level)" },
   "storage": {

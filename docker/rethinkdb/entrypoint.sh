@@ -44,8 +44,12 @@ restapi:
   certfile: /ca/rethinkdb/cert.pem
   keyfile: /ca/rethinkdb/key.pem
   cafile: /ca/ca.pem
-  # client certificates are checked for the unsafe (POST/PUT/PATCH/DELETE) endpoints
+  # the unsafe endpoints (POST/PUT/PATCH/DELETE: restart, switchover, reinitialize, config)
+  # answer only the database members (patronictl runs in them) and this container, each
+  # with a certificate of the cluster CA; any other component gets 403 (issue 18, finding 2)
   verify_client: optional
+  allowlist: [127.0.0.1/32]
+  allowlist_include_members: true
 ctl:
   certfile: /ca/rethinkdb/cert.pem
   keyfile: /ca/rethinkdb/key.pem

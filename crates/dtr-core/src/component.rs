@@ -18,6 +18,11 @@ pub const NGINX_HTTPS_PORT: u16 = 8443;
 pub const DB_PORT: u16 = 5432;
 /// Patroni's REST API in the rethinkdb container (HTTPS, the rethinkdb certificate).
 pub const PATRONI_PORT: u16 = 8008;
+/// The group of the registry's secrets (its TLS key and the notification secret): those files
+/// belong to root, mode 0640 to this group, which only the registry container carries. The
+/// jobrunner's set-user-id collector becomes the registry's uid but not this group, so it
+/// cannot read them (issue 18, finding 12; docs/jobs.md).
+pub const REGISTRY_SECRETS_GID: u32 = 10009;
 
 /// The URL other etcd members reach this replica's member by.
 pub fn etcd_peer_url(replica: &ReplicaId) -> String {

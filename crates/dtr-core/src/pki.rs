@@ -45,6 +45,8 @@ pub enum Usage {
     TokenSigning,
     /// The HTTPS front end.
     Server,
+    /// Only a client (notary-server towards notary-signer).
+    Client,
 }
 
 fn validity(params: &mut CertificateParams, days: i64) {
@@ -112,6 +114,7 @@ pub fn issue(
             ExtendedKeyUsagePurpose::ClientAuth,
         ],
         Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+        Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
         Usage::TokenSigning => vec![],
     };
     validity(

@@ -13,8 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::Command;
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::db;
 use crate::error::{Error, Result};
@@ -103,30 +101,5 @@ pub async fn run(cfg: ProxyConfig) -> Result<i32> {
         }
     });
 
-    let mut child = Command::new(program)
-        .args(args)
-        .spawn()
-        .map_err(|e| Error::io(format!("start {program}"), e))?;
-    let pid = child.id().map(|p| p as i32);
-    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("signal handler", e))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("signal handler", e))?;
-    loop {
-        tokio::select! {
-            status = child.wait() => {
-                let status = status.map_err(|e| Error::io(format!("wait for {program}"), e))?;
-                return Ok(status.code().unwrap_or(1));
-            }
-            _ = term.recv() => pass_on(pid, libc::SIGTERM),
-            _ = int.recv() => pass_on(pid, libc::SIGINT),
-        }
-    }
-}
-
-fn pass_on(pid: Option<i32>, sig: i32) {
-    if let Some(pid) = pid {
-        // SAFETY: kill(2) with a pid this process spawned and has not reaped yet.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
+    crate::runtime::supervise(program, args).await
 }

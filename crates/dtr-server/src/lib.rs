@@ -11,6 +11,7 @@ pub mod db;
 pub mod dbproxy;
 pub mod error;
 pub mod etcd;
+pub mod etcd_guard;
 pub mod health;
 pub mod jobrunner;
 pub mod jobs;

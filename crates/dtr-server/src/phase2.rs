@@ -8,10 +8,10 @@ use std::io::Write;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use dtr_core::component::Component;
+use dtr_core::component::{Component, REGISTRY_SECRETS_GID};
 use dtr_core::contract::phase2::{
     CertRequest, CertResult, Phase2Secrets, ADMIN_PATH, CUSTOM_CA, JOIN_STAGING, REQUEST_PATH,
-    SEED_DIR, SEED_FILES, USER_KEY_PATH,
+    SEED_DIR, SEED_FILES, SIGNER_CLIENTS_CA, SIGNER_CLIENT_CERT, SIGNER_CLIENT_KEY, USER_KEY_PATH,
 };
 use dtr_core::options::ReplicaId;
 use dtr_core::pki::{self, Usage};
@@ -26,6 +26,21 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 
 /// Writes a file atomically with the given mode and owner.
 fn write_file(path: &Path, contents: &[u8], mode: u32, uid: u32) -> Result<()> {
+    write_owned(path, contents, mode, uid, uid)
+}
+
+/// A secret of the component whose uid is `uid`: 0600 to it, except the registry's, which are
+/// root's and 0640 to `REGISTRY_SECRETS_GID` (the jobrunner's collector takes the registry's
+/// uid, never that group).
+fn write_secret(path: &Path, contents: &[u8], uid: u32) -> Result<()> {
+    if uid == Component::Registry.uid() {
+        write_owned(path, contents, 0o640, 0, REGISTRY_SECRETS_GID)
+    } else {
+        write_owned(path, contents, 0o600, uid, uid)
+    }
+}
+
+fn write_owned(path: &Path, contents: &[u8], mode: u32, uid: u32, gid: u32) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = fs::OpenOptions::new()
@@ -42,7 +57,7 @@ fn write_file(path: &Path, contents: &[u8], mode: u32, uid: u32) -> Result<()> {
     }
     fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
         .map_err(io(format!("chmod {}", tmp.display())))?;
-    chown(&tmp, Some(uid), Some(uid)).map_err(io(format!("chown {}", tmp.display())))?;
+    chown(&tmp, Some(uid), Some(gid)).map_err(io(format!("chown {}", tmp.display())))?;
     fs::rename(&tmp, path).map_err(io(format!("rename to {}", path.display())))
 }
 
@@ -84,6 +99,47 @@ fn cluster_ca(ca_dir: &Path, replica: &ReplicaId) -> Result<(String, Secret<Stri
     Ok((ca.cert_pem, ca.key_pem, false))
 }
 
+/// Who may call this replica's notary-signer: a CA of its own, made here and forgotten at
+/// once (its key is never written), that signs exactly two client certificates — the
+/// notary-server's and the signer's own health probe. The signer trusts only it, so the
+/// cluster CA's other certificates (nginx's, the api's, …) cannot reach the signing keys.
+/// Phase 2 writes both sides together, so they always match.
+fn write_signer_clients(
+    ca_dir: &Path,
+    replica: &ReplicaId,
+    signer_uid: u32,
+    server_uid: u32,
+) -> Result<()> {
+    let ca = pki::generate_ca(&format!("DTR notary-signer callers {replica}"))?;
+    let signer = ca_dir.join(Component::NotarySigner.name());
+    let server = ca_dir.join(Component::NotaryServer.name());
+    write_file(
+        &signer.join(SIGNER_CLIENTS_CA),
+        ca.cert_pem.as_bytes(),
+        0o644,
+        0,
+    )?;
+    for (dir, cn, uid) in [
+        (&server, Component::NotaryServer.name(), server_uid),
+        (&signer, "notary-signer-health", signer_uid),
+    ] {
+        let client = pki::issue(&ca.cert_pem, &ca.key_pem, cn, &[], Usage::Client)?;
+        write_file(
+            &dir.join(SIGNER_CLIENT_CERT),
+            client.cert_pem.as_bytes(),
+            0o644,
+            0,
+        )?;
+        write_file(
+            &dir.join(SIGNER_CLIENT_KEY),
+            client.key_pem.expose().as_bytes(),
+            0o600,
+            uid,
+        )?;
+    }
+    Ok(())
+}
+
 /// The work itself, on a CA directory (the mounted volume; a temp dir in tests).
 pub fn write_certs(ca_dir: &Path, req: &CertRequest, secrets: Phase2Secrets) -> Result<CertResult> {
     let user_key = secrets.user_key;
@@ -103,12 +159,7 @@ pub fn write_certs(ca_dir: &Path, req: &CertRequest, secrets: Phase2Secrets) -> 
             Usage::ServerAndClient,
         )?;
         write_file(&d.join("cert.pem"), leaf.cert_pem.as_bytes(), 0o644, 0)?;
-        write_file(
-            &d.join("key.pem"),
-            leaf.key_pem.expose().as_bytes(),
-            0o600,
-            c.uid,
-        )?;
+        write_secret(&d.join("key.pem"), leaf.key_pem.expose().as_bytes(), c.uid)?;
 
         match c.component {
             Component::Api => {
@@ -150,6 +201,18 @@ pub fn write_certs(ca_dir: &Path, req: &CertRequest, secrets: Phase2Secrets) -> 
         }
     }
     write_notify_token(ca_dir, req)?;
+    let uid_of = |component| {
+        req.components
+            .iter()
+            .find(|c| c.component == component)
+            .map(|c| c.uid)
+    };
+    if let (Some(signer), Some(server)) = (
+        uid_of(Component::NotarySigner),
+        uid_of(Component::NotaryServer),
+    ) {
+        write_signer_clients(ca_dir, &req.replica_id, signer, server)?;
+    }
     if let Some(bundle) = &req.custom_ca_bundle {
         write_file(&ca_dir.join(CUSTOM_CA), bundle.as_bytes(), 0o644, 0)?;
     }
@@ -237,12 +300,12 @@ fn install_seed(ca_dir: &Path, seed: &[(String, Secret<Vec<u8>>)]) -> Result<()>
             };
             dir(parent.to_path_buf(), parent_mode)?;
         }
-        write_file(
-            &path,
-            contents.expose(),
-            file.mode,
-            file.owner.map_or(0, Component::uid),
-        )?;
+        let owner = file.owner.map_or(0, Component::uid);
+        if file.mode == 0o600 {
+            write_secret(&path, contents.expose(), owner)?;
+        } else {
+            write_file(&path, contents.expose(), file.mode, owner)?;
+        }
     }
     Ok(())
 }
@@ -269,7 +332,7 @@ fn write_notify_token(ca_dir: &Path, req: &CertRequest) -> Result<()> {
         Ok(t) if reg_path.exists() => t,
         _ => hex::encode(rand::random::<[u8; 32]>()),
     };
-    write_file(&reg_path, token.as_bytes(), 0o600, registry_uid)?;
+    write_secret(&reg_path, token.as_bytes(), registry_uid)?;
     write_file(&api_path, token.as_bytes(), 0o600, api_uid)
 }
 
@@ -356,6 +419,11 @@ mod tests {
         assert_eq!(meta("root/ca-key.pem").mode() & 0o777, 0o600);
         assert_eq!(meta("etcd/key.pem").uid(), Component::Etcd.uid());
         assert_eq!(meta("etcd/key.pem").mode() & 0o777, 0o600);
+        for secret in ["registry/key.pem", "registry/notify-token"] {
+            assert_eq!(meta(secret).uid(), 0, "{secret}");
+            assert_eq!(meta(secret).gid(), REGISTRY_SECRETS_GID, "{secret}");
+            assert_eq!(meta(secret).mode() & 0o777, 0o640, "{secret}");
+        }
         assert_eq!(meta("external/key.pem").uid(), Component::Nginx.uid());
         assert_eq!(meta("api/token-key.pem").uid(), Component::Api.uid());
         assert_eq!(
@@ -365,12 +433,45 @@ mod tests {
         assert_eq!(meta("api/admin.json").uid(), Component::Api.uid());
         assert_eq!(meta("api/admin.json").mode() & 0o777, 0o600);
         assert_eq!(meta(CUSTOM_CA).mode() & 0o777, 0o644);
+        // the signer's callers: a CA of their own, whose key is nowhere, signing exactly the
+        // notary-server's and the signer's probe's client certificates
+        let signer_ca =
+            fs::read_to_string(dir.path().join("notary-signer").join(SIGNER_CLIENTS_CA)).unwrap();
+        for (component, cn) in [
+            (Component::NotaryServer, "notary-server"),
+            (Component::NotarySigner, "notary-signer-health"),
+        ] {
+            let d = component.name();
+            let key = format!("{d}/{SIGNER_CLIENT_KEY}");
+            assert_eq!(meta(&key).uid(), component.uid());
+            assert_eq!(meta(&key).mode() & 0o777, 0o600);
+            let pem = fs::read(dir.path().join(d).join(SIGNER_CLIENT_CERT)).unwrap();
+            let der = rustls_pemfile::certs(&mut &pem[..])
+                .next()
+                .unwrap()
+                .unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+            assert_eq!(
+                cert.subject()
+                    .iter_common_name()
+                    .next()
+                    .unwrap()
+                    .as_str()
+                    .unwrap(),
+                cn
+            );
+            let ca_pem = rustls_pemfile::certs(&mut signer_ca.as_bytes())
+                .next()
+                .unwrap()
+                .unwrap();
+            let (_, ca) = x509_parser::parse_x509_certificate(&ca_pem).unwrap();
+            assert_eq!(cert.issuer(), ca.subject());
+            assert!(cert.verify_signature(Some(ca.public_key())).is_ok());
+        }
+        let cluster_ca = fs::read_to_string(dir.path().join("ca.pem")).unwrap();
+        assert_ne!(signer_ca, cluster_ca);
         let token = fs::read_to_string(dir.path().join("api/notify-token")).unwrap();
         assert_eq!(token.len(), 64);
-        assert_eq!(
-            meta("registry/notify-token").uid(),
-            Component::Registry.uid()
-        );
         let second = write_certs(dir.path(), &req, Phase2Secrets::default()).unwrap();
         assert!(second.reused_ca);
         let again = fs::read_to_string(dir.path().join("registry/notify-token")).unwrap();

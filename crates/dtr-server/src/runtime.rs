@@ -109,14 +109,14 @@ pub fn client_tls(ca_dir: &str, component: &str) -> Result<rustls::ClientConfig>
         .map_err(|e| Error::tls("client certificate", e))
 }
 
-fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>> {
     let data = std::fs::read(path).map_err(|e| Error::io(format!("read {path}"), e))?;
     rustls_pemfile::certs(&mut BufReader::new(&data[..]))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::io(format!("parse {path}"), e))
 }
 
-fn read_key(path: &str) -> Result<PrivateKeyDer<'static>> {
+pub(crate) fn read_key(path: &str) -> Result<PrivateKeyDer<'static>> {
     let data = std::fs::read(path).map_err(|e| Error::io(format!("read {path}"), e))?;
     rustls_pemfile::private_key(&mut BufReader::new(&data[..]))
         .map_err(|e| Error::io(format!("parse {path}"), e))?
@@ -152,5 +152,36 @@ pub fn log(level: LogLevel, threshold: LogLevel, msg: impl AsRef<str>) {
             level.as_str().to_uppercase(),
             msg.as_ref()
         );
+    }
+}
+
+/// Runs `program` as this process's child until it exits, passing SIGTERM and SIGINT on to it;
+/// its exit code is the result (the wrappers `db-proxy` and `etcd-guard` end with it).
+pub async fn supervise(program: &str, args: &[String]) -> Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .spawn()
+        .map_err(|e| Error::io(format!("start {program}"), e))?;
+    let pid = child.id().map(|p| p as i32);
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("signal handler", e))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("signal handler", e))?;
+    let pass_on = |sig: i32| {
+        if let Some(pid) = pid {
+            // SAFETY: kill(2) with a pid this process spawned and has not reaped yet.
+            unsafe {
+                libc::kill(pid, sig);
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status.map_err(|e| Error::io(format!("wait for {program}"), e))?;
+                return Ok(status.code().unwrap_or(1));
+            }
+            _ = term.recv() => pass_on(libc::SIGTERM),
+            _ = int.recv() => pass_on(libc::SIGINT),
+        }
     }
 }

@@ -786,6 +786,8 @@ impl Engine {
                 security_opt: spec
                     .no_new_privileges
                     .then(|| vec!["no-new-privileges:true".into()]),
+                group_add: (!spec.group_add.is_empty())
+                    .then(|| spec.group_add.iter().map(u32::to_string).collect()),
                 ..Default::default()
             }),
             ..Default::default()

@@ -116,6 +116,9 @@ pub struct ContainerSpec {
     /// Every capability is dropped (the components run as their own non-root users and need
     /// none); `no-new-privileges` too, except where a setuid binary is the documented need.
     pub no_new_privileges: bool,
+    /// Supplementary groups (the registry's secrets group).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<u32>,
 }
 
 impl ContainerSpec {
@@ -272,6 +275,7 @@ impl ReplicaContext {
             memory_mib: component.limits().0,
             pids_limit: component.limits().1,
             no_new_privileges: true,
+            group_add: Vec::new(),
         }
     }
 

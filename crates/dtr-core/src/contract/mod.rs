@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod db;
 pub mod env;
+pub mod etcd_access;
 pub mod phase2;
 pub mod storage;
 

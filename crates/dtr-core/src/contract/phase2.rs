@@ -76,6 +76,13 @@ pub const SEED_FILES: &[SeedFile] = &[
 /// `--custom-ca-cert-bundle` in the dtr-ca volume: PEM certificates the services trust, besides
 /// the system's, when they call remote TLS servers (an object store, a webhook receiver).
 pub const CUSTOM_CA: &str = "custom-ca.pem";
+/// Who may call a replica's notary-signer (issue 18, finding 2): the CA the signer trusts, in
+/// its directory, and the client certificate and key signed by it, in the directories of the
+/// notary-server and of the signer's health probe. Replicas installed before these existed
+/// have none, and their signer trusts the cluster CA as before.
+pub const SIGNER_CLIENTS_CA: &str = "signer-clients-ca.pem";
+pub const SIGNER_CLIENT_CERT: &str = "signer-client.pem";
+pub const SIGNER_CLIENT_KEY: &str = "signer-client-key.pem";
 
 /// The cluster's shared files as `(path in the volume, contents)`.
 pub type SeedFiles = Vec<(String, Secret<Vec<u8>>)>;

@@ -114,6 +114,29 @@ pub enum Command {
         #[arg(last = true, required = true)]
         program: Vec<String>,
     },
+    /// Run etcd behind a listener that lets each client certificate use only its keys (etcd containers)
+    #[command(hide = true)]
+    EtcdGuard {
+        /// The client port the cluster reaches
+        #[arg(long, default_value = "0.0.0.0:2379")]
+        listen: String,
+        /// etcd's own client listener, on the container's loopback
+        #[arg(long, default_value = "127.0.0.1:2378")]
+        upstream: String,
+        #[arg(long, default_value = "/ca/ca.pem")]
+        ca_file: String,
+        /// The member's certificate and key (its server identity, and its identity towards etcd)
+        #[arg(long, default_value = "/ca/etcd/cert.pem")]
+        cert_file: String,
+        #[arg(long, default_value = "/ca/etcd/key.pem")]
+        key_file: String,
+        /// debug, info, warn, error or fatal
+        #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+        log_level: String,
+        /// The program and its arguments
+        #[arg(last = true, required = true)]
+        program: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

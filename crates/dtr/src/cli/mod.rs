@@ -18,7 +18,7 @@ use dtr_bootstrap::engine::Target;
 use dtr_bootstrap::error::{exit, Error, Result};
 use dtr_bootstrap::report::{render, Reporter};
 use dtr_core::component::Component;
-use dtr_core::options::ReplicaId;
+use dtr_core::options::{LogLevel, ReplicaId};
 
 /// The original's MSR rebrand renamed some `DTR_*` variables to `MSR_*`: accept both. An `MSR_X`
 /// fills `DTR_X` when that is unset. Runs before any thread starts.
@@ -97,6 +97,29 @@ pub fn main() -> i32 {
                 program,
             };
             match runtime().block_on(dtr_server::dbproxy::run(cfg)) {
+                Ok(code) => code,
+                Err(e) => role_exit(Err(e)),
+            }
+        }
+        Command::EtcdGuard {
+            listen,
+            upstream,
+            ca_file,
+            cert_file,
+            key_file,
+            log_level,
+            program,
+        } => {
+            let cfg = dtr_server::etcd_guard::GuardConfig {
+                listen,
+                upstream,
+                ca_file,
+                cert_file,
+                key_file,
+                log_level: LogLevel::parse(&log_level).unwrap_or(LogLevel::Info),
+                program,
+            };
+            match runtime().block_on(dtr_server::etcd_guard::run(cfg)) {
                 Ok(code) => code,
                 Err(e) => role_exit(Err(e)),
             }
@@ -237,6 +260,7 @@ fn subcommand_name(command: &Command) -> &'static str {
         Command::Health { .. } => "health",
         Command::JoinAgent { .. } => "join-agent",
         Command::DbProxy { .. } => "db-proxy",
+        Command::EtcdGuard { .. } => "etcd-guard",
         Command::Completion { .. } => "completion",
         Command::Man => "man",
     }

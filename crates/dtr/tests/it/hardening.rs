@@ -4,7 +4,8 @@
 //! suites, no account can take a component's name, the registry's logs hold no notification
 //! token, every component runs under memory and process limits, the first administrator's hash
 //! is gone after install, tokens name exactly what was decided (notary has its own audience),
-//! and pulls go on while the replica's etcd is stopped.
+//! a component's certificate opens only its own keys in etcd and no Patroni action, and pulls
+//! go on while the replica's etcd is stopped.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -345,6 +346,9 @@ fn a_replica_bounds_logins_small_bodies_and_tls_and_logs_no_token() {
         );
     }
 
+    each_component_reaches_only_what_its_certificate_allows(&reg);
+    the_jobrunners_collector_cannot_read_the_registrys_secrets(&reg);
+
     // the token service keeps the settings it read: with this replica's etcd stopped, a pull
     // of a public repository still gets its token
     assert!(reg.login("admin", admin_password()).status.success());
@@ -381,4 +385,129 @@ fn a_replica_bounds_logins_small_bodies_and_tls_and_logs_no_token() {
     wait_until("etcd to be healthy again", Duration::from_secs(60), || {
         docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", &etcd]) == "healthy"
     });
+}
+
+/// The HTTP status of a `curl` run inside `container` with the certificate `cert` and key
+/// `key` of its dtr-ca volume ("000" when the TLS connection was refused).
+fn status_as(container: &str, cert: &str, key: &str, curl_args: &str) -> String {
+    let script = format!(
+        "curl -sS --noproxy '*' -m 10 -o /dev/null -w '%{{http_code}}' --cacert /ca/ca.pem \
+         --cert /ca/{cert} --key /ca/{key} {curl_args}; true"
+    );
+    docker_ok(&["exec", container, "sh", "-c", &script])
+        .trim()
+        .to_string()
+}
+
+/// The same with `component`'s own certificate.
+fn status_from(container: &str, component: &str, curl_args: &str) -> String {
+    status_as(
+        container,
+        &format!("{component}/cert.pem"),
+        &format!("{component}/key.pem"),
+        curl_args,
+    )
+}
+
+/// Finding 2 of issue 18: nginx's certificate neither reads nor writes etcd, nor drives
+/// Patroni, nor calls notary-signer; the api's reaches its settings but not Patroni's keys
+/// (dtr-core `contract::etcd_access`); the notary-server's signer certificate calls the signer.
+fn each_component_reaches_only_what_its_certificate_allows(reg: &Registry) {
+    let id = &reg.replica.id;
+    let (nginx, api) = (format!("dtr-nginx-{id}"), format!("dtr-api-{id}"));
+    let etcd = format!("https://dtr-etcd-{id}:2379/v3/kv");
+    let b64 = |s: &str| data_encoding::BASE64.encode(s.as_bytes());
+    let put = |key: &str| {
+        format!(
+            "-X POST {etcd}/put -d '{{\"key\":\"{}\",\"value\":\"{}\"}}'",
+            b64(key),
+            b64("{}")
+        )
+    };
+    let range = |key: &str| format!("-X POST {etcd}/range -d '{{\"key\":\"{}\"}}'", b64(key));
+    // (absent until an administrator changes a setting)
+    let settings_before = etcdctl_get(reg, "/dtr/settings");
+
+    assert_eq!(status_from(&nginx, "nginx", &put("/dtr/settings")), "403");
+    assert_eq!(status_from(&nginx, "nginx", &range("/dtr/settings")), "403");
+    assert_eq!(
+        status_from(&api, "api", &put("/dtr/patroni/dtr/leader")),
+        "403"
+    );
+    assert_eq!(
+        status_from(&api, "api", &range("/dtr/patroni/dtr/leader")),
+        "403"
+    );
+    assert_eq!(status_from(&api, "api", &range("/dtr/settings")), "200");
+    assert_eq!(etcdctl_get(reg, "/dtr/settings"), settings_before);
+
+    let restart = format!("-X POST https://dtr-rethinkdb-{id}:8008/restart -d '{{}}'");
+    assert_eq!(status_from(&nginx, "nginx", &restart), "403");
+    let patroni = docker_ok(&[
+        "exec",
+        &format!("dtr-rethinkdb-{id}"),
+        "sh",
+        "-c",
+        "curl -sS --noproxy '*' --cacert /ca/ca.pem https://127.0.0.1:8008/patroni",
+    ]);
+    let patroni: Value = serde_json::from_str(&patroni).unwrap();
+    assert_eq!(patroni["state"], "running", "Patroni restarted: {patroni}");
+
+    let signer_health = format!(
+        "--http2 -H 'content-type: application/grpc' -H 'te: trailers' --data-binary '' \
+         https://dtr-notary-signer-{id}:7899/grpc.health.v1.Health/Check"
+    );
+    assert_eq!(status_from(&nginx, "nginx", &signer_health), "000");
+    assert_eq!(status_from(&api, "api", &signer_health), "000");
+    assert_eq!(
+        status_as(
+            &format!("dtr-notary-server-{id}"),
+            "notary-server/signer-client.pem",
+            "notary-server/signer-client-key.pem",
+            &signer_health
+        ),
+        "200"
+    );
+}
+
+/// A key's value as the etcd member itself reads it.
+fn etcdctl_get(reg: &Registry, key: &str) -> String {
+    docker_ok(&[
+        "exec",
+        &format!("dtr-etcd-{}", reg.replica.id),
+        "etcdctl",
+        "get",
+        "--print-value-only",
+        key,
+    ])
+}
+
+/// Finding 12 of issue 18: the jobrunner's distribution binary is set-user-id to the registry's
+/// uid (it deletes blobs as the registry), but the registry's TLS key and notification secret
+/// belong to a group only the registry container has: the binary, asked to serve TLS with that
+/// key, cannot open it.
+fn the_jobrunners_collector_cannot_read_the_registrys_secrets(reg: &Registry) {
+    let id = &reg.replica.id;
+    let registry = format!("dtr-registry-{id}");
+    for secret in ["/ca/registry/key.pem", "/ca/registry/notify-token"] {
+        let owner = docker_ok(&["exec", &registry, "stat", "-c", "%u:%g %a", secret]);
+        assert_eq!(owner.trim(), "0:10009 640", "{secret}");
+    }
+    let script = "mkdir -p /tmp/steal && cat > /tmp/steal/config.yml <<'YAML'
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: /tmp/steal
+http:
+  addr: 127.0.0.1:5999
+  tls:
+    certificate: /ca/registry/cert.pem
+    key: /ca/registry/key.pem
+YAML
+timeout 5 docker-registry serve /tmp/steal/config.yml 2>&1; rm -rf /tmp/steal; true";
+    let out = docker_ok(&["exec", &format!("dtr-jobrunner-{id}"), "sh", "-c", script]);
+    assert!(
+        out.contains("key.pem: permission denied"),
+        "the collector read the registry's key:\n{out}"
+    );
 }
