@@ -514,6 +514,67 @@ impl Storage {
     }
 
     /// Whether the storage holds the tag's link.
+    /// A file of the storage below its root (`None` when absent).
+    async fn read(
+        &self,
+        store: Option<&Store>,
+        path: &str,
+    ) -> std::result::Result<Option<Vec<u8>>, String> {
+        match store {
+            None => match std::fs::read(self.root.join(path.trim_start_matches('/'))) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(format!("read {path}: {e}")),
+            },
+            Some(store) => store
+                .get(&self.config.object_key(path))
+                .await
+                .map_err(|e| format!("read {path}: {e}")),
+        }
+    }
+
+    /// Every tag the storage holds, as its current links say: (repository, tag, digest).
+    async fn stored_tags(
+        &self,
+        store: Option<&Store>,
+    ) -> std::result::Result<Vec<(String, String, String)>, String> {
+        let below = crate::storage::REPOSITORIES;
+        let links: Vec<(String, String)> = match store {
+            None => {
+                let top = self.root.join(below.trim_start_matches('/'));
+                tokio::task::spawn_blocking(move || files_below(&top))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("list {below}: {e}"))?
+                    .into_iter()
+                    .filter_map(|rel| crate::storage::tag_of_link(&rel))
+                    .collect()
+            }
+            Some(store) => {
+                let prefix = format!("{}/", self.config.object_key(below));
+                store
+                    .list_all(&prefix)
+                    .await
+                    .map_err(|e| format!("list {}: {e}", self.config.describe()))?
+                    .into_iter()
+                    .filter_map(|(key, _)| crate::storage::tag_of_link(key.strip_prefix(&prefix)?))
+                    .collect()
+            }
+        };
+        let mut out = Vec::new();
+        for (repo, tag) in links {
+            let link = crate::storage::tag_link(&repo, &tag);
+            if let Some(digest) = self.read(store, &link).await? {
+                out.push((
+                    repo,
+                    tag,
+                    String::from_utf8_lossy(&digest).trim().to_string(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     async fn has_tag(
         &self,
         store: Option<&Store>,
@@ -588,28 +649,55 @@ fn ca_bundle(trust: &Trust) -> Option<PathBuf> {
     Some(path)
 }
 
-/// `tagreconcile`: every tag whose link the storage does not hold is removed from the tag
-/// table (each removal logged and audited), so that the table matches what can be pulled.
+/// Paths of the files below `top`, relative to it, `/`-separated.
+fn files_below(top: &std::path::Path) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut dirs = vec![top.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                if let Ok(rel) = entry.path().strip_prefix(top) {
+                    out.push(rel.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `tagreconcile`: the tag table matched to the storage, both ways. Every tag whose link the
+/// storage does not hold is removed; every tag the storage holds that the table lacks (or has
+/// with another digest: a registry notification that was lost) is added from the storage's
+/// link and manifest. Each change is logged and audited; running it again changes nothing.
 async fn tag_reconcile(
     log: &JobLog<'_>,
     params: &ReconcileParameters,
     storage: &Storage,
 ) -> std::result::Result<Value, String> {
-    let tags: Vec<(i64, String, String)> = log
+    let tags: Vec<(i64, String, String, String)> = log
         .db
         .query(
-            "SELECT t.repository_id, r.namespace || '/' || r.name, t.name FROM tags t
+            "SELECT t.repository_id, r.namespace || '/' || r.name, t.name, t.digest FROM tags t
              JOIN repositories r ON r.id = t.repository_id ORDER BY 2, 3",
             &[],
         )
         .await
         .map_err(|e| format!("list the tags: {e}"))?
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
     let store = storage.store().await?;
     let mut missing = Vec::new();
-    for (repo_id, repo, tag) in &tags {
+    for (repo_id, repo, tag, _) in &tags {
         if !storage.has_tag(store.as_ref(), repo, tag).await? {
             missing.push((*repo_id, repo.clone(), tag.clone()));
         }
@@ -642,13 +730,115 @@ async fn tag_reconcile(
             log.line(format!("removed {repo}:{tag}")).await;
         }
     }
+    let added = add_stored_tags(log, params, storage, store.as_ref(), &tags).await?;
     Ok(json!({
         "dryRun": params.dry_run,
         "tags": tags.len(),
         "missing": missing.len(),
         "removed": removed,
+        "unrecorded": added.unrecorded,
+        "added": added.added,
+        "unknownRepositories": added.unknown_repositories,
         "storage": storage.config.describe(),
     }))
+}
+
+struct Added {
+    unrecorded: u64,
+    added: u64,
+    unknown_repositories: Vec<String>,
+}
+
+/// The second half of `tagreconcile`: what the storage holds and the table does not. A
+/// repository the table does not know is not created (it may have been deleted through the
+/// API while its files remain): it is reported instead.
+async fn add_stored_tags(
+    log: &JobLog<'_>,
+    params: &ReconcileParameters,
+    storage: &Storage,
+    store: Option<&Store>,
+    table: &[(i64, String, String, String)],
+) -> std::result::Result<Added, String> {
+    use std::collections::{BTreeSet, HashMap};
+    let recorded: HashMap<(&str, &str), &str> = table
+        .iter()
+        .map(|(_, repo, tag, digest)| ((repo.as_str(), tag.as_str()), digest.as_str()))
+        .collect();
+    let repositories: HashMap<String, i64> = log
+        .db
+        .query("SELECT namespace || '/' || name, id FROM repositories", &[])
+        .await
+        .map_err(|e| format!("list the repositories: {e}"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut out = Added {
+        unrecorded: 0,
+        added: 0,
+        unknown_repositories: Vec::new(),
+    };
+    let mut unknown = BTreeSet::new();
+    for (repo, tag, digest) in storage.stored_tags(store).await? {
+        if recorded.get(&(repo.as_str(), tag.as_str())) == Some(&digest.as_str()) {
+            continue;
+        }
+        let Some(repo_id) = repositories.get(&repo) else {
+            unknown.insert(repo);
+            continue;
+        };
+        out.unrecorded += 1;
+        if params.dry_run {
+            log.line(format!("would add {repo}:{tag} ({digest})")).await;
+            continue;
+        }
+        let manifest = match crate::storage::blob_data(&digest) {
+            Some(path) => storage.read(store, &path).await?,
+            None => None,
+        };
+        let Some(manifest) = manifest else {
+            log.line(format!(
+                "{repo}:{tag}: its manifest {digest} is not in the storage; left out"
+            ))
+            .await;
+            continue;
+        };
+        let media_type = serde_json::from_slice::<Value>(&manifest)
+            .ok()
+            .and_then(|m| m["mediaType"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let size = manifest.len() as i64;
+        let object = format!("{repo}:{tag}");
+        let detail =
+            json!({"digest": digest, "reason": "in the image storage, missing from the tag table"});
+        let n = log
+            .db
+            .execute(
+                "WITH put AS (
+                   INSERT INTO tags (repository_id, name, digest, media_type, size, author)
+                   VALUES ($1, $2, $3, $4, $5, '')
+                   ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest,
+                     media_type = excluded.media_type, size = excluded.size, updated_at = now()
+                   WHERE tags.digest IS DISTINCT FROM excluded.digest
+                   RETURNING name)
+                 INSERT INTO events (actor, action, object, detail)
+                 SELECT 'tagreconcile', 'tag.push', $6, $7 FROM put",
+                &[repo_id, &tag, &digest, &media_type, &size, &object, &detail],
+            )
+            .await
+            .map_err(|e| format!("add {object}: {e}"))?;
+        if n > 0 {
+            out.added += 1;
+            log.line(format!("added {object} ({digest})")).await;
+        }
+    }
+    for repo in &unknown {
+        log.line(format!(
+            "{repo}: in the image storage but not a repository here; its tags are left out"
+        ))
+        .await;
+    }
+    out.unknown_repositories = unknown.into_iter().collect();
+    Ok(out)
 }
 
 /// `uid N gid M` of this process (for error messages about file permissions).

@@ -757,8 +757,7 @@ impl Engine {
                     .collect(),
             ),
             exposed_ports: exposed_ports(&spec.ports),
-            // what `docker stop` gives by default, like the bootstrapper's own stops
-            stop_timeout: Some(30),
+            stop_timeout: Some(crate::plan::STOP_GRACE.as_secs() as i64),
             healthcheck: Some(HealthConfig {
                 test: Some(
                     std::iter::once("CMD".to_string())

@@ -28,8 +28,6 @@ use dtr_core::options::ReplicaId;
 
 pub const NEXT: &str = "-next";
 pub const PREVIOUS: &str = "-previous";
-/// How long a container has to stop by itself before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// Reads replica `rid`'s containers (a `-previous` one stands in for a missing container: that
 /// is what an interrupted replacement leaves).
@@ -124,7 +122,7 @@ impl Replacer<'_> {
 
         let step = self.reporter.step(format!("replace {name}"));
         engine.create_container_as(spec, &next).await?;
-        engine.stop(name, STOP_GRACE).await?;
+        engine.stop(name, crate::plan::STOP_GRACE).await?;
         engine.rename(name, &previous).await?;
         engine.rename(&next, name).await?;
         if let Err(e) = self.start_healthy(spec, name, &step).await {

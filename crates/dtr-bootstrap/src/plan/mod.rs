@@ -92,6 +92,10 @@ pub struct HealthSpec {
     pub start_period: Duration,
 }
 
+/// How long a component has to stop by itself before it is killed: the containers' own stop
+/// timeout (what `docker stop` and an engine restart give them) and the bootstrapper's stops.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ContainerSpec {
     pub name: String,

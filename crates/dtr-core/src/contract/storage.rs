@@ -402,7 +402,26 @@ impl StorageConfig {
 
 /// The path of a tag's link in distribution's layout: present when the store holds the tag.
 pub fn tag_link(repository: &str, tag: &str) -> String {
-    format!("/docker/registry/v2/repositories/{repository}/_manifests/tags/{tag}/current/link")
+    format!("{REPOSITORIES}{repository}/_manifests/tags/{tag}/current/link")
+}
+
+/// Where distribution keeps its repositories, below the storage's root.
+pub const REPOSITORIES: &str = "/docker/registry/v2/repositories/";
+
+/// The repository and tag of a path below `REPOSITORIES` when it is a tag's current link
+/// (`<repository>/_manifests/tags/<tag>/current/link`); `None` for any other file.
+pub fn tag_of_link(below_repositories: &str) -> Option<(String, String)> {
+    let rest = below_repositories.strip_suffix("/current/link")?;
+    let (repository, tag) = rest.rsplit_once("/_manifests/tags/")?;
+    (!repository.is_empty() && !tag.is_empty() && !tag.contains('/'))
+        .then(|| (repository.to_string(), tag.to_string()))
+}
+
+/// The file of a blob (a manifest's bytes included), by its `sha256:<hex>` digest.
+pub fn blob_data(digest: &str) -> Option<String> {
+    let hex = digest.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| format!("/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
 }
 
 #[cfg(test)]

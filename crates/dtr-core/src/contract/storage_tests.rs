@@ -127,3 +127,28 @@ fn filesystem_is_the_replicas_volume_and_swift_keys_carry_prefix_and_files() {
     assert_eq!(c.section()["swift"]["password"], json!("testing"));
     assert_eq!(c.redacted_section()["swift"]["password"], json!(REDACTED));
 }
+
+#[test]
+fn tag_links_and_blobs_are_found_where_distribution_writes_them() {
+    let link = tag_link("admin/app", "1");
+    let below = link.strip_prefix(REPOSITORIES).unwrap();
+    assert_eq!(tag_of_link(below), Some(("admin/app".into(), "1".into())));
+    for other in [
+        "admin/app/_layers/sha256/abc/link",
+        "admin/app/_manifests/revisions/sha256/abc/link",
+        "admin/app/_manifests/tags/1/index/sha256/abc/link",
+        "_manifests/tags/1/current/link",
+    ] {
+        assert_eq!(tag_of_link(other), None, "{other}");
+    }
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    assert_eq!(
+        blob_data(&digest).unwrap(),
+        format!(
+            "/docker/registry/v2/blobs/sha256/ab/{}/data",
+            "ab".repeat(32)
+        )
+    );
+    assert_eq!(blob_data("sha256:../../etc"), None);
+    assert_eq!(blob_data("md5:00"), None);
+}

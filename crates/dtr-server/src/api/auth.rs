@@ -146,7 +146,7 @@ async fn argon2<T: Send + 'static>(
     }
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))
+        .map_err(|e| ApiError::dependency("the password check", e))
 }
 
 /// Checks `user` / `secret` (password or access token) for a client at `address`. Wrong

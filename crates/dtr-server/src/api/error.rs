@@ -22,6 +22,9 @@ pub struct ApiError {
     pub challenge: Option<&'static str>,
     /// `Retry-After` (seconds) to send with a 429 or 503.
     pub retry_after: Option<u64>,
+    /// What went wrong inside (addresses, a dependency's own error): logged when the answer
+    /// is sent, never sent.
+    pub detail: Option<String>,
 }
 
 pub type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -34,6 +37,7 @@ impl ApiError {
             message: message.into(),
             challenge: None,
             retry_after: None,
+            detail: None,
         }
     }
 
@@ -65,11 +69,22 @@ impl ApiError {
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
     }
+
+    /// `what` failed with `detail`: the client reads which part is unavailable, the api's log
+    /// the error itself (it names internal addresses; issue 18, finding 17).
+    pub fn dependency(what: &str, detail: impl std::fmt::Display) -> Self {
+        ApiError {
+            detail: Some(format!("{what}: {detail}")),
+            ..Self::unavailable(format!(
+                "{what}: unavailable right now, try again in a moment (details in the api's log)"
+            ))
+        }
+    }
 }
 
 impl From<crate::Error> for ApiError {
     fn from(e: crate::Error) -> Self {
-        ApiError::unavailable(e.to_string())
+        ApiError::dependency("a service the api needs", e)
     }
 }
 
@@ -83,12 +98,19 @@ impl From<tokio_postgres::Error> for ApiError {
                  or the cluster lost its quorum: see `dtr emergency-repair`); reads still work",
             );
         }
-        ApiError::unavailable(format!("metadata database: {e}"))
+        ApiError::dependency("the metadata database", e)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Some(detail) = &self.detail {
+            crate::runtime::log(
+                dtr_core::options::LogLevel::Warn,
+                dtr_core::options::LogLevel::Info,
+                format!("answered {}: {detail}", self.status.as_u16()),
+            );
+        }
         let body = json!({"errors": [{"code": self.code, "message": self.message}]});
         let mut response = (self.status, Json(body)).into_response();
         if let Some(challenge) = self.challenge {

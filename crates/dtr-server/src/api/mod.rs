@@ -131,7 +131,7 @@ impl Api {
         let url = format!("{}/v3/cluster/member/list", self.cfg.etcd_endpoints[0]);
         let v = post_json(&self.http, &url)
             .await
-            .map_err(|e| ApiError::unavailable(format!("etcd members: {e}")))?;
+            .map_err(|e| ApiError::dependency("etcd", e))?;
         let mut ids: Vec<String> = v["members"]
             .as_array()
             .into_iter()

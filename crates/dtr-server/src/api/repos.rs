@@ -402,7 +402,7 @@ async fn registry_delete_manifest(api: &Api, full: &str, digest: &str) -> ApiRes
         .bearer_auth(jwt)
         .send()
         .await
-        .map_err(|e| ApiError::unavailable(format!("registry: {e}")))?;
+        .map_err(|e| ApiError::dependency("the registry", e))?;
     match response.status().as_u16() {
         202 | 404 => Ok(()),
         s => Err(ApiError::unavailable(format!(
@@ -519,13 +519,21 @@ async fn registry_events(
                     )
                     .await?
                     .get(0);
-                db.execute(
-                    "INSERT INTO tags (repository_id, name, digest, media_type, size, author) VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest,
-                       media_type = excluded.media_type, size = excluded.size, author = excluded.author, updated_at = now()",
-                    &[&repo_id, &t.tag, &t.digest, &t.media_type, &t.size, &event.actor.name],
-                )
-                .await?;
+                // idempotent: the registry sends an event again when it did not see our
+                // answer, and the tag reconcile job may have added the tag meanwhile; a tag
+                // that already has this digest changes nothing and is not audited again
+                let changed = db
+                    .execute(
+                        "INSERT INTO tags (repository_id, name, digest, media_type, size, author) VALUES ($1, $2, $3, $4, $5, $6)
+                         ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest,
+                           media_type = excluded.media_type, size = excluded.size, author = excluded.author, updated_at = now()
+                         WHERE tags.digest IS DISTINCT FROM excluded.digest",
+                        &[&repo_id, &t.tag, &t.digest, &t.media_type, &t.size, &event.actor.name],
+                    )
+                    .await?;
+                if changed == 0 {
+                    continue;
+                }
                 let object = format!("{}:{}", t.repository, t.tag);
                 super::events::record(
                     &db,

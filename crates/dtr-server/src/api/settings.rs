@@ -61,12 +61,11 @@ async fn read(api: &Api, serializable: bool) -> ApiResult<Settings> {
         .etcd
         .get(KEY, serializable)
         .await
-        .map_err(|e| ApiError::unavailable(format!("settings: {e}")))?;
+        .map_err(|e| ApiError::dependency("the settings", e))?;
     let Some(entry) = entry else {
         return Ok(Settings::default());
     };
-    serde_json::from_slice(&entry.value)
-        .map_err(|e| ApiError::unavailable(format!("settings in etcd: {e}")))
+    serde_json::from_slice(&entry.value).map_err(|e| ApiError::dependency("the settings", e))
 }
 
 /// The current settings, read linearizably: for the settings endpoints.
@@ -172,7 +171,7 @@ async fn post_settings(
     api.etcd
         .put(KEY, &doc)
         .await
-        .map_err(|e| ApiError::unavailable(format!("settings: {e}")))?;
+        .map_err(|e| ApiError::dependency("the settings", e))?;
     remember(&api, &settings);
     let db = api.db().await?;
     super::events::record(

@@ -46,7 +46,7 @@ struct SimpleUpdate {
 async fn current(api: &Api) -> ApiResult<(StoredStorage, i64)> {
     crate::storage::load(&api.etcd, false)
         .await
-        .map_err(|e| ApiError::unavailable(format!("the storage configuration: {e}")))
+        .map_err(|e| ApiError::dependency("the storage configuration", e))
 }
 
 async fn get_simple(State(api): State<Arc<Api>>, _: Admin) -> ApiResult<Json<Value>> {
@@ -63,7 +63,7 @@ async fn get_status(State(api): State<Arc<Api>>, _: Admin) -> ApiResult<Json<Val
         let v = match api.etcd.get(&key, false).await {
             Ok(Some(e)) => serde_json::from_slice(&e.value).unwrap_or(Value::Null),
             Ok(None) => Value::Null,
-            Err(e) => return Err(ApiError::unavailable(format!("etcd: {e}"))),
+            Err(e) => return Err(ApiError::dependency("etcd", e)),
         };
         replicas.insert(rid, v);
     }
@@ -95,7 +95,7 @@ async fn get_yaml(State(api): State<Arc<Api>>, _: Admin) -> ApiResult<Response> 
     let (stored, _) = current(&api).await?;
     let doc = json!({"version": "0.1", "storage": stored.config.redacted_section()});
     let yaml = serde_yaml::to_string(&doc)
-        .map_err(|e| ApiError::unavailable(format!("render the configuration: {e}")))?;
+        .map_err(|e| ApiError::dependency("the storage configuration", e))?;
     Ok(([(header::CONTENT_TYPE, "application/yaml")], yaml).into_response())
 }
 
@@ -214,7 +214,7 @@ async fn change(
         .etcd
         .put_if(KEY, revision, &doc)
         .await
-        .map_err(|e| ApiError::unavailable(format!("etcd: {e}")))?
+        .map_err(|e| ApiError::dependency("etcd", e))?
     {
         return Err(ApiError::conflict(
             "CONCURRENT_CHANGE",

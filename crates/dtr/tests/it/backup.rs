@@ -744,7 +744,14 @@ fn a_backup_under_writes_is_consistent_and_bad_archives_change_nothing() {
         "{}",
         text(&out)
     );
-    reg.replica.destroy();
+    // and the failed restore removed what it had made
+    let left = docker_ok(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=com.docker.dtr.replica={}", reg.replica.id),
+    ]);
+    assert_eq!(left, "", "the failed restore left containers");
 }
 
 /// A custom-format dump, made in the replica's database container as the superuser, of a

@@ -361,14 +361,25 @@ fn a_replica_bounds_logins_small_bodies_and_tls_and_logs_no_token() {
         Some(r#"{"visibility":"public"}"#),
     );
     assert_eq!(code, 200, "{answer}");
+    a_lost_notification_is_reconciled_once(&reg, &image);
     reg.docker_ok(&["rmi", &image], &[]);
     reg.docker_ok(&["logout", &a], &[]);
     let etcd = format!("dtr-etcd-{}", reg.replica.id);
     docker_ok(&["stop", &etcd]);
     let pulled = reg.docker(&["pull", &image], &[]);
-    // and /_ping, which anyone may read, names what fails without internal addresses
+    // and /_ping, which anyone may read, names what fails without internal addresses; so
+    // does an administrator's request that needs etcd (503, the details in the api's log)
     let ping = reg.client().request("GET", "/_ping").send();
+    let (settings_code, settings) = reg.api("GET", "/api/v0/meta/settings", reg.admin(), None);
     docker_ok(&["start", &etcd]);
+    assert_eq!(settings_code, 503, "{settings}");
+    assert_eq!(settings["errors"][0]["code"], "UNAVAILABLE", "{settings}");
+    for internal in ["dtr-etcd", "https://", ":2379"] {
+        assert!(
+            !settings.to_string().contains(internal),
+            "a 503 shows {internal}: {settings}"
+        );
+    }
     assert!(
         pulled.status.success(),
         "pull without etcd: {}",
@@ -510,4 +521,102 @@ timeout 5 docker-registry serve /tmp/steal/config.yml 2>&1; rm -rf /tmp/steal; t
         out.contains("key.pem: permission denied"),
         "the collector read the registry's key:\n{out}"
     );
+}
+
+/// `psql` in the replica's database container, on the `dtr` database: one value.
+fn sql(reg: &Registry, query: &str) -> String {
+    docker_ok(&[
+        "exec",
+        &format!("dtr-rethinkdb-{}", reg.replica.id),
+        "psql",
+        "-XqAt",
+        "-d",
+        "dtr",
+        "-c",
+        query,
+    ])
+    .trim()
+    .to_string()
+}
+
+/// Runs `tagreconcile` and returns its result.
+fn reconcile(reg: &Registry) -> Value {
+    let (code, job) = reg.api(
+        "POST",
+        "/api/v0/jobs",
+        reg.admin(),
+        Some(r#"{"action":"tagreconcile"}"#),
+    );
+    assert_eq!(code, 202, "{job}");
+    let job = wait_for_job(
+        &reg.client(),
+        ("admin", admin_password()),
+        job["id"].as_i64().unwrap(),
+        &["done", "failed"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(job["status"], "done", "{job}");
+    job["result"].clone()
+}
+
+/// Finding 18 of issue 18: a tag whose registry notification was lost (its row is gone, the
+/// storage has it) comes back with its digest through `tagreconcile`, audited once; a second
+/// run and the registry's notification of the same push again change nothing.
+fn a_lost_notification_is_reconciled_once(reg: &Registry, image: &str) {
+    let tag = "WHERE t.name = '1' AND r.namespace = 'admin' AND r.name = 'pub'";
+    let row =
+        format!("SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repository_id {tag}");
+    let pushes = "SELECT count(*) FROM events WHERE action = 'tag.push' AND object = 'admin/pub:1'";
+    wait_until("the push's notification", Duration::from_secs(30), || {
+        sql(reg, pushes) == "1"
+    });
+    let digest = sql(reg, &row);
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    sql(
+        reg,
+        "DELETE FROM tags t USING repositories r WHERE r.id = t.repository_id \
+         AND t.name = '1' AND r.namespace = 'admin' AND r.name = 'pub'",
+    );
+    assert_eq!(sql(reg, &row), "");
+
+    let first = reconcile(reg);
+    assert_eq!(first["added"], 1, "{first}");
+    assert_eq!(first["removed"], 0, "{first}");
+    assert_eq!(sql(reg, &row), digest);
+    let media = format!("SELECT t.media_type, t.size > 0 FROM tags t JOIN repositories r ON r.id = t.repository_id {tag}");
+    assert_eq!(
+        sql(reg, &media),
+        "application/vnd.docker.distribution.manifest.v2+json|t"
+    );
+    assert_eq!(sql(reg, pushes), "2", "the re-added tag is audited once");
+    let again = reconcile(reg);
+    assert_eq!(
+        (again["added"].clone(), again["removed"].clone()),
+        (0.into(), 0.into()),
+        "{again}"
+    );
+
+    // the same push again: the registry notifies, the tag already has that digest; a push of
+    // another tag after it, whose notification comes after (one queue, in order), shows that
+    // the first one has been handled
+    reg.push(image);
+    let marker = reg.make_image("admin/pub:2", 1024);
+    reg.push(&marker);
+    wait_until(
+        "the next push's notification",
+        Duration::from_secs(30),
+        || {
+            sql(
+                reg,
+                "SELECT count(*) FROM events WHERE action = 'tag.push' AND object = 'admin/pub:2'",
+            ) == "1"
+        },
+    );
+    assert_eq!(sql(reg, &row), digest);
+    assert_eq!(
+        sql(reg, pushes),
+        "2",
+        "a repeated notification was audited again"
+    );
+    reg.docker_ok(&["rmi", &marker], &[]);
 }
