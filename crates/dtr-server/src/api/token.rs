@@ -178,11 +178,9 @@ fn repository_of<'a>(audience: Audience, registry_service: &str, name: &'a str) 
 }
 
 /// Whether `scope` is a repository scope naming a GUN of this registry (notary's names).
-fn is_gun_scope(scope: &str, registry_service: &str) -> bool {
-    parse_scope(scope).is_ok_and(|g| {
-        g.kind == "repository"
-            && repository_of(Audience::Notary, registry_service, &g.name).is_some()
-    })
+fn is_gun_scope(scope: &Grant, registry_service: &str) -> bool {
+    scope.kind == "repository"
+        && repository_of(Audience::Notary, registry_service, &scope.name).is_some()
 }
 
 /// Decides one repository scope, creating the repository on push where the settings allow.
@@ -294,16 +292,21 @@ async fn token(
         .find(|(k, _)| k == "service")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let scopes: Vec<&str> = pairs
+    // parsed once; a malformed scope is refused after the service is checked
+    let scopes: Vec<ApiResult<Grant>> = pairs
         .iter()
         .filter(|(k, _)| k == "scope")
         .flat_map(|(_, v)| v.split(' '))
         .filter(|s| !s.is_empty())
+        .map(parse_scope)
         .collect();
     let audience = if service == api.token_service {
         // the docker CLI's notary client asks with the challenge of `/v2/` (the registry's
         // service) for its GUNs only: that token is made for notary
-        let guns = scopes.iter().all(|s| is_gun_scope(s, &api.token_service));
+        let guns = scopes.iter().all(|s| {
+            s.as_ref()
+                .is_ok_and(|g| is_gun_scope(g, &api.token_service))
+        });
         if !scopes.is_empty() && guns {
             Audience::Notary
         } else {
@@ -322,8 +325,8 @@ async fn token(
     };
     let settings = settings::current(&api).await?;
     let mut grants = Vec::new();
-    for scope in scopes {
-        let requested = parse_scope(scope)?;
+    for requested in scopes {
+        let requested = requested?;
         match requested.kind.as_str() {
             "repository" => {
                 grants.push(decide(&api, &caller, &settings, audience, requested).await?)
@@ -389,9 +392,18 @@ mod tests {
         assert_eq!(notary("alice/x"), None);
         assert_eq!(notary("other.example.com/alice/x"), None);
         assert_eq!(notary("dtr.example.comx/alice/x"), None);
-        assert!(is_gun_scope("repository:dtr.example.com/alice/x:pull", svc));
-        assert!(!is_gun_scope("repository:alice/x:pull", svc));
-        assert!(!is_gun_scope("registry:catalog:*", svc));
+        assert!(is_gun_scope(
+            &parse_scope("repository:dtr.example.com/alice/x:pull").unwrap(),
+            svc
+        ));
+        assert!(!is_gun_scope(
+            &parse_scope("repository:alice/x:pull").unwrap(),
+            svc
+        ));
+        assert!(!is_gun_scope(
+            &parse_scope("registry:catalog:*").unwrap(),
+            svc
+        ));
     }
 
     #[test]
