@@ -2,18 +2,34 @@
 //! with the role's certificate), for the cluster-wide documents (`/dtr/settings`,
 //! `/dtr/storage`) and a lease-bound lock. Keys and values are base64 on the wire.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use data_encoding::BASE64;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 
 /// A client of the etcd endpoints a role was given (`DTR_ETCD_ENDPOINTS`): each request tries
-/// them in order until one answers.
+/// them in order until one answers, then the other members' client URLs as the last member
+/// list named them (refreshed in the background at most every 30 s), so that a replica whose
+/// own member is down still reaches the cluster.
 #[derive(Clone)]
 pub struct Etcd {
     http: reqwest::Client,
     endpoints: Vec<String>,
+    others: Arc<Mutex<Others>>,
 }
+
+#[derive(Default)]
+struct Others {
+    urls: Vec<String>,
+    refreshed: Option<Instant>,
+}
+
+/// How old the other members' URLs may be before a successful request refreshes them.
+const OTHERS_FOR: Duration = Duration::from_secs(30);
+const MEMBER_LIST: &str = "/v3/cluster/member/list";
 
 /// A value and the revision it was last written at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,19 +67,62 @@ pub struct Member {
 
 impl Etcd {
     pub fn new(http: reqwest::Client, endpoints: Vec<String>) -> Etcd {
-        Etcd { http, endpoints }
+        Etcd {
+            http,
+            endpoints,
+            others: Arc::default(),
+        }
+    }
+
+    /// The configured endpoints, then the other members'.
+    fn candidates(&self) -> Vec<String> {
+        let others = self.others.lock().expect("not poisoned").urls.clone();
+        let mut all = self.endpoints.clone();
+        all.extend(others.into_iter().filter(|u| !self.endpoints.contains(u)));
+        all
+    }
+
+    /// After a request that worked: the other members' URLs again, when they are old.
+    fn refresh_others_later(&self) {
+        {
+            let mut others = self.others.lock().expect("not poisoned");
+            if others.refreshed.is_some_and(|t| t.elapsed() < OTHERS_FOR) {
+                return;
+            }
+            // one refresh at a time: the next request sees it as fresh
+            others.refreshed = Some(Instant::now());
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let this = self.clone();
+        runtime.spawn(async move {
+            if let Ok(r) = this.call(MEMBER_LIST, json!({})).await {
+                let urls: Vec<String> = r["members"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|m| m["clientURLs"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|u| u.as_str().map(str::to_string))
+                    .collect();
+                this.others.lock().expect("not poisoned").urls = urls;
+            }
+        });
     }
 
     async fn call(&self, path: &str, body: Value) -> Result<Value> {
         let mut last = None;
-        for endpoint in &self.endpoints {
+        for endpoint in self.candidates() {
             let url = format!("{endpoint}{path}");
             match self.http.post(&url).json(&body).send().await {
                 Ok(r) if r.status().is_success() => {
+                    if path != MEMBER_LIST {
+                        self.refresh_others_later();
+                    }
                     return r.json().await.map_err(|e| Error::Http {
                         url,
                         reason: e.to_string(),
-                    })
+                    });
                 }
                 Ok(r) => {
                     let status = r.status();
@@ -138,7 +197,7 @@ impl Etcd {
 
     /// The cluster's members, as the first endpoint that answers knows them.
     pub async fn members(&self) -> Result<Vec<Member>> {
-        let r = self.call("/v3/cluster/member/list", json!({})).await?;
+        let r = self.call(MEMBER_LIST, json!({})).await?;
         Ok(r["members"]
             .as_array()
             .into_iter()

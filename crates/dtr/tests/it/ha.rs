@@ -111,6 +111,22 @@ fn three_replicas_survive_the_primary_dying_and_are_repaired_after_losing_two() 
     // a push through one replica is pulled through another (shared storage, shared tokens)
     let repo = registry_round_trip(&dir, &ca, &rs[1], &rs[2]);
 
+    // a replica whose own etcd member is stopped still reads the cluster's settings through
+    // the other members (its api learnt their addresses from the member list)
+    let own_etcd = format!("dtr-etcd-{}", rs[1].id);
+    docker_ok(&["stop", &own_etcd]);
+    let (code, settings) = replica_api(&ca, &rs[1]).call("GET", "/api/v0/meta/settings", None, 30);
+    docker_ok(&["start", &own_etcd]);
+    assert_eq!(
+        code, 200,
+        "settings without the replica's own etcd: {settings}"
+    );
+    wait_until(
+        "the stopped etcd member to be healthy",
+        Duration::from_secs(60),
+        || docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", &own_etcd]) == "healthy",
+    );
+
     // kill every container of the replica holding the primary while writes go through another
     let leader = db_leader().expect("a database primary");
     let dead = rs.iter().position(|r| r.id == leader).unwrap();
