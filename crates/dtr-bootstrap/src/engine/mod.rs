@@ -342,6 +342,23 @@ fn filters(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
     m
 }
 
+/// The engine's `Tmpfs` map: path → mount options.
+fn tmpfs(specs: &[crate::plan::TmpfsSpec]) -> HashMap<String, String> {
+    specs
+        .iter()
+        .map(|t| {
+            let mut options = format!(
+                "rw,noexec,nosuid,nodev,size={}m,mode={:o}",
+                t.size_mib, t.mode
+            );
+            if let Some(uid) = t.owner {
+                options.push_str(&format!(",uid={uid},gid={uid}"));
+            }
+            (t.path.to_string(), options)
+        })
+        .collect()
+}
+
 pub(crate) fn mounts(specs: &[MountSpec]) -> Vec<Mount> {
     specs
         .iter()
@@ -787,6 +804,8 @@ impl Engine {
                     .then(|| vec!["no-new-privileges:true".into()]),
                 group_add: (!spec.group_add.is_empty())
                     .then(|| spec.group_add.iter().map(u32::to_string).collect()),
+                readonly_rootfs: spec.read_only.then_some(true),
+                tmpfs: (!spec.tmpfs.is_empty()).then(|| tmpfs(&spec.tmpfs)),
                 ..Default::default()
             }),
             ..Default::default()

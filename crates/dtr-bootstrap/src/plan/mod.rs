@@ -123,6 +123,47 @@ pub struct ContainerSpec {
     /// Supplementary groups (the registry's secrets group).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub group_add: Vec<u32>,
+    /// A read-only root filesystem: the component writes only to its volumes and `tmpfs`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<TmpfsSpec>,
+}
+
+/// A memory file system of bounded size, made for the container when it starts.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct TmpfsSpec {
+    pub path: &'static str,
+    pub size_mib: u64,
+    pub mode: u32,
+    /// Owner and group (the component's uid); root's when `None`.
+    pub owner: Option<u32>,
+}
+
+/// Whether `component` runs on a read-only root filesystem. etcd and the database do not:
+/// `restore` copies the backup's values and dumps into them through the engine's archive API,
+/// which writes into the container's own layer and cannot write into a tmpfs.
+pub fn read_only_root(component: Component) -> bool {
+    !matches!(component, Component::Etcd | Component::Rethinkdb)
+}
+
+/// What a read-only component may write: `/run/dtr` (its rendered configuration, its own
+/// temporary files; the component's alone) and `/tmp`.
+fn writable_tmpfs(component: Component) -> Vec<TmpfsSpec> {
+    vec![
+        TmpfsSpec {
+            path: "/run/dtr",
+            size_mib: 32,
+            mode: 0o700,
+            owner: Some(component.uid()),
+        },
+        TmpfsSpec {
+            path: "/tmp",
+            size_mib: 64,
+            mode: 0o1777,
+            owner: None,
+        },
+    ]
 }
 
 impl ContainerSpec {
@@ -280,6 +321,12 @@ impl ReplicaContext {
             pids_limit: component.limits().1,
             no_new_privileges: true,
             group_add: Vec::new(),
+            read_only: read_only_root(component),
+            tmpfs: if read_only_root(component) {
+                writable_tmpfs(component)
+            } else {
+                Vec::new()
+            },
         }
     }
 

@@ -199,7 +199,8 @@ fn a_replica_bounds_logins_small_bodies_and_tls_and_logs_no_token() {
     );
 
     // limits and no privileges: every capability dropped, no-new-privileges but where the
-    // jobrunner's setuid registry binary needs it, no setuid program in the api
+    // jobrunner's setuid registry binary needs it, read-only root file systems, no setuid
+    // program in the api
     for container in reg.replica.containers() {
         let host = docker_ok(&["inspect", "-f", "{{json .HostConfig}}", &container]);
         let host: Value = serde_json::from_str(&host).unwrap();
@@ -220,6 +221,29 @@ fn a_replica_bounds_logins_small_bodies_and_tls_and_logs_no_token() {
             !container.starts_with("dtr-jobrunner-"),
             "{container}: {host}"
         );
+        // a read-only root file system, but for etcd and the database (restore copies into
+        // them); what the others write goes to their tmpfs
+        let read_only =
+            !container.starts_with("dtr-etcd-") && !container.starts_with("dtr-rethinkdb-");
+        assert_eq!(
+            host["ReadonlyRootfs"].as_bool().unwrap_or(false),
+            read_only,
+            "{container}: {host}"
+        );
+        if read_only {
+            let root = docker(&["exec", &container, "touch", "/dtr-written"]);
+            assert!(
+                String::from_utf8_lossy(&root.stderr).contains("Read-only file system"),
+                "{container}: the root file system took a write"
+            );
+            docker_ok(&[
+                "exec",
+                &container,
+                "sh",
+                "-c",
+                "touch /run/dtr/x /tmp/x && rm /run/dtr/x /tmp/x",
+            ]);
+        }
     }
     // (as root in the container; without capabilities a directory it cannot read is skipped)
     let setuid = docker(&[
