@@ -104,21 +104,10 @@ fn backup_destroy_restore_brings_everything_back_and_signed_pulls_verify() {
     );
     assert_eq!(code, 201, "{token}");
     let token = token["token"].as_str().unwrap().to_string();
-    let (code, job) = reg.api(
-        "POST",
-        "/api/v0/jobs",
-        reg.admin(),
-        Some(r#"{"action":"metadatastoremigration"}"#),
-    );
-    assert_eq!(code, 202, "{job}");
-    let job = wait_for_job(
-        &reg.client(),
-        ("admin", admin_password()),
-        job["id"].as_i64().unwrap(),
-        &["done", "failed"],
+    let job = reg.run_job(
+        r#"{"action":"metadatastoremigration"}"#,
         Duration::from_secs(60),
     );
-    assert_eq!(job["status"], "done", "{job}");
 
     assert!(reg.login("admin", admin_password()).status.success());
     let image = reg.make_image("admin/app:1", 512 * 1024);
@@ -695,17 +684,11 @@ fn a_backup_under_writes_is_consistent_and_bad_archives_change_nothing() {
     for n in &names {
         assert!(attempted.contains(n), "{n} was never written");
     }
-    let orphans = docker_ok(&[
-        "exec",
-        &format!("dtr-rethinkdb-{}", reg.replica.id),
-        "psql",
-        "-XqAt",
-        "-d",
-        "dtr",
-        "-c",
+    let orphans = psql(
+        &reg.replica.id,
         "SELECT count(*) FROM repositories r FULL JOIN (SELECT object FROM events WHERE action = 'repository.create') e \
          ON e.object = r.namespace || '/' || r.name WHERE r.id IS NULL OR e.object IS NULL",
-    ]);
+    );
     assert_eq!(
         orphans, "0",
         "repositories without their event or events without their repository"

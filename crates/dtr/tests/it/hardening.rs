@@ -547,40 +547,14 @@ timeout 5 docker-registry serve /tmp/steal/config.yml 2>&1; rm -rf /tmp/steal; t
     );
 }
 
-/// `psql` in the replica's database container, on the `dtr` database: one value.
-fn sql(reg: &Registry, query: &str) -> String {
-    docker_ok(&[
-        "exec",
-        &format!("dtr-rethinkdb-{}", reg.replica.id),
-        "psql",
-        "-XqAt",
-        "-d",
-        "dtr",
-        "-c",
-        query,
-    ])
-    .trim()
-    .to_string()
-}
-
 /// Runs `tagreconcile` and returns its result.
 fn reconcile(reg: &Registry) -> Value {
-    let (code, job) = reg.api(
-        "POST",
-        "/api/v0/jobs",
-        reg.admin(),
-        Some(r#"{"action":"tagreconcile"}"#),
-    );
-    assert_eq!(code, 202, "{job}");
-    let job = wait_for_job(
-        &reg.client(),
-        ("admin", admin_password()),
-        job["id"].as_i64().unwrap(),
-        &["done", "failed"],
-        Duration::from_secs(120),
-    );
-    assert_eq!(job["status"], "done", "{job}");
-    job["result"].clone()
+    reg.run_job(r#"{"action":"tagreconcile"}"#, Duration::from_secs(120))["result"].clone()
+}
+
+/// `psql` on this replica's `dtr` database.
+fn sql(reg: &Registry, query: &str) -> String {
+    psql(&reg.replica.id, query)
 }
 
 /// Finding 18 of issue 18: a tag whose registry notification was lost (its row is gone, the

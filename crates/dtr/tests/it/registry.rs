@@ -154,21 +154,7 @@ fn docker_cli_login_push_pull_sign_permissions_and_gc() {
     );
     assert_eq!(code, 204, "{body}");
     let before = reg.blob_bytes();
-    let (code, job) = reg.api(
-        "POST",
-        "/api/v0/jobs",
-        reg.admin(),
-        Some(r#"{"action":"gc"}"#),
-    );
-    assert_eq!(code, 202, "{job}");
-    let job = wait_for_job(
-        &reg.client(),
-        ("admin", admin_password()),
-        job["id"].as_i64().unwrap(),
-        &["done", "failed"],
-        std::time::Duration::from_secs(180),
-    );
-    assert_eq!(job["status"], "done", "{job}");
+    let job = reg.run_job(r#"{"action":"gc"}"#, std::time::Duration::from_secs(180));
     let after = reg.blob_bytes();
     assert!(
         after + 3 * 1024 * 1024 <= before,

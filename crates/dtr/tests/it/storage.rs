@@ -251,16 +251,7 @@ fn a_cluster_moves_to_s3_keeping_its_tags_only_when_told_and_bad_configurations_
         None,
     );
     assert_eq!(code, 204, "{v}");
-    let (code, job) = reg.api("POST", "/api/v0/jobs", admin, Some(r#"{"action":"gc"}"#));
-    assert_eq!(code, 202, "{job}");
-    let job = wait_for_job(
-        &reg.client(),
-        ("admin", admin_password()),
-        job["id"].as_i64().unwrap(),
-        &["done", "failed"],
-        Duration::from_secs(240),
-    );
-    assert_eq!(job["status"], "done", "{job}");
+    let job = reg.run_job(r#"{"action":"gc"}"#, Duration::from_secs(240));
     assert!(
         job["result"]["freedBytes"].as_u64().unwrap_or(0) > 2 * 1024 * 1024,
         "{job}"

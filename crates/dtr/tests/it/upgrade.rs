@@ -71,19 +71,6 @@ fn all_container_ids() -> Vec<String> {
     ids
 }
 
-fn psql(replica: &str, sql: &str) -> String {
-    docker_ok(&[
-        "exec",
-        &format!("dtr-rethinkdb-{replica}"),
-        "psql",
-        "-XAt",
-        "-d",
-        "dtr",
-        "-c",
-        sql,
-    ])
-}
-
 /// The migration ran once, as a job, and the schema is the next version's.
 fn assert_migrated_once(via: &str) {
     // any member answers reads; the migration is replicated everywhere

@@ -435,6 +435,20 @@ impl Drop for Replicas {
     }
 }
 
+/// `psql` on the `dtr` database in `dtr-rethinkdb-<replica>`: the rows, unaligned, no header.
+pub fn psql(replica: &str, sql: &str) -> String {
+    docker_ok(&[
+        "exec",
+        &format!("dtr-rethinkdb-{replica}"),
+        "psql",
+        "-XqAt",
+        "-d",
+        "dtr",
+        "-c",
+        sql,
+    ])
+}
+
 pub fn lines(s: &str) -> Vec<String> {
     s.lines()
         .map(str::trim)

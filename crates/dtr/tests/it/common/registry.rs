@@ -151,6 +151,22 @@ impl Registry {
 
     /// `method path` against the API as `auth`, with an optional body sent as JSON as it is
     /// (malformed on purpose, sometimes): (status, JSON body, or the text as a JSON string).
+    /// Queues the job `body` (`{"action": ...}`) as the administrator, waits for it to end and
+    /// checks it is done: the finished job.
+    pub fn run_job(&self, body: &str, timeout: std::time::Duration) -> Value {
+        let (code, job) = self.api("POST", "/api/v0/jobs", self.admin(), Some(body));
+        assert_eq!(code, 202, "{job}");
+        let job = wait_for_job(
+            &self.client(),
+            ("admin", admin_password()),
+            job["id"].as_i64().unwrap(),
+            &["done", "failed"],
+            timeout,
+        );
+        assert_eq!(job["status"], "done", "{job}");
+        job
+    }
+
     pub fn api(
         &self,
         method: &str,
