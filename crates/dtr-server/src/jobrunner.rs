@@ -38,6 +38,8 @@ const RECOVER_EVERY: Duration = Duration::from_secs(10);
 /// Extra time garbage collection waits after the last write token's expiry: in-flight
 /// requests, and clocks of the api replicas and the registry that disagree.
 pub const GC_LEEWAY: Duration = Duration::from_secs(60);
+/// An upload started longer ago than this is abandoned: distribution's own default age.
+pub const UPLOAD_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The registry storage, mounted like in the registry container.
 pub const STORAGE: &str = "/storage";
 /// distribution's binary (Debian `docker-registry`); `DTR_REGISTRY_BIN` overrides it (tests).
@@ -575,6 +577,52 @@ impl Storage {
         Ok(out)
     }
 
+    /// Removes from an object store every upload started more than `UPLOAD_AGE` ago, each
+    /// object of its directory (distribution's own purger is off there: `registry_config`).
+    /// `None` on the volume, where the registry purges them itself.
+    async fn purge_uploads(
+        &self,
+        dry_run: bool,
+    ) -> std::result::Result<Option<PurgedUploads>, String> {
+        let Some(store) = self.store().await? else {
+            return Ok(None);
+        };
+        let failed =
+            |e: crate::storage::probe::ProbeError| format!("{}: {e}", self.config.describe());
+        let prefix = format!("{}/", self.config.object_key(crate::storage::REPOSITORIES));
+        let mut uploads: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (key, _) in store.list_all(&prefix).await.map_err(failed)? {
+            if let Some(dir) = key
+                .strip_prefix(&prefix)
+                .and_then(crate::storage::upload_of)
+            {
+                let dir = format!("{prefix}{dir}");
+                uploads.entry(dir).or_default().push(key);
+            }
+        }
+        let mut started = Vec::new();
+        for dir in uploads.keys() {
+            let at = format!("{dir}/{}", crate::storage::UPLOAD_STARTED_AT);
+            started.push((dir.as_str(), store.get(&at).await.map_err(failed)?));
+        }
+        let cutoff = time::OffsetDateTime::now_utc() - UPLOAD_AGE;
+        let abandoned = abandoned_uploads(
+            started.iter().map(|(dir, at)| (*dir, at.as_deref())),
+            cutoff,
+        );
+        if !dry_run {
+            for dir in &abandoned {
+                for key in &uploads[*dir] {
+                    store.delete(key).await.map_err(failed)?;
+                }
+            }
+        }
+        Ok(Some(PurgedUploads {
+            purged: abandoned.len() as u64,
+            kept: (uploads.len() - abandoned.len()) as u64,
+        }))
+    }
+
     async fn has_tag(
         &self,
         store: Option<&Store>,
@@ -590,6 +638,36 @@ impl Storage {
                 .map_err(|e| format!("look {repo}:{tag} up: {e}")),
         }
     }
+}
+
+/// What `Storage::purge_uploads` did: the abandoned uploads removed (or, on a dry run, that
+/// would be) and the recent ones kept.
+pub struct PurgedUploads {
+    pub purged: u64,
+    pub kept: u64,
+}
+
+/// The uploads to purge: the directories whose start time is before `cutoff`. An upload whose
+/// start cannot be read is kept (it may be starting now).
+pub fn abandoned_uploads<'a>(
+    started: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    cutoff: time::OffsetDateTime,
+) -> Vec<&'a str> {
+    started
+        .into_iter()
+        .filter(|(_, at)| {
+            at.and_then(|b| std::str::from_utf8(b).ok())
+                .and_then(|t| {
+                    time::OffsetDateTime::parse(
+                        t.trim(),
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .ok()
+                })
+                .is_some_and(|t| t < cutoff)
+        })
+        .map(|(dir, _)| dir)
+        .collect()
 }
 
 /// The minimal registry configuration distribution's collector needs: the same storage (on
@@ -904,7 +982,7 @@ async fn gc(
         ))
         .await;
         let (bytes, blobs) = storage.blob_usage().await?;
-        return Ok(gc_result(params, waited, (bytes, blobs), (bytes, blobs)));
+        return Ok(gc_result(params, waited, (bytes, blobs), (bytes, blobs), 0));
     }
     let before = storage.blob_usage().await?;
     log.line(format!(
@@ -953,6 +1031,31 @@ async fn gc(
         }
         return Err(e);
     }
+    let purged = match storage.purge_uploads(params.dry_run).await? {
+        None => {
+            log.line(format!(
+                "uploads abandoned for {} days are purged by the registry itself on its volume",
+                UPLOAD_AGE.as_secs() / 86400
+            ))
+            .await;
+            0
+        }
+        Some(uploads) => {
+            log.line(format!(
+                "{} {} upload(s) started more than {} days ago; {} more recent kept",
+                if params.dry_run {
+                    "dry run: would purge"
+                } else {
+                    "purged"
+                },
+                uploads.purged,
+                UPLOAD_AGE.as_secs() / 86400,
+                uploads.kept
+            ))
+            .await;
+            uploads.purged
+        }
+    };
     let freed = before.0.saturating_sub(after.0);
     log.important(if params.dry_run {
         "dry run: freed 0 bytes".to_string()
@@ -963,11 +1066,18 @@ async fn gc(
         )
     })
     .await;
-    Ok(gc_result(params, waited, before, after))
+    Ok(gc_result(params, waited, before, after, purged))
 }
 
-fn gc_result(params: &GcParameters, waited: f64, before: (u64, u64), after: (u64, u64)) -> Value {
+fn gc_result(
+    params: &GcParameters,
+    waited: f64,
+    before: (u64, u64),
+    after: (u64, u64),
+    uploads_purged: u64,
+) -> Value {
     json!({
+        "uploadsPurged": uploads_purged,
         "dryRun": params.dry_run,
         "deleteUntagged": params.delete_untagged,
         "waitedSeconds": waited.round(),
@@ -1030,6 +1140,23 @@ async fn run_logged(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uploads_started_before_the_cutoff_are_abandoned_the_others_and_unreadable_ones_kept() {
+        let cutoff = time::macros::datetime!(2026-11-25 12:00 UTC);
+        let started: [(&str, Option<&[u8]>); 6] = [
+            ("old", Some(b"2026-11-01T08:00:00Z")),
+            ("old-newline", Some(b"2026-11-25T11:59:59Z\n")),
+            ("recent", Some(b"2026-12-01T08:00:00Z")),
+            ("at-cutoff", Some(b"2026-11-25T12:00:00Z")),
+            ("garbled", Some(b"yesterday")),
+            ("no-start", None),
+        ];
+        assert_eq!(
+            abandoned_uploads(started, cutoff),
+            vec!["old", "old-newline"]
+        );
+    }
 
     #[test]
     fn the_collector_gets_the_registry_storage_and_safe_flags() {

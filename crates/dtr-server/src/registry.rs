@@ -99,11 +99,18 @@ pub fn registry_config(
         LogLevel::Fatal => "error",
         l => l.as_str(),
     };
+    let mut section = storage.section();
+    if !storage.on_the_volume() {
+        // distribution's purger panics on the `_uploads/` markers some object stores list
+        // (distribution/distribution#2908), and each replica would walk the shared store: the
+        // garbage collection job purges abandoned uploads there instead (docs/jobs.md)
+        section["maintenance"]["uploadpurging"] = json!({"enabled": false});
+    }
     json!({
         "version": "0.1",
         "log": {"level": level, "formatter": "text",
                 "fields": {"service": "registry", "replica": rid}},
-        "storage": storage.section(),
+        "storage": section,
         "http": {
             "addr": format!("127.0.0.1:{}", slot.0),
             "secret": http_secret,
@@ -569,6 +576,22 @@ mod tests {
         );
         assert_eq!(config["http"]["draintimeout"], "60s");
         assert_eq!(config["storage"]["redirect"]["disable"], true);
+        // on its volume the registry purges abandoned uploads itself; on an object store the
+        // garbage collection job does
+        assert_eq!(
+            config["storage"]["maintenance"]["uploadpurging"],
+            Value::Null
+        );
+        let s3 = StorageConfig::from_section(
+            &json!({"s3": {"region": "us-east-1", "bucket": "b"}}),
+            &StorageConfig::default(),
+        )
+        .unwrap();
+        let on_s3 = registry_config(&env, "/ca", &s3, slot, &http_secret("x"), "x");
+        assert_eq!(
+            on_s3["storage"]["maintenance"],
+            json!({"readonly": {"enabled": false}, "uploadpurging": {"enabled": false}})
+        );
         let file = dir.path().join("registry.json");
         std::fs::write(&file, config.to_string()).unwrap();
         let mut child = Command::new(&bin)

@@ -417,6 +417,20 @@ pub fn tag_of_link(below_repositories: &str) -> Option<(String, String)> {
         .then(|| (repository.to_string(), tag.to_string()))
 }
 
+/// The directory of an upload in progress (`<repository>/_uploads/<uuid>`) holding a path below
+/// `REPOSITORIES`; `None` for any other file, and for the bare `_uploads/` marker some object
+/// stores list.
+pub fn upload_of(below_repositories: &str) -> Option<&str> {
+    let at = below_repositories.find("/_uploads/")?;
+    let rest = &below_repositories[at + "/_uploads/".len()..];
+    let uuid = rest.split('/').next().unwrap_or_default();
+    (at > 0 && !uuid.is_empty())
+        .then(|| &below_repositories[..at + "/_uploads/".len() + uuid.len()])
+}
+
+/// The file distribution writes when an upload starts (its time, RFC 3339), in its directory.
+pub const UPLOAD_STARTED_AT: &str = "startedat";
+
 /// The file of a blob (a manifest's bytes included), by its `sha256:<hex>` digest.
 pub fn blob_data(digest: &str) -> Option<String> {
     let hex = digest.strip_prefix("sha256:")?;

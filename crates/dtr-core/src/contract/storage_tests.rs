@@ -152,3 +152,20 @@ fn tag_links_and_blobs_are_found_where_distribution_writes_them() {
     assert_eq!(blob_data("sha256:../../etc"), None);
     assert_eq!(blob_data("md5:00"), None);
 }
+
+#[test]
+fn an_upload_is_found_by_its_directory_and_markers_are_not_uploads() {
+    let dir = "admin/team/app/_uploads/0b8c-11";
+    for file in ["startedat", "data", "hashstates/sha256/0"] {
+        assert_eq!(upload_of(&format!("{dir}/{file}")), Some(dir), "{file}");
+    }
+    for other in [
+        "admin/app/_uploads/",
+        "admin/app/_uploads",
+        "_uploads/x/data",
+        "admin/app/_layers/sha256/abc/link",
+        "admin/app/_manifests/tags/1/current/link",
+    ] {
+        assert_eq!(upload_of(other), None, "{other}");
+    }
+}

@@ -251,10 +251,39 @@ fn a_cluster_moves_to_s3_keeping_its_tags_only_when_told_and_bad_configurations_
         None,
     );
     assert_eq!(code, 204, "{v}");
+    // an upload abandoned 30 days ago and one started now; the registry's own purger is off on
+    // an object store (it panics on the `_uploads/` marker this store lists): the job purges
+    let uploads = "/docker/registry/v2/repositories/admin/app/_uploads";
+    let abandoned = format!("{uploads}/{}", unique("old"));
+    let started = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+    let at = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .into_bytes()
+    };
+    s3.put(&format!("{abandoned}/startedat"), at(started));
+    s3.put(&format!("{abandoned}/data"), vec![7; 4096]);
+    s3.put(&format!("{abandoned}/hashstates/sha256/4096"), vec![1; 64]);
+    let recent = format!("{uploads}/{}", unique("new"));
+    s3.put(
+        &format!("{recent}/startedat"),
+        at(time::OffsetDateTime::now_utc()),
+    );
+    s3.put(&format!("{recent}/data"), vec![7; 4096]);
     let job = reg.run_job(r#"{"action":"gc"}"#, Duration::from_secs(240));
     assert!(
         job["result"]["freedBytes"].as_u64().unwrap_or(0) > 2 * 1024 * 1024,
         "{job}"
+    );
+    assert_eq!(job["result"]["uploadsPurged"], 1, "{job}");
+    let keys: Vec<String> = s3.objects().into_iter().map(|(k, _)| k).collect();
+    assert!(
+        !keys.iter().any(|k| k.contains(&abandoned)),
+        "the abandoned upload is still in the bucket: {keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.ends_with(&format!("{recent}/data"))),
+        "the recent upload was purged: {keys:?}"
     );
     assert!(
         !s3.objects()
