@@ -123,6 +123,11 @@ async fn attempt(cfg: &RoleConfig, hosts: &[String], attrs: TargetSessionAttrs) 
     Ok(client)
 }
 
+/// SQL for a `timestamptz` column as UTC RFC 3339 text to the second (NULL stays NULL).
+pub fn utc_seconds(column: &str) -> String {
+    format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+}
+
 /// One schema change: its number, the release that brings it, and its SQL.
 pub struct Migration {
     pub version: i32,
@@ -241,6 +246,12 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
+        since: (0, 1, 0),
+        sql: "-- an access token may expire (POST /api/v0/api_tokens expiresInSeconds); NULL: never
+        ALTER TABLE api_tokens ADD COLUMN expires_at timestamptz",
+    },
+    Migration {
+        version: 5,
         since: (0, 2, 0),
         sql: "-- 0.2.0: the audit events are read newest first and by time range (the api's event
         -- list, retention); without this index both scan the whole table

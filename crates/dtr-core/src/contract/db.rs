@@ -26,7 +26,8 @@ pub const SCHEMA_VERSIONS: &[(i32, (u64, u64, u64))] = &[
     (1, (0, 1, 0)),
     (2, (0, 1, 0)),
     (3, (0, 1, 0)),
-    (4, (0, 2, 0)),
+    (4, (0, 1, 0)),
+    (5, (0, 2, 0)),
 ];
 
 /// The schema versions this build carries, in order.

@@ -187,7 +187,8 @@ pub async fn authenticate(
     let digest = token_digest(secret);
     let token = db
         .query_opt(
-            "SELECT id FROM api_tokens WHERE account_id = $1 AND token_sha256 = $2",
+            "SELECT id FROM api_tokens WHERE account_id = $1 AND token_sha256 = $2
+               AND (expires_at IS NULL OR expires_at > now())",
             &[&account.id, &digest],
         )
         .await?;
@@ -368,7 +369,13 @@ async fn list_accounts(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct NewToken {
     token_label: String,
+    /// After how long the token stops working; never when absent (the original's tokens).
+    #[serde(default)]
+    expires_in_seconds: Option<i64>,
 }
+
+/// The longest lifetime `expiresInSeconds` may ask for: ten years.
+const TOKEN_EXPIRY_MAX: i64 = 10 * 365 * 24 * 3600;
 
 async fn create_token(
     State(api): State<Arc<Api>>,
@@ -382,27 +389,50 @@ async fn create_token(
             "tokenLabel: 1 to 100 characters",
         ));
     }
+    if new
+        .expires_in_seconds
+        .is_some_and(|s| !(1..=TOKEN_EXPIRY_MAX).contains(&s))
+    {
+        return Err(ApiError::bad_request(
+            "INVALID_EXPIRY",
+            format!("expiresInSeconds: 1 to {TOKEN_EXPIRY_MAX} (ten years), or absent for a token that does not expire"),
+        ));
+    }
     let token = HEXLOWER.encode(&rand::random::<[u8; 32]>());
     let db = api.db().await?;
     let row = db
         .query_one(
-            "INSERT INTO api_tokens (account_id, label, token_sha256) VALUES ($1, $2, $3) RETURNING id",
-            &[&account.id, &new.token_label, &token_digest(&token)],
+            &format!(
+                "INSERT INTO api_tokens (account_id, label, token_sha256, expires_at)
+                 VALUES ($1, $2, $3, now() + make_interval(secs => $4::bigint::float8))
+                 RETURNING id, {}",
+                crate::db::utc_seconds("expires_at")
+            ),
+            &[
+                &account.id,
+                &new.token_label,
+                &token_digest(&token),
+                &new.expires_in_seconds,
+            ],
         )
         .await?;
     let id: i64 = row.get(0);
+    let expires_at: Option<String> = row.get(1);
     super::events::record(
         &db,
         &account.name,
         "token.create",
         &format!("token:{id}"),
-        json!({"tokenLabel": new.token_label}),
+        json!({"tokenLabel": new.token_label, "expiresAt": expires_at}),
     )
     .await?;
     // the only time the token is shown
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": id, "tokenLabel": new.token_label, "token": token})),
+        Json(
+            json!({"id": id, "tokenLabel": new.token_label, "token": token,
+                    "expiresAt": expires_at}),
+        ),
     )
         .into_response())
 }
@@ -416,9 +446,12 @@ async fn list_tokens(
         .db()
         .await?
         .query(
-            "SELECT id, label, to_char(created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                    coalesce(to_char(last_used, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '')
-             FROM api_tokens WHERE account_id = $1 ORDER BY id",
+            &format!(
+                "SELECT id, label, to_char(created_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                        coalesce(to_char(last_used, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), {}
+                 FROM api_tokens WHERE account_id = $1 ORDER BY id",
+                crate::db::utc_seconds("expires_at")
+            ),
             &[&account.id],
         )
         .await?;
@@ -426,7 +459,8 @@ async fn list_tokens(
         .iter()
         .map(|r| {
             json!({"id": r.get::<_, i64>(0), "tokenLabel": r.get::<_, String>(1),
-                   "createdAt": r.get::<_, String>(2), "lastUsed": r.get::<_, String>(3)})
+                   "createdAt": r.get::<_, String>(2), "lastUsed": r.get::<_, String>(3),
+                   "expiresAt": r.get::<_, Option<String>>(4)})
         })
         .collect();
     Ok(Json(json!({"tokens": tokens})))

@@ -4,7 +4,8 @@
 
 use crate::common::registry::*;
 use crate::common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
+use std::time::Duration;
 
 fn error_code(body: &Value) -> &str {
     body["errors"][0]["code"].as_str().unwrap_or("")
@@ -154,7 +155,7 @@ fn docker_cli_login_push_pull_sign_permissions_and_gc() {
     );
     assert_eq!(code, 204, "{body}");
     let before = reg.blob_bytes();
-    let job = reg.run_job(r#"{"action":"gc"}"#, std::time::Duration::from_secs(180));
+    let job = reg.run_job(r#"{"action":"gc"}"#, Duration::from_secs(180));
     let after = reg.blob_bytes();
     assert!(
         after + 3 * 1024 * 1024 <= before,
@@ -383,8 +384,40 @@ fn the_api_answers_bad_input_with_clear_4xx_and_changes_nothing() {
         (403, "PASSWORD_REQUIRED"),
         "{answer}"
     );
-    let (code, _) = reg.api("GET", "/api/v0/api_tokens", by_token, None);
+    let (code, listed) = reg.api("GET", "/api/v0/api_tokens", by_token, None);
     assert_eq!(code, 200, "the token still works for what it may do");
+    assert_eq!(listed["tokens"][0]["expiresAt"], Value::Null, "{listed}");
+    // a token may expire: it works until then and is refused after; lifetimes out of range
+    // are refused
+    for bad in [0, -5, 10 * 365 * 24 * 3600 + 1] {
+        let body = json!({"tokenLabel": "bad", "expiresInSeconds": bad}).to_string();
+        let (code, answer) = reg.api("POST", "/api/v0/api_tokens", bob, Some(&body));
+        assert_eq!(
+            (code, error_code(&answer)),
+            (400, "INVALID_EXPIRY"),
+            "{bad}: {answer}"
+        );
+    }
+    let (code, answer) = reg.api(
+        "POST",
+        "/api/v0/api_tokens",
+        bob,
+        Some(r#"{"tokenLabel":"short","expiresInSeconds":3}"#),
+    );
+    assert_eq!(code, 201, "{answer}");
+    assert!(
+        answer["expiresAt"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{answer}"
+    );
+    let short = answer["token"].as_str().unwrap().to_string();
+    let by_short = Some(("bob", short.as_str()));
+    let (code, _) = reg.api("GET", "/api/v0/api_tokens", by_short, None);
+    assert_eq!(code, 200, "a token that has not expired yet works");
+    std::thread::sleep(Duration::from_secs(4));
+    let (code, _) = reg.api("GET", "/api/v0/api_tokens", by_short, None);
+    assert_eq!(code, 401, "the expired token still works");
     let (code, answer) = reg.api(
         "PATCH",
         "/api/v0/accounts/bob",
@@ -392,7 +425,7 @@ fn the_api_answers_bad_input_with_clear_4xx_and_changes_nothing() {
         Some(r#"{"password":"bob-password-2"}"#),
     );
     assert_eq!(code, 200, "{answer}");
-    assert_eq!(answer["revokedTokens"], 1, "{answer}");
+    assert_eq!(answer["revokedTokens"], 2, "{answer}");
     let (code, _) = reg.api("GET", "/api/v0/api_tokens", bob, None);
     assert_eq!(code, 401, "the old password no longer works");
     let (code, _) = reg.api("GET", "/api/v0/api_tokens", by_token, None);

@@ -116,6 +116,17 @@ impl Registry {
         child.wait_with_output().unwrap()
     }
 
+    /// `docker login` that must succeed; its output in the failure.
+    pub fn login_ok(&self, user: &str, secret: &str) {
+        let out = self.login(user, secret);
+        assert!(
+            out.status.success(),
+            "docker login {} as {user} failed:\n{}",
+            self.authority,
+            crate::common::text(&out)
+        );
+    }
+
     /// A small image of `size` random bytes named `<authority>/<repo>:<tag>`.
     pub fn make_image(&self, repo_tag: &str, size: usize) -> String {
         let name = format!("{}/{repo_tag}", self.authority);
