@@ -87,6 +87,10 @@ pub fn classify(e: &bollard::errors::Error) -> DockerFailure {
                 && message.contains("not found")
             {
                 DockerFailure::NetworkNotFound
+            } else if message.contains("attaching to network failed")
+                && message.contains("context deadline exceeded")
+            {
+                DockerFailure::AttachTimedOut
             } else if *status_code == 404 {
                 DockerFailure::NotFound
             } else if *status_code == 401 || *status_code == 403 {
@@ -935,17 +939,24 @@ impl Engine {
 
     /// Starts a container. A node detaches from an attachable overlay asynchronously once its
     /// last container on it is gone (moby/moby#27513, docker/for-linux#888); a start in that
-    /// moment answers "network … not found", so that refusal is retried for up to 10 s.
+    /// moment answers "network … not found", so that refusal is retried for up to 10 s. A
+    /// manager that did not attach the container to the overlay in time (a node that just came
+    /// back) is asked twice more.
     pub async fn start(&self, name: &str) -> Result<()> {
         self.note(|| format!("start container {name}"));
-        let mut attempt = 0;
+        let (mut missing, mut timed_out) = (0, 0);
         loop {
             match self.docker.start_container(name, None).await {
                 Ok(()) => return Ok(()),
-                Err(e) if attempt < 20 && classify(&e) == DockerFailure::NetworkNotFound => {
-                    attempt += 1;
+                Err(e) if missing < 20 && classify(&e) == DockerFailure::NetworkNotFound => {
+                    missing += 1;
                     self.note(|| format!("start container {name}: {e}; again in 0.5 s"));
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                Err(e) if timed_out < 2 && classify(&e) == DockerFailure::AttachTimedOut => {
+                    timed_out += 1;
+                    self.note(|| format!("start container {name}: {e}; again in 2 s"));
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
                 }
                 Err(e) => return Err(Error::docker("start container", name, e)),
             }
@@ -1441,6 +1452,11 @@ mod tests {
             classify(&refusal("No such container: dtr-etcd-bb0206b3d793")),
             DockerFailure::NotFound
         );
+        let late = bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: "attaching to network failed, make sure your network options are correct and check manager logs: context deadline exceeded".into(),
+        };
+        assert_eq!(classify(&late), DockerFailure::AttachTimedOut);
     }
 
     #[test]

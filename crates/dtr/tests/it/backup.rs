@@ -109,7 +109,7 @@ fn backup_destroy_restore_brings_everything_back_and_signed_pulls_verify() {
         Duration::from_secs(60),
     );
 
-    assert!(reg.login("admin", admin_password()).status.success());
+    reg.login_ok("admin", admin_password());
     let image = reg.make_image("admin/app:1", 512 * 1024);
     let digest = reg.push(&image);
     let trust = TRUST;
@@ -194,7 +194,7 @@ fn backup_destroy_restore_brings_everything_back_and_signed_pulls_verify() {
     let after = before(&reg);
     assert_eq!(state, after);
     // the administrator's token and alice's password log in; alice still cannot read admin/app
-    assert!(reg.login("admin", &token).status.success());
+    reg.login_ok("admin", &token);
     reg.docker_ok(&["rmi", &image], &[]);
     reg.docker_ok(&["pull", &image], &[]);
     let pulled = reg.docker_ok(
@@ -211,7 +211,7 @@ fn backup_destroy_restore_brings_everything_back_and_signed_pulls_verify() {
     );
     reg.docker_ok(&["pull", &hers], &[]);
     // trust data and signing keys came back: the signed tag verifies, an unsigned one does not
-    assert!(reg.login("admin", admin_password()).status.success());
+    reg.login_ok("admin", admin_password());
     reg.docker_ok(&["rmi", &signed], &[]);
     reg.docker_ok(&["pull", &signed], &trust);
     let out = reg.docker(&["pull", &image], &trust);

@@ -375,7 +375,7 @@ fn a_replica_bounds_logins_small_bodies_and_tls_and_logs_no_token() {
 
     // the token service keeps the settings it read: with this replica's etcd stopped, a pull
     // of a public repository still gets its token
-    assert!(reg.login("admin", admin_password()).status.success());
+    reg.login_ok("admin", admin_password());
     let image = reg.make_image("admin/pub:1", 256 * 1024);
     reg.push(&image);
     let (code, answer) = reg.api(

@@ -374,11 +374,11 @@ fn replicas_join_on_other_nodes_once_the_images_are_shared_and_each_is_seen_wher
 
     // pushed through node 1, pulled through node 3
     let one = cluster.client(&cluster.authority);
-    assert!(one.login("admin", admin_password()).status.success());
+    one.login_ok("admin", admin_password());
     let image = one.make_image("admin/app:1", 512 * 1024);
     let digest = one.push(&image);
     let third = cluster.client(&cluster.authority_of(&cluster.replicas[2]));
-    assert!(third.login("admin", admin_password()).status.success());
+    third.login_ok("admin", admin_password());
     let there = format!("{}/admin/app:1", third.authority);
     let pulled = third.docker_ok(&["pull", &there], &[]);
     assert!(pulled.contains(&digest), "{pulled}");
@@ -395,7 +395,7 @@ fn a_partition_heals_a_whole_node_dies_under_load_and_comes_back_and_a_lone_comp
     };
     let _balancer = cluster.balancer(lb);
     let client = cluster.client(&cluster.authority);
-    assert!(client.login("admin", admin_password()).status.success());
+    client.login_ok("admin", admin_password());
     let image = client.make_image("admin/app:1", 256 * 1024);
     client.push(&image);
 
@@ -643,7 +643,7 @@ fn a_backup_through_a_survivor_restores_onto_another_node_and_the_others_join_it
     let client = cluster.client(&authority);
     let (image, digest, signed) = {
         let _balancer = cluster.balancer(lb);
-        assert!(client.login("admin", admin_password()).status.success());
+        client.login_ok("admin", admin_password());
         let image = client.make_image("admin/app:1", 256 * 1024);
         let digest = client.push(&image);
         let signed = client.push_signed("admin/signed:1");
@@ -840,7 +840,7 @@ fn through_mke_install_join_backup_upgrade_and_destroy_land_on_the_nodes_they_na
     // the next version's bootstrapper upgrades every replica on its node while pulls go on
     let _balancer = cluster.balancer(lb);
     let client = cluster.client(&authority);
-    assert!(client.login("admin", admin_password()).status.success());
+    client.login_ok("admin", admin_password());
     let image = client.make_image("admin/app:1", 256 * 1024);
     let digest = client.push(&image);
     let puller = Puller::start(

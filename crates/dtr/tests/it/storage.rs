@@ -133,7 +133,7 @@ fn a_cluster_moves_to_s3_keeping_its_tags_only_when_told_and_bad_configurations_
         Some(r#"{"tokenLifetimeSeconds":10}"#),
     );
     assert_eq!(code, 200, "{v}");
-    assert!(reg.login("admin", admin_password()).status.success());
+    reg.login_ok("admin", admin_password());
     let one = reg.make_image("admin/app:1", 300 * 1024);
     let digest_one = reg.push(&one);
     let before = get_storage(&reg);
@@ -379,7 +379,7 @@ fn two_replicas_behind_a_balancer_switch_to_s3_without_a_failed_pull_and_share_u
     let ports = [first.https_port, second.https_port];
     let reg = Registry::attach(first, &lb);
     let _balancer = Balancer::start(lb_port, &reg.replica, &ports);
-    assert!(reg.login("admin", admin_password()).status.success());
+    reg.login_ok("admin", admin_password());
     let image = reg.make_image("admin/app:1", 256 * 1024);
     reg.push(&image);
     copy_volume_to(&reg.replica, &s3);
@@ -428,7 +428,7 @@ fn a_backup_on_s3_restores_onto_the_same_bucket_without_a_storage_flag() {
     let (code, v) = put_storage(&reg, json!({"storage": s3.section}));
     assert_eq!(code, 202, "{v}");
     wait_for_generation(&reg, 1);
-    assert!(reg.login("admin", admin_password()).status.success());
+    reg.login_ok("admin", admin_password());
     let image = reg.make_image("admin/app:1", 256 * 1024);
     let digest = reg.push(&image);
 
@@ -474,7 +474,7 @@ fn a_backup_on_s3_restores_onto_the_same_bucket_without_a_storage_flag() {
         "the restore's log shows the credential"
     );
     let restored = Registry::attach(fresh, &authority);
-    assert!(restored.login("admin", admin_password()).status.success());
+    restored.login_ok("admin", admin_password());
     restored.docker(&["rmi", &image], &[]);
     let again = format!("{authority}/admin/app:1");
     let pulled = restored.docker_ok(&["pull", &again], &[]);
@@ -515,7 +515,7 @@ fn a_cluster_moves_to_swift_and_the_reconcile_job_drops_the_tags_it_lacks() {
     };
     let reg = Registry::install();
     let admin = reg.admin();
-    assert!(reg.login("admin", admin_password()).status.success());
+    reg.login_ok("admin", admin_password());
     let old = reg.make_image("admin/old:1", 64 * 1024);
     reg.push(&old);
 
@@ -611,7 +611,7 @@ fn a_store_behind_a_private_ca_is_used_once_reconfigure_gives_its_ca_and_debug_s
     let (code, v) = put_storage(&reg, json!({"storage": s3.section}));
     assert_eq!(code, 202, "{v}");
     wait_for_generation(&reg, 1);
-    assert!(reg.login("admin", admin_password()).status.success());
+    reg.login_ok("admin", admin_password());
     let image = reg.make_image("admin/app:1", 1024 * 1024);
     let digest = reg.push(&image);
     assert!(

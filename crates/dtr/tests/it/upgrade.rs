@@ -284,7 +284,7 @@ fn reconfigure_moves_the_https_port_and_certificate_of_a_running_replica_and_kee
     let Some(_engine) = engine() else { return };
     let reg = Registry::install();
     let id = reg.replica.id.clone();
-    assert!(reg.login("admin", admin_password()).status.success());
+    reg.login_ok("admin", admin_password());
     let image = reg.make_image("admin/app:1", 64 * 1024);
     let digest = reg.push(&image);
 
@@ -362,7 +362,7 @@ fn reconfigure_moves_the_https_port_and_certificate_of_a_running_replica_and_kee
         moved.api("GET", "/api/v0/repositories", moved.admin(), None),
         before
     );
-    assert!(moved.login("admin", admin_password()).status.success());
+    moved.login_ok("admin", admin_password());
     let name = format!("{authority}/admin/app:1");
     let pulled = moved.docker_ok(&["pull", &name], &[]);
     assert!(pulled.contains(&digest), "{pulled}");
