@@ -65,6 +65,9 @@ fn san(name: &str) -> Result<SanType> {
     }
 }
 
+/// id-kp-documentSigning (RFC 9336), the extended key usage of the token-signing certificate.
+const DOCUMENT_SIGNING: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 3, 36];
+
 /// A new self-signed CA for one DTR cluster.
 pub fn generate_ca(common_name: &str) -> Result<Issued> {
     let key = KeyPair::generate().map_err(|e| tls_err("CA key", e))?;
@@ -115,7 +118,8 @@ pub fn issue(
         ],
         Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
         Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
-        Usage::TokenSigning => vec![],
+        // Document Signing (RFC 9336): a token key that cannot pass for a TLS server or client
+        Usage::TokenSigning => vec![ExtendedKeyUsagePurpose::Other(DOCUMENT_SIGNING.to_vec())],
     };
     validity(
         &mut params,
@@ -354,6 +358,30 @@ mod tests {
         assert!(
             sans.contains("dtr-etcd-0123456789ab") && sans.contains("IPAddress([127, 0, 0, 1])"),
             "{sans}"
+        );
+    }
+
+    #[test]
+    fn the_token_key_is_for_documents_only_never_tls() {
+        let ca = generate_ca("ca").unwrap();
+        let token = issue(
+            &ca.cert_pem,
+            &ca.key_pem,
+            "dtr token",
+            &[],
+            Usage::TokenSigning,
+        )
+        .unwrap();
+        let der = parse_certs(&token.cert_pem, "token").unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der[0]).unwrap();
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(!eku.any && !eku.server_auth && !eku.client_auth, "{eku:?}");
+        assert_eq!(
+            eku.other
+                .iter()
+                .map(|o| o.to_id_string())
+                .collect::<Vec<_>>(),
+            ["1.3.6.1.5.5.7.3.36"]
         );
     }
 

@@ -346,6 +346,21 @@ fn filters(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
     m
 }
 
+/// A container of the bootstrapper's image that only holds `mount` (no network, never started).
+fn volume_helper(mount: &MountSpec, labels: HashMap<String, String>) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(dtr_core::version::bootstrapper_image()),
+        labels: Some(labels),
+        network_disabled: Some(true),
+        host_config: Some(HostConfig {
+            mounts: Some(mounts(std::slice::from_ref(mount))),
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// The engine's `Tmpfs` map: path → mount options.
 fn tmpfs(specs: &[crate::plan::TmpfsSpec]) -> HashMap<String, String> {
     specs
@@ -1207,24 +1222,40 @@ impl Engine {
         labels: HashMap<String, String>,
     ) -> Result<()> {
         let _ = self.remove_container(helper).await;
-        let body = ContainerCreateBody {
-            image: Some(dtr_core::version::bootstrapper_image()),
-            labels: Some(labels),
-            network_disabled: Some(true),
-            host_config: Some(HostConfig {
-                mounts: Some(mounts(&[MountSpec {
-                    source: volume.to_string(),
-                    target: "/volume".into(),
-                    read_only: false,
-                    bind: false,
-                }])),
-                network_mode: Some("none".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
+        let mount = MountSpec {
+            source: volume.to_string(),
+            target: "/volume".into(),
+            read_only: false,
+            bind: false,
         };
-        self.create_raw(helper, body).await?;
+        self.create_raw(helper, volume_helper(&mount, labels))
+            .await?;
         let result = self.upload_owned(helper, "/volume", files, owner).await;
+        self.remove_container(helper).await?;
+        result
+    }
+
+    /// The files of a volume, as the engine's archive of `target` (entries under its last
+    /// component), through a helper that mounts the volume read-only at `target` and is
+    /// created, never started, and removed again: what no component sees of it (the CA key)
+    /// is read this way.
+    pub async fn read_volume(
+        &self,
+        volume: &str,
+        target: &str,
+        helper: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<Vec<u8>> {
+        let _ = self.remove_container(helper).await;
+        let mount = MountSpec {
+            source: volume.to_string(),
+            target: target.to_string(),
+            read_only: true,
+            bind: false,
+        };
+        self.create_raw(helper, volume_helper(&mount, labels))
+            .await?;
+        let result = self.download(helper, target).await;
         self.remove_container(helper).await?;
         result
     }

@@ -104,8 +104,25 @@ impl ClusterConfig {
         settings.external_url()?;
         settings.log_level()?;
 
+        // through a helper mounting the volume: the components do not see the CA key
+        let ca_volume = api
+            .mounts
+            .iter()
+            .find(|m| m.target == dtr_core::contract::CA_MOUNT)
+            .map(|m| m.source.clone())
+            .ok_or_else(|| Error::BrokenReplica {
+                replica: replica.to_string(),
+                problem: format!("{api_name} has no {} mount", dtr_core::contract::CA_MOUNT),
+            })?;
         let archive = engine
-            .download(&api_name, dtr_core::contract::CA_MOUNT)
+            .read_volume(
+                &ca_volume,
+                dtr_core::contract::CA_MOUNT,
+                &format!("dtr-read-ca-{replica}"),
+                labels::helper(replica, dtr_core::version::VERSION)
+                    .into_iter()
+                    .collect(),
+            )
             .await?;
         let wanted: Vec<&str> = SEED_FILES
             .iter()

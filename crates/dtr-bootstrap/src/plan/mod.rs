@@ -166,6 +166,18 @@ fn writable_tmpfs(component: Component) -> Vec<TmpfsSpec> {
     ]
 }
 
+/// An empty tmpfs over the dtr-ca volume's key directory: no component sees the CA key (only
+/// phase 2 signs, and the bootstrapper reads the cluster's files through a helper that mounts
+/// the volume itself).
+fn ca_key_cover() -> TmpfsSpec {
+    TmpfsSpec {
+        path: dtr_core::contract::CA_KEY_DIR,
+        size_mib: 1,
+        mode: 0o700,
+        owner: None,
+    }
+}
+
 impl ContainerSpec {
     /// A digest of everything the container is made of. The engine layer stores it in the
     /// container's `com.docker.dtr.spec` label, so that `upgrade` and `reconfigure` replace
@@ -326,7 +338,10 @@ impl ReplicaContext {
                 writable_tmpfs(component)
             } else {
                 Vec::new()
-            },
+            }
+            .into_iter()
+            .chain([ca_key_cover()])
+            .collect(),
         }
     }
 

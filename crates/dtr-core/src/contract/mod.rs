@@ -13,5 +13,9 @@ pub mod storage;
 /// Where every component sees its replica's `dtr-ca` volume (read-only; phase 2 writes it).
 pub const CA_MOUNT: &str = "/ca";
 
+/// The directory of the dtr-ca volume that holds the cluster CA's key (`root/ca-key.pem`).
+/// Phase 2 and the bootstrapper's helpers see it; in every component an empty tmpfs covers it.
+pub const CA_KEY_DIR: &str = "/ca/root";
+
 /// Where the registry and the jobrunner see the image storage.
 pub const STORAGE_MOUNT: &str = "/storage";

@@ -230,6 +230,9 @@ fn a_replica_bounds_logins_small_bodies_and_tls_and_logs_no_token() {
             read_only,
             "{container}: {host}"
         );
+        // the CA key is in no component, not even for root in it
+        let key_dir = docker_ok(&["exec", "-u", "0", &container, "ls", "-A", "/ca/root"]);
+        assert_eq!(key_dir.trim(), "", "{container} sees the CA key directory");
         if read_only {
             let root = docker(&["exec", &container, "touch", "/dtr-written"]);
             assert!(
@@ -245,6 +248,19 @@ fn a_replica_bounds_logins_small_bodies_and_tls_and_logs_no_token() {
             ]);
         }
     }
+    // the key is still in the volume, for phase 2 and the bootstrapper's helpers
+    let key = docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &vol,
+        "--entrypoint",
+        "test",
+        &image,
+        "-s",
+        "/ca/root/ca-key.pem",
+    ]);
+    assert!(key.status.success(), "the CA key left the dtr-ca volume");
     // (as root in the container; without capabilities a directory it cannot read is skipped)
     let setuid = docker(&[
         "exec", "-u", "0", &api, "find", "/", "-xdev", "-perm", "/6000", "-type", "f",
@@ -475,9 +491,13 @@ fn each_component_reaches_only_what_its_certificate_allows(reg: &Registry) {
     );
     assert_eq!(status_from(&api, "api", &range("/dtr/settings")), "200");
     assert_eq!(etcdctl_get(reg, "/dtr/settings"), settings_before);
+    // the api's token-signing key signs documents only: no TLS peer takes it as a client
+    let as_token = |args: &str| status_as(&api, "api/token.pem", "api/token-key.pem", args);
+    assert_eq!(as_token(&range("/dtr/settings")), "000");
 
     let restart = format!("-X POST https://dtr-rethinkdb-{id}:8008/restart -d '{{}}'");
     assert_eq!(status_from(&nginx, "nginx", &restart), "403");
+    assert_eq!(as_token(&restart), "000");
     let patroni = docker_ok(&[
         "exec",
         &format!("dtr-rethinkdb-{id}"),
