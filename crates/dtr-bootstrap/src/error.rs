@@ -36,10 +36,6 @@ pub enum DockerFailure {
     /// A container's network is not known to its node (yet): on an attachable overlay, right
     /// after the node's last container on it left, the node forgets the network for a moment.
     NetworkNotFound,
-    /// The swarm's manager did not allocate the container's address on an attachable overlay
-    /// in time ("attaching to network failed … context deadline exceeded"), as right after a
-    /// node came back: worth another try.
-    AttachTimedOut,
     /// The engine refused the credentials (or MKE in front of it did).
     Unauthorized,
     /// A volume could not be mounted when the container started (an NFS export, usually).

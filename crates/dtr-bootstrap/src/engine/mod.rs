@@ -87,10 +87,6 @@ pub fn classify(e: &bollard::errors::Error) -> DockerFailure {
                 && message.contains("not found")
             {
                 DockerFailure::NetworkNotFound
-            } else if message.contains("attaching to network failed")
-                && message.contains("context deadline exceeded")
-            {
-                DockerFailure::AttachTimedOut
             } else if *status_code == 404 {
                 DockerFailure::NotFound
             } else if *status_code == 401 || *status_code == 403 {
@@ -929,9 +925,21 @@ impl Engine {
 
     /// Creates a container from a raw body. Through MKE the body gets the node constraint and
     /// a label naming the node.
-    async fn create_raw(&self, name: &str, mut body: ContainerCreateBody) -> Result<()> {
+    async fn create_raw(&self, name: &str, body: ContainerCreateBody) -> Result<()> {
+        let node = self.placement(&body).await?;
+        self.create_on(name, body, node).await
+    }
+
+    /// Creates a container from a raw body on `node` (through MKE; the engine's own node
+    /// otherwise).
+    async fn create_on(
+        &self,
+        name: &str,
+        mut body: ContainerCreateBody,
+        node: Option<String>,
+    ) -> Result<()> {
         self.note(|| describe_create(name, &body));
-        if let Some(node) = self.placement(&body).await? {
+        if let Some(node) = node.filter(|_| self.via_mke) {
             body.env
                 .get_or_insert_with(Vec::new)
                 .push(mke::node_constraint(&node));
@@ -954,24 +962,17 @@ impl Engine {
 
     /// Starts a container. A node detaches from an attachable overlay asynchronously once its
     /// last container on it is gone (moby/moby#27513, docker/for-linux#888); a start in that
-    /// moment answers "network … not found", so that refusal is retried for up to 10 s. A
-    /// manager that did not attach the container to the overlay in time (a node that just came
-    /// back) is asked twice more.
+    /// moment answers "network … not found", so that refusal is retried for up to 10 s.
     pub async fn start(&self, name: &str) -> Result<()> {
         self.note(|| format!("start container {name}"));
-        let (mut missing, mut timed_out) = (0, 0);
+        let mut attempt = 0;
         loop {
             match self.docker.start_container(name, None).await {
                 Ok(()) => return Ok(()),
-                Err(e) if missing < 20 && classify(&e) == DockerFailure::NetworkNotFound => {
-                    missing += 1;
+                Err(e) if attempt < 20 && classify(&e) == DockerFailure::NetworkNotFound => {
+                    attempt += 1;
                     self.note(|| format!("start container {name}: {e}; again in 0.5 s"));
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                }
-                Err(e) if timed_out < 2 && classify(&e) == DockerFailure::AttachTimedOut => {
-                    timed_out += 1;
-                    self.note(|| format!("start container {name}: {e}; again in 2 s"));
-                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
                 }
                 Err(e) => return Err(Error::docker("start container", name, e)),
             }
@@ -1238,13 +1239,14 @@ impl Engine {
     /// The files of a volume, as the engine's archive of `target` (entries under its last
     /// component), through a helper that mounts the volume read-only at `target` and is
     /// created, never started, and removed again: what no component sees of it (the CA key)
-    /// is read this way.
+    /// is read this way. Through MKE the helper goes to `node`, where the volume is.
     pub async fn read_volume(
         &self,
         volume: &str,
         target: &str,
         helper: &str,
         labels: HashMap<String, String>,
+        node: Option<String>,
     ) -> Result<Vec<u8>> {
         let _ = self.remove_container(helper).await;
         let mount = MountSpec {
@@ -1253,8 +1255,12 @@ impl Engine {
             read_only: true,
             bind: false,
         };
-        self.create_raw(helper, volume_helper(&mount, labels))
-            .await?;
+        let body = volume_helper(&mount, labels);
+        let node = match node {
+            Some(n) => Some(n),
+            None => self.placement(&body).await?,
+        };
+        self.create_on(helper, body, node).await?;
         let result = self.download(helper, target).await;
         self.remove_container(helper).await?;
         result
@@ -1483,11 +1489,6 @@ mod tests {
             classify(&refusal("No such container: dtr-etcd-bb0206b3d793")),
             DockerFailure::NotFound
         );
-        let late = bollard::errors::Error::DockerResponseServerError {
-            status_code: 500,
-            message: "attaching to network failed, make sure your network options are correct and check manager logs: context deadline exceeded".into(),
-        };
-        assert_eq!(classify(&late), DockerFailure::AttachTimedOut);
     }
 
     #[test]

@@ -122,6 +122,8 @@ impl ClusterConfig {
                 labels::helper(replica, dtr_core::version::VERSION)
                     .into_iter()
                     .collect(),
+                // through MKE, on the node of the replica (not the one a join names)
+                api.labels.get(labels::NODE).cloned(),
             )
             .await?;
         let wanted: Vec<&str> = SEED_FILES

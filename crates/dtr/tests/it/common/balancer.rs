@@ -56,7 +56,14 @@ impl Balancer {
             "-g",
             "daemon off;",
         ]);
-        Balancer { name, _dir: dir }
+        // `docker run -d` returns before nginx listens: a client right after would be refused
+        let balancer = Balancer { name, _dir: dir };
+        wait_until(
+            "the balancer to listen",
+            std::time::Duration::from_secs(10),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
+        balancer
     }
 }
 
