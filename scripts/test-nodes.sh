@@ -22,7 +22,8 @@
 #   bash scripts/test-nodes.sh status   what is there
 #   bash scripts/test-nodes.sh swarm    form the swarm again (every node leaves, node1 inits,
 #                                       the others join as managers); the tests' harness uses it
-#   bash scripts/test-nodes.sh ghosts   restart a node that lists a network of an old swarm
+#   bash scripts/test-nodes.sh ghosts   restart a node that lists a network of an old swarm or
+#                                       cannot attach a container to an overlay
 # docs/testing-nodes.md describes the harness and its Rust API (crates/dtr/tests/it/common/nodes.rs).
 
 TEST_NODES=(node1 node2 node3)
@@ -282,7 +283,37 @@ test_nodes_drop_ghosts() {
       fi
     done
   done
-  test_nodes_wait_swarm 60
+  test_nodes_wait_swarm 60 && test_nodes_probe_overlay
+}
+
+# A node can be a ready manager of a whole swarm and still time out attaching a container to an
+# overlay ("attaching to network failed ... context deadline exceeded", seen in CI on a node
+# that came back after two nodes were lost). Each node starts a throwaway container on the
+# attachable overlay dtrtest-probe; a node that cannot has its engine restarted and tries again.
+test_nodes_probe_overlay() {
+  local net=dtrtest-probe n
+  test_nodes_docker node1 network inspect "$net" >/dev/null 2>&1 \
+    || test_nodes_docker node1 network create -d overlay --attachable "$net" >/dev/null \
+    || { test_nodes_fail "creating the overlay $net on node1"; return 1; }
+  for n in "${TEST_NODES[@]}"; do
+    test_nodes_attach_ok "$n" "$net" && continue
+    test_nodes_say "$n cannot attach a container to the overlay $net: restarting its engine"
+    docker restart -t 5 "dtrtest-$n" >/dev/null
+    test_nodes_wait_engine "$n" && test_nodes_wait_swarm 60 || return 1
+    test_nodes_attach_ok "$n" "$net" || { test_nodes_fail "$n still cannot attach a container to $net"; return 1; }
+  done
+}
+
+test_nodes_attach_ok() {
+  local n=$1 net=$2 rc
+  test_nodes_docker "$n" rm -f "dtrtest-probe-$n" >/dev/null 2>&1
+  timeout 60 docker -H "unix://$(test_nodes_sock "$n")" run --rm --pull never --name "dtrtest-probe-$n" \
+    --network "$net" debian:bookworm-slim true >/dev/null 2>"/tmp/dtrtest-probe-$n.log"
+  rc=$?
+  [ $rc = 0 ] || cat "/tmp/dtrtest-probe-$n.log" >&2
+  rm -f "/tmp/dtrtest-probe-$n.log"
+  test_nodes_docker "$n" rm -f "dtrtest-probe-$n" >/dev/null 2>&1
+  return $rc
 }
 
 test_nodes_wait_swarm() {
@@ -394,9 +425,12 @@ test_nodes_up() {
     # from here on, a failure leaves what was made to test_nodes_stop
     TEST_NODES_MADE=1
     test_nodes_create "$block" || return 1
+  fi
+  # the images first: forming the swarm ends with a probe that runs one of them on each node
+  test_nodes_load_images || return 1
+  if [ $made = 1 ]; then
     test_nodes_swarm_form "$block" || return 1
   fi
-  test_nodes_load_images || return 1
   test_nodes_say "$(if [ $made = 1 ]; then echo made; else echo reused; fi) ${TEST_NODES[*]} at $block.0.11-13 (network $TEST_NODES_NETWORK, swarm of three managers) in $((SECONDS - start)) s"
 }
 
@@ -466,7 +500,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     status) test_nodes_status; exit 0 ;;
     swarm) block=$(test_nodes_block) && test_nodes_export "$block" && test_nodes_swarm_form "$block"; exit $? ;;
     ghosts) block=$(test_nodes_block) && test_nodes_export "$block" && test_nodes_drop_ghosts; exit $? ;;
-    *) sed -n '2,24p' "$0"; exit 2 ;;
+    *) sed -n '2,27p' "$0"; exit 2 ;;
   esac
 else
   # set first: what was made is removed when a later step fails
