@@ -923,6 +923,18 @@ impl Engine {
         Ok(output)
     }
 
+    /// Starts a one-shot container and leaves it running (a leftover of the same name is
+    /// removed first); the caller removes it with [`Engine::remove_container`].
+    pub async fn start_detached(&self, spec: &OneShotSpec) -> Result<()> {
+        let _ = self.remove_container(&spec.name).await;
+        self.create_raw(&spec.name, one_shot_body(spec)).await?;
+        if let Err(e) = self.start(&spec.name).await {
+            let _ = self.remove_container(&spec.name).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Creates a container from a raw body. Through MKE the body gets the node constraint and
     /// a label naming the node.
     async fn create_raw(&self, name: &str, body: ContainerCreateBody) -> Result<()> {

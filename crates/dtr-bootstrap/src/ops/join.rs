@@ -65,17 +65,36 @@ pub async fn join(
 ) -> Result<JoinReport> {
     let engine = steps::connect(target, reporter).await?;
     let (engine, facts) = steps::preflight(&engine, &opts.preflight_request(), reporter).await?;
-    let cluster = read_cluster(&engine, &opts, &facts, choose, reporter).await?;
-    overlay_test(&engine, &opts, &cluster.existing, reporter).await?;
-    let settings = replica_settings(&cluster, &opts)?;
-    let plan = plan::join_plan(&settings, &facts);
+    let holder = hold_overlay(&engine, &opts.replica_id, reporter).await;
+    let joined = join_held(&engine, &facts, &opts, choose, reporter).await;
+    if let Some(holder) = holder {
+        if let Err(e) = engine.remove_container(&holder).await {
+            reporter.warn(format!("{e}: remove container {holder} by hand"));
+        }
+    }
+    joined
+}
+
+/// Everything of a join after the preflight checks, while [`hold_overlay`]'s container keeps
+/// the node attached to dtr-ol.
+async fn join_held(
+    engine: &Engine,
+    facts: &TargetFacts,
+    opts: &JoinOptions,
+    choose: Chooser<'_>,
+    reporter: &Reporter,
+) -> Result<JoinReport> {
+    let cluster = read_cluster(engine, opts, facts, choose, reporter).await?;
+    overlay_test(engine, opts, &cluster.existing, reporter).await?;
+    let settings = replica_settings(&cluster, opts)?;
+    let plan = plan::join_plan(&settings, facts);
     steps::log_plan(reporter, &plan);
     reporter.info(format!(
         "joining replica {} to the cluster of {} on node {}",
         plan.replica_id, cluster.existing, plan.node
     ));
 
-    let apply = Apply::new(&engine, reporter);
+    let apply = Apply::new(engine, reporter);
     apply
         .run(
             "join",
@@ -90,13 +109,13 @@ pub async fn join(
                     "phase 2, signed by the cluster CA",
                 )
                 .await?;
-                clear_learners(&engine, &cluster, &plan.replica_id, reporter).await?;
+                clear_learners(engine, &cluster, &plan.replica_id, reporter).await?;
                 let member = add_learner(&apply, &cluster, &plan.replica_id).await?;
-                start_and_promote(&engine, &plan, &cluster, &member, reporter).await?;
+                start_and_promote(engine, &plan, &cluster, &member, reporter).await?;
                 apply.start_in_order(&plan.containers).await?;
-                wait_for_database_sync(&engine, &plan.replica_id, reporter).await?;
-                record_replica(&engine, &plan).await?;
-                steps::verify(&engine, &plan, reporter).await
+                wait_for_database_sync(engine, &plan.replica_id, reporter).await?;
+                record_replica(engine, &plan).await?;
+                steps::verify(engine, &plan, reporter).await
             }),
         )
         .await?;
@@ -765,6 +784,43 @@ pub fn network_test_spec(new_id: &ReplicaId, existing: &ReplicaId) -> OneShotSpe
     }
 }
 
+/// A container on dtr-ol that only sleeps, on the new replica's node, for the whole join.
+/// A node detaches from an attachable overlay in the background once its last container on
+/// it is gone (moby/moby#27513); the join's short-lived containers on dtr-ol (the agent's
+/// check, the overlay test, etcdctl) left it detaching just as the new etcd started, and that
+/// start waited 20 s for its attachment and failed ("attaching to network failed … context
+/// deadline exceeded", seen on a node that had come back to its swarm). With one container
+/// staying on dtr-ol the node never detaches during the join.
+fn overlay_holder_spec(new_id: &ReplicaId) -> OneShotSpec {
+    OneShotSpec {
+        name: format!("dtr-overlay-hold-{new_id}"),
+        image: version::bootstrapper_image(),
+        entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
+        command: Vec::new(),
+        user: None,
+        labels: labels::helper(new_id, version::VERSION),
+        network: OneShotNetwork::Named(OVERLAY_NETWORK.into()),
+        mounts: Vec::new(),
+        ports: Vec::new(),
+    }
+}
+
+/// Starts [`overlay_holder_spec`]'s container; its name, for the join to remove at the end.
+/// It only makes the join more robust: when it cannot start, the join goes on without it (and
+/// the steps that need dtr-ol say what is wrong with it).
+async fn hold_overlay(engine: &Engine, new_id: &ReplicaId, reporter: &Reporter) -> Option<String> {
+    let spec = overlay_holder_spec(new_id);
+    match engine.start_detached(&spec).await {
+        Ok(()) => Some(spec.name),
+        Err(e) => {
+            reporter.warn(format!(
+                "{e}: going on without a container holding {OVERLAY_NETWORK} on this node"
+            ));
+            None
+        }
+    }
+}
+
 async fn network_test(engine: &Engine, new_id: &ReplicaId, existing: &ReplicaId) -> Result<()> {
     let out = engine
         .run_once(&network_test_spec(new_id, existing), None)
@@ -899,6 +955,19 @@ mod tests {
             node_addr: None,
             mem_total_bytes: 8 << 30,
         }
+    }
+
+    #[test]
+    fn the_overlay_holder_sleeps_on_dtr_ol_as_a_helper_of_the_new_replica() {
+        let spec = overlay_holder_spec(&rid(2));
+        assert_eq!(spec.name, "dtr-overlay-hold-000000000002");
+        assert_eq!(spec.network, OneShotNetwork::Named("dtr-ol".into()));
+        assert_eq!(
+            spec.entrypoint,
+            Some(vec!["sleep".to_string(), "infinity".to_string()])
+        );
+        assert_eq!(spec.labels, labels::helper(&rid(2), version::VERSION));
+        assert!(spec.mounts.is_empty() && spec.ports.is_empty());
     }
 
     #[test]
