@@ -34,9 +34,18 @@ impl AdminApi {
         (resp.status, resp.json())
     }
 
+    /// The names of the repositories. A replica that has just come back (a healed partition, a
+    /// restarted database) can answer 503 "try again in a moment" for a moment: asked again
+    /// for up to 60 s; any other answer but 200 fails at once.
     pub fn repositories(&self) -> Vec<String> {
-        let (code, v) = self.call("GET", "/api/v0/repositories", None, 20);
-        assert_eq!(code, 200, "list repositories: {v}");
+        let v = wait_for("the repository list", Duration::from_secs(60), || {
+            let (code, v) = self.call("GET", "/api/v0/repositories", None, 20);
+            match code {
+                200 => Ok(v),
+                503 => Err(format!("{code} {v}")),
+                _ => panic!("list repositories: {code} {v}"),
+            }
+        });
         v["repositories"]
             .as_array()
             .unwrap()
